@@ -1,0 +1,126 @@
+"""secure_import: import pure-Python code over HTTPS, only when a pinned publisher signed it.
+
+Public API::
+
+    repo = secure_import.add_repo("https://example.org/repo/", keys=["keys/alice.pub"])
+    import greetings                      # fetched, verified, cached, audited
+    secure_import.remove_repo(repo)
+
+    with secure_import.repo(url, keys=[...], modules=["greetings"]):
+        import greetings
+
+Every failure for a name a repository owns is an ``ImportError`` subclass from
+:mod:`secure_import.errors` with a stable ``code``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+from . import errors
+from .config import Limits, Paths
+from .errors import SecureImportError
+from .finder import get_finder
+from .keys import PublicKey
+from .repository import KeySpec, Repository
+
+__all__ = [
+    "Limits",
+    "Paths",
+    "PublicKey",
+    "Repo",
+    "Repository",
+    "SecureImportError",
+    "add_repo",
+    "errors",
+    "remove_repo",
+    "repo",
+    "repositories",
+]
+
+__version__ = "0.1.0"
+
+#: The name the API documentation uses for a configured repository.
+Repo = Repository
+
+
+def add_repo(
+    url: str,
+    *,
+    keys: Sequence[KeySpec],
+    modules: Iterable[str] | None = None,
+    ca_bundle: str | os.PathLike[str] | None = None,
+    threshold: int = 1,
+    paths: Paths | None = None,
+    limits: Limits | None = None,
+) -> Repository:
+    """Trust ``url`` for code signed by ``keys`` and install the finder.
+
+    Args:
+        url: an ``https://`` URL of a signed repository (``http://`` is refused
+            here, before any request).
+        keys: the publisher's public key files (PEM) or loaded keys.
+        modules: top-level names accepted from this repository; by default the
+            names its verified manifest declares (fetched on first need).
+        ca_bundle: a PEM file that, when given, is the only CA trusted for this
+            repository's TLS (private servers).
+        threshold: how many distinct pinned keys must sign the manifest.
+        paths: cache/state/log directories (default: platformdirs, or the
+            ``SECURE_IMPORT_*_DIR`` environment variables).
+
+    Raises:
+        InsecureURLError: the URL is not https.
+        ConfigError, KeyFileError: bad keys, names or threshold.
+    """
+    repository = Repository(
+        url,
+        keys=keys,
+        threshold=threshold,
+        modules=modules,
+        ca_bundle=ca_bundle,
+        paths=paths,
+        limits=limits,
+    )
+    get_finder().add(repository)
+    return repository
+
+
+def remove_repo(repository: Repository) -> None:
+    """Stop serving names from ``repository``.  Modules already imported stay
+    in ``sys.modules``: they were verified when loaded."""
+    get_finder().remove(repository)
+    repository.close()
+
+
+def repositories() -> Sequence[Repository]:
+    """The repositories the finder currently consults, in order."""
+    return get_finder().repositories
+
+
+@contextmanager
+def repo(
+    url: str,
+    *,
+    keys: Sequence[KeySpec],
+    modules: Iterable[str] | None = None,
+    ca_bundle: str | os.PathLike[str] | None = None,
+    threshold: int = 1,
+    paths: Paths | None = None,
+    limits: Limits | None = None,
+) -> Iterator[Repository]:
+    """``add_repo`` for the duration of a ``with`` block."""
+    repository = add_repo(
+        url,
+        keys=keys,
+        modules=modules,
+        ca_bundle=ca_bundle,
+        threshold=threshold,
+        paths=paths,
+        limits=limits,
+    )
+    try:
+        yield repository
+    finally:
+        remove_repo(repository)

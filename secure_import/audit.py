@@ -1,0 +1,196 @@
+"""Append-only, hash-chained audit log (JSON lines), plus PEP 578 events.
+
+Invariants:
+
+- every load and every refusal is written *before* the import proceeds or
+  raises; if the record cannot be written the import fails (THREATS L7):
+  no unaudited code runs;
+- each record carries ``prev``, the sha256 of the previous line, so an edited,
+  deleted or truncated line breaks the chain and :func:`verify_chain` names
+  the first broken line (THREATS L6);
+- appends from several processes are serialised by a lock file, and the
+  previous hash is read under that lock, so the chain stays linear;
+- secrets never enter a record: only names, URLs, digests, versions, codes.
+
+Each append also raises a ``sys.audit("secure_import.<event>", ...)`` event so
+PEP 578 hooks see every load even when the file log is shipped elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from .errors import AuditWriteError
+from .fsutil import secure_dir
+
+__all__ = ["GENESIS", "AuditLog", "ChainReport", "verify_chain"]
+
+#: ``prev`` of the first record.
+GENESIS = "0" * 64
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_FIELDS = (
+    "time",
+    "event",
+    "outcome",
+    "module",
+    "url",
+    "sha256",
+    "manifest_version",
+    "key_id",
+    "repo",
+    "code",
+    "message",
+    "pid",
+)
+
+
+def _line_hash(line: bytes) -> str:
+    return hashlib.sha256(line.rstrip(b"\n")).hexdigest()
+
+
+def _last_line(path: Path) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        if end == 0:
+            return None
+        block = 4096
+        pos = end
+        data = b""
+        while pos > 0:
+            step = min(block, pos)
+            pos -= step
+            handle.seek(pos)
+            data = handle.read(step) + data
+            stripped = data.rstrip(b"\n")
+            if b"\n" in stripped:
+                return stripped.rsplit(b"\n", 1)[1]
+            block *= 2
+        return data.rstrip(b"\n")
+
+
+class AuditLog:
+    """The audit log file of one user (or one service)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = FileLock(str(path) + ".lock", timeout=30)
+        self._ready = False
+
+    def append(self, event: str, *, outcome: str, **fields: object) -> dict[str, object]:
+        """Append one record; return it.
+
+        Raises:
+            AuditWriteError: the record could not be written (the caller must
+                then refuse to run the code it was about to run).
+        """
+        record: dict[str, object] = {
+            "time": datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "event": event,
+            "outcome": outcome,
+        }
+        for key in _FIELDS:
+            if key in fields and fields[key] is not None:
+                record[key] = fields[key]
+        record["pid"] = os.getpid()
+        sys.audit(f"secure_import.{event}", record.get("module"), record.get("url"), outcome)
+        try:
+            if not self._ready:
+                secure_dir(self.path.parent, what="audit log")
+                self._ready = True
+            with self._lock:
+                last = _last_line(self.path)
+                record["prev"] = GENESIS if last is None else _line_hash(last)
+                line = json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+                fd = os.open(
+                    self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o600
+                )
+                try:
+                    written = os.write(fd, line)
+                finally:
+                    os.close(fd)
+                if written != len(line):
+                    raise OSError("short write")
+        except (OSError, Timeout) as exc:
+            raise AuditWriteError(
+                f"cannot write the audit log, so nothing is loaded: {exc}",
+                check="audit-write",
+                got=str(self.path),
+            ) from exc
+        except AuditWriteError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. UnsafePermissionsError from secure_dir
+            raise AuditWriteError(
+                f"cannot use the audit log directory: {exc}",
+                check="audit-write",
+                got=str(self.path),
+            ) from exc
+        return record
+
+    def records(self) -> Iterator[dict[str, object]]:
+        """Yield records in order; lines that are not JSON objects are skipped."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW)
+        except FileNotFoundError:
+            return
+        with os.fdopen(fd, "rb") as handle:
+            for raw in handle:
+                try:
+                    value = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(value, dict):
+                    yield value
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    records: int
+    #: 1-based line number of the first line whose ``prev`` does not match.
+    broken_at: int | None = None
+    reason: str | None = None
+
+
+def verify_chain(path: Path) -> ChainReport:
+    """Check every record's ``prev`` against the line before it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    except FileNotFoundError:
+        return ChainReport(True, 0)
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read()
+    if data and not data.endswith(b"\n"):
+        lines = data.split(b"\n")
+        return ChainReport(
+            False, len(lines) - 1, len(lines), "the last line is incomplete (truncated log)"
+        )
+    expected = GENESIS
+    count = 0
+    for number, line in enumerate(data.splitlines(), start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return ChainReport(False, count, number, "line is not valid JSON (edited)")
+        if not isinstance(record, dict) or record.get("prev") != expected:
+            return ChainReport(
+                False,
+                count,
+                number,
+                "prev hash does not match the line before (edited, inserted or deleted line)",
+            )
+        expected = _line_hash(line)
+        count += 1
+    return ChainReport(True, count)

@@ -1,0 +1,334 @@
+"""The one exception tree of secure_import.
+
+Every failure secure_import reports is a :class:`SecureImportError`, which is an
+:class:`ImportError`: a failure for a module name we own surfaces from ``import``
+as an ``ImportError`` subclass, never as a raw ``KeyError``/``ValueError`` and
+never as a silent fall-through to another source.  Each class carries a stable
+kebab-case ``code`` that also lands in the audit log, so operators can match on
+it across versions.
+
+Two roots, because the remedies differ: a *trust* failure means somebody may be
+attacking you (do not retry, investigate); a *transport* failure means the
+network or server misbehaved (retrying later may help).  Local-state and usage
+errors are separate again::
+
+    SecureImportError (ImportError)                       code
+    ├── TrustError                                        trust-error
+    │   ├── FormatError                                   format-error
+    │   ├── SignatureError                                bad-signature
+    │   │   └── ThresholdError                            threshold-not-met
+    │   ├── HashMismatchError                             hash-mismatch
+    │   ├── LengthMismatchError                           length-mismatch
+    │   ├── ExpiredError                                  expired
+    │   ├── RollbackError                                 rollback
+    │   ├── EquivocationError                             equivocation
+    │   ├── FastForwardError                              fast-forward
+    │   ├── RootRotationError                             root-rotation
+    │   ├── NameNotAllowedError                           name-not-allowed
+    │   ├── LockMismatchError                             lock-mismatch
+    │   └── UnsafePathError                               unsafe-path
+    ├── TransportError                                    transport-error
+    │   ├── InsecureURLError                              insecure-url
+    │   ├── RedirectRefusedError                          redirect-refused
+    │   ├── TLSError                                      tls-error
+    │   ├── DeadlineError                                 deadline-exceeded
+    │   ├── HTTPStatusError                               http-status
+    │   ├── TooLargeError                                 too-large
+    │   ├── EncodingRefusedError                          encoding-refused
+    │   └── ConnectionFailedError                         connection-failed
+    ├── LocalStateError                                   local-state
+    │   ├── UnsafePermissionsError                        unsafe-permissions
+    │   ├── CacheCorruptError                             cache-corrupt
+    │   └── AuditWriteError                               audit-write-failed
+    ├── ConfigError                                       config-error
+    │   └── KeyFileError                                  key-file
+    └── NotListedError (also ModuleNotFoundError)         not-listed
+
+Every message names the check that failed and, where it applies, the URL, the
+expected value and the value actually got: ``str(err)`` is enough for a person
+to understand what happened without a debugger.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AuditWriteError",
+    "CacheCorruptError",
+    "ConfigError",
+    "ConnectionFailedError",
+    "DeadlineError",
+    "EncodingRefusedError",
+    "EquivocationError",
+    "ExpiredError",
+    "FastForwardError",
+    "FormatError",
+    "HTTPStatusError",
+    "HashMismatchError",
+    "InsecureURLError",
+    "KeyFileError",
+    "LengthMismatchError",
+    "LocalStateError",
+    "LockMismatchError",
+    "NameNotAllowedError",
+    "NotListedError",
+    "RedirectRefusedError",
+    "RollbackError",
+    "RootRotationError",
+    "SecureImportError",
+    "SignatureError",
+    "TLSError",
+    "ThresholdError",
+    "TooLargeError",
+    "TransportError",
+    "TrustError",
+    "UnsafePathError",
+    "UnsafePermissionsError",
+]
+
+
+class SecureImportError(ImportError):
+    """Base of every error secure_import raises.
+
+    ``check`` names the verification step, ``url`` the resource concerned,
+    ``expected``/``got`` the two sides of a failed comparison.  They are kept as
+    attributes (not only in the message) so the audit log and ``--json`` output
+    can record them without parsing text.
+    """
+
+    code: ClassVar[str] = "secure-import-error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        check: str | None = None,
+        url: str | None = None,
+        expected: object = None,
+        got: object = None,
+        name: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        self.detail = message
+        self.check = check
+        self.url = url
+        self.expected = expected
+        self.got = got
+        parts = [f"[{self.code}] {message}"]
+        if check is not None:
+            parts.append(f"check: {check}")
+        if url is not None:
+            parts.append(f"url: {url}")
+        if expected is not None or got is not None:
+            parts.append(f"expected: {expected!s}")
+            parts.append(f"got: {got!s}")
+        super().__init__("; ".join(parts), name=name, path=path)
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready description for the audit log and ``--json`` output."""
+        out: dict[str, object] = {"code": self.code, "message": self.detail}
+        for field in ("check", "url", "expected", "got"):
+            value = getattr(self, field)
+            if value is not None:
+                out[field] = str(value)
+        return out
+
+
+# --- trust ---------------------------------------------------------------
+
+
+class TrustError(SecureImportError):
+    """Data did not pass verification: treat it as a possible attack."""
+
+    code = "trust-error"
+
+
+class FormatError(TrustError):
+    """A manifest, envelope, key or root document is not well formed."""
+
+    code = "format-error"
+
+
+class SignatureError(TrustError):
+    """A signature is invalid or made by a key that is not pinned."""
+
+    code = "bad-signature"
+
+
+class ThresholdError(SignatureError):
+    """Fewer distinct pinned keys signed than the threshold requires."""
+
+    code = "threshold-not-met"
+
+
+class HashMismatchError(TrustError):
+    """A file's sha256 differs from the one the signed manifest lists."""
+
+    code = "hash-mismatch"
+
+
+class LengthMismatchError(TrustError):
+    """A file is longer or shorter than the signed manifest says."""
+
+    code = "length-mismatch"
+
+
+class ExpiredError(TrustError):
+    """Signed metadata is past its expiry time (a freeze attack, or a stale publisher)."""
+
+    code = "expired"
+
+
+class RollbackError(TrustError):
+    """Signed metadata is older than the highest version already accepted."""
+
+    code = "rollback"
+
+
+class EquivocationError(TrustError):
+    """Same version number as already accepted, but different signed content."""
+
+    code = "equivocation"
+
+
+class FastForwardError(TrustError):
+    """A version number beyond the sane bound (e.g. a stolen key signing 2**62)."""
+
+    code = "fast-forward"
+
+
+class RootRotationError(TrustError):
+    """A new trust root is not properly signed by both the old and new keys."""
+
+    code = "root-rotation"
+
+
+class NameNotAllowedError(TrustError):
+    """A repository tried to provide a name the user did not allow from it."""
+
+    code = "name-not-allowed"
+
+
+class LockMismatchError(TrustError):
+    """In frozen mode, the repository's manifest is not the one in the lock file."""
+
+    code = "lock-mismatch"
+
+
+class UnsafePathError(TrustError):
+    """A path in a manifest or source tree could escape or confuse the layout."""
+
+    code = "unsafe-path"
+
+
+# --- transport -----------------------------------------------------------
+
+
+class TransportError(SecureImportError):
+    """The network or server failed; nothing received was trusted."""
+
+    code = "transport-error"
+
+
+class InsecureURLError(TransportError):
+    """A URL is not https, or is not of a shape we accept (userinfo, odd host)."""
+
+    code = "insecure-url"
+
+
+class RedirectRefusedError(TransportError):
+    """The server redirected off the configured https origin."""
+
+    code = "redirect-refused"
+
+
+class TLSError(TransportError):
+    """The TLS handshake failed (bad, expired or wrong-host certificate)."""
+
+    code = "tls-error"
+
+
+class DeadlineError(TransportError):
+    """A download did not finish within its total deadline."""
+
+    code = "deadline-exceeded"
+
+
+class HTTPStatusError(TransportError):
+    """The server answered with an unexpected HTTP status."""
+
+    code = "http-status"
+
+
+class TooLargeError(TransportError):
+    """A body exceeded its cap (signed length, or the manifest cap)."""
+
+    code = "too-large"
+
+
+class EncodingRefusedError(TransportError):
+    """The server applied a content encoding (compression) we never decode."""
+
+    code = "encoding-refused"
+
+
+class ConnectionFailedError(TransportError):
+    """The connection could not be made or broke before the body was complete."""
+
+    code = "connection-failed"
+
+
+# --- local state ---------------------------------------------------------
+
+
+class LocalStateError(SecureImportError):
+    """The local cache, state or log cannot be used safely."""
+
+    code = "local-state"
+
+
+class UnsafePermissionsError(LocalStateError):
+    """A directory or file is writable by others, owned by another user, or a symlink."""
+
+    code = "unsafe-permissions"
+
+
+class CacheCorruptError(LocalStateError):
+    """A cached file no longer matches its hash."""
+
+    code = "cache-corrupt"
+
+
+class AuditWriteError(LocalStateError):
+    """The audit record could not be written, so the import must not proceed."""
+
+    code = "audit-write-failed"
+
+
+# --- configuration -------------------------------------------------------
+
+
+class ConfigError(SecureImportError):
+    """The user's configuration or arguments are invalid."""
+
+    code = "config-error"
+
+
+class KeyFileError(ConfigError):
+    """A key file is missing, unreadable, of the wrong type, or badly protected."""
+
+    code = "key-file"
+
+
+# --- names ---------------------------------------------------------------
+
+
+class NotListedError(SecureImportError, ModuleNotFoundError):
+    """A name under an owned top-level name that the signed manifest does not list.
+
+    Also a ``ModuleNotFoundError`` so ``try: import x except ModuleNotFoundError``
+    idioms (optional dependencies) keep working for remote packages.
+    """
+
+    code = "not-listed"

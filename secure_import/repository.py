@@ -1,0 +1,415 @@
+"""The orchestrator: fetch -> verify -> cache -> audit, for one repository.
+
+This is the only module that mixes network, disk and trust.  The decisions
+themselves are made by pure code (:mod:`.envelope`, :mod:`.manifest`,
+:mod:`.trust`); this module feeds them bytes and acts on the verdict.
+
+Order of work for a module (the finder calls these):
+
+1. :meth:`Repository.trusted_manifest` — once per process: fetch the manifest
+   envelope (conditional on the cached copy's ETag), verify it against the
+   pinned root *before parsing*, check expiry and the high-water mark, then
+   record the new high-water mark (state dir) and cache the envelope.  When the
+   server cannot be reached, a cached envelope that still passes every check is
+   used and the fallback is audited.
+2. :meth:`Repository.find` — name to manifest entry; a name that is not listed
+   is refused without any request.
+3. :meth:`Repository.source` — the verified bytes: from this process's memory,
+   else from the cache (re-hashed), else fetched.  The first time a top-level
+   package is used, *all* its modules are verified (fetched concurrently when
+   cold), so one altered file stops the whole package before any of it runs.
+
+No byte that failed a check is returned, cached or executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import keys as keymod
+from ._guard import busy
+from .audit import AuditLog
+from .cache import Cache
+from .config import MANIFEST_NAME, Limits, Paths, is_never_remote, parse_origin
+from .errors import (
+    ConfigError,
+    HashMismatchError,
+    LengthMismatchError,
+    NotListedError,
+    SecureImportError,
+    TooLargeError,
+    TransportError,
+)
+from .fetch import Fetcher
+from .keys import PublicKey
+from .manifest import FileEntry, Manifest
+from .root import Root
+from .state import StateStore, repo_id
+from .trust import TrustedManifest, verify_manifest
+
+__all__ = ["MANIFEST_NAME", "KeySpec", "Repository", "verify_bytes"]
+
+#: After a failed manifest fetch, imports fail fast with the same error for
+#: this many seconds instead of hitting the server for every unknown name.
+_RETRY_AFTER = 30.0
+
+KeySpec = str | os.PathLike[str] | PublicKey
+
+
+def verify_bytes(data: bytes, entry: FileEntry, *, url: str) -> None:
+    """Check length then sha256 of ``data`` against its signed entry (pure).
+
+    Raises:
+        LengthMismatchError, HashMismatchError.
+    """
+    if len(data) != entry.length:
+        raise LengthMismatchError(
+            f"{entry.path} does not have its signed length",
+            check="length",
+            url=url,
+            expected=f"{entry.length} bytes",
+            got=f"{len(data)} bytes",
+        )
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry.sha256:
+        raise HashMismatchError(
+            f"{entry.path} does not match its signed sha256",
+            check="sha256",
+            url=url,
+            expected=entry.sha256,
+            got=digest,
+        )
+
+
+def _load_keys(keys: Iterable[KeySpec]) -> list[PublicKey]:
+    loaded: list[PublicKey] = []
+    for item in keys:
+        if isinstance(item, PublicKey):
+            loaded.append(item)
+        elif isinstance(item, str | os.PathLike):
+            loaded.append(keymod.load_public_key_file(item))
+        else:
+            raise ConfigError(
+                "keys must be public key files or loaded PublicKey objects",
+                check="keys",
+                got=type(item).__name__,
+            )
+    if not loaded:
+        raise ConfigError("at least one pinned publisher key is required", check="keys")
+    return loaded
+
+
+def _check_modules(modules: Iterable[str] | None) -> frozenset[str] | None:
+    if modules is None:
+        return None
+    if isinstance(modules, str):
+        modules = [modules]
+    names = frozenset(modules)
+    for name in names:
+        if not (isinstance(name, str) and name.isidentifier() and name.isascii()):
+            raise ConfigError(
+                "allowed module names must be top-level identifiers",
+                check="modules",
+                got=repr(name),
+            )
+        if is_never_remote(name):
+            raise ConfigError(
+                f"{name!r} is never served remotely (start-up hook, standard library, "
+                "or secure_import itself)",
+                check="modules",
+                got=name,
+            )
+    return names
+
+
+class Repository:
+    """One trusted remote repository: its URL, pinned root and local stores."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        keys: Sequence[KeySpec],
+        threshold: int = 1,
+        modules: Iterable[str] | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        paths: Paths | None = None,
+        limits: Limits | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        origin, base_path = parse_origin(url)  # refuses http:// before any request
+        port = "" if origin.port == 443 else f":{origin.port}"
+        self.url = f"https://{origin.host}{port}{base_path}"
+        self.id = repo_id(self.url)
+        self.modules = _check_modules(modules)
+        self.root = Root.from_keys(_load_keys(keys), threshold)
+        self.ca_bundle = None if ca_bundle is None else Path(ca_bundle)
+        self.limits = limits or Limits()
+        self.paths = paths or Paths.default()
+        self.cache = Cache(self.paths.cache_dir)
+        self.state = StateStore(self.paths.state_dir)
+        self.audit = AuditLog(self.paths.audit_log)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._fetcher: Fetcher | None = None
+        self._lock = threading.RLock()
+        self._trusted: TrustedManifest | None = None
+        self._failure: tuple[SecureImportError, float] | None = None
+        self._verified: dict[str, bytes] = {}
+        self._ready_tops: set[str] = set()
+
+    # -- plumbing ---------------------------------------------------------
+
+    @property
+    def fetcher(self) -> Fetcher:
+        if self._fetcher is None:
+            self._fetcher = Fetcher(self.url, limits=self.limits, ca_bundle=self.ca_bundle)
+        return self._fetcher
+
+    def close(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.close()
+            self._fetcher = None
+
+    def url_for(self, path: str) -> str:
+        return self.url + path
+
+    @property
+    def manifest_url(self) -> str:
+        return self.url + MANIFEST_NAME
+
+    def record(self, event: str, *, outcome: str, **fields: object) -> None:
+        """Append an audit record about this repository (raises AuditWriteError)."""
+        self.audit.append(event, outcome=outcome, repo=self.url, **fields)
+
+    def record_refusal(self, exc: SecureImportError, *, module: str | None) -> None:
+        self.record(
+            "refuse",
+            outcome="refused",
+            module=module,
+            url=exc.url,
+            code=exc.code,
+            message=str(exc),
+        )
+
+    # -- manifest ---------------------------------------------------------
+
+    def trusted_manifest(self) -> TrustedManifest:
+        """The verified manifest, fetched and checked once per process.
+
+        Raises:
+            TrustError, TransportError, LocalStateError: nothing was trusted.
+        """
+        with self._lock:
+            if self._trusted is not None:
+                return self._trusted
+            if self._failure is not None:
+                error, when = self._failure
+                if time.monotonic() - when < _RETRY_AFTER:
+                    raise error
+            try:
+                trusted = self._load_manifest()
+            except SecureImportError as exc:
+                if isinstance(exc, TransportError):
+                    self._failure = (exc, time.monotonic())
+                raise
+            self._trusted = trusted
+            self._failure = None
+            return trusted
+
+    def _load_manifest(self) -> TrustedManifest:
+        now = self._clock()
+        high_water = self.state.high_water(self.id)
+        cached = self.cache.get_metadata(self.id, MANIFEST_NAME)
+        etag_bytes = self.cache.get_metadata(self.id, MANIFEST_NAME + ".etag")
+        etag = etag_bytes.decode("ascii", "replace") if etag_bytes and cached else None
+        offline_reason: TransportError | None = None
+        fresh: bytes | None = None
+        try:
+            response = self.fetcher.get(
+                self.manifest_url,
+                cap=self.limits.manifest_max_bytes,
+                etag=etag,
+                what="manifest",
+            )
+            if response.status == 304 and cached is not None:
+                body = cached
+            else:
+                assert response.body is not None
+                body = fresh = response.body
+                etag = response.etag
+        except TransportError as exc:
+            if cached is None:
+                raise
+            body = cached
+            offline_reason = exc
+        trusted = verify_manifest(
+            body,
+            root=self.root,
+            now=now,
+            high_water=high_water,
+            clock_slack=self.limits.clock_slack,
+            max_version_jump=self.limits.max_version_jump,
+            url=self.manifest_url,
+        )
+        if high_water is None or trusted.manifest.version > high_water.version:
+            self.state.set_high_water(self.id, trusted.high_water)
+        if fresh is not None:
+            try:
+                self.cache.put_metadata(self.id, MANIFEST_NAME, fresh)
+                if etag:
+                    self.cache.put_metadata(self.id, MANIFEST_NAME + ".etag", etag.encode())
+            except OSError as exc:
+                warnings.warn(f"secure_import: could not cache the manifest: {exc}", stacklevel=2)
+        self.record(
+            "manifest",
+            outcome="offline" if offline_reason is not None else "ok",
+            url=self.manifest_url,
+            sha256=trusted.envelope_digest,
+            manifest_version=trusted.manifest.version,
+            key_id=",".join(sorted(trusted.key_ids)),
+            message=None if offline_reason is None else f"server unreachable: {offline_reason}",
+        )
+        return trusted
+
+    # -- names --------------------------------------------------------------
+
+    def may_provide(self, top_level: str) -> bool:
+        """Whether this repository answers for ``top_level`` (no request if
+        the user listed the allowed modules)."""
+        if is_never_remote(top_level):
+            return False
+        if self.modules is not None:
+            return top_level in self.modules
+        return top_level in self.trusted_manifest().manifest.provides
+
+    def find(self, fullname: str) -> tuple[FileEntry, bool]:
+        """The manifest entry of a module, and whether it is a package.
+
+        Raises:
+            NotListedError: the manifest does not list it (no request made).
+        """
+        manifest = self.trusted_manifest().manifest
+        top = fullname.partition(".")[0]
+        hit = manifest.find_module(fullname) if top in manifest.provides else None
+        if hit is None:
+            raise NotListedError(
+                f"{fullname} is not listed in the signed manifest of this repository",
+                check="manifest-listing",
+                url=self.url,
+                name=fullname,
+            )
+        return hit
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.trusted_manifest().manifest
+
+    # -- bytes ------------------------------------------------------------
+
+    def source(self, entry: FileEntry, *, keep: bool = False) -> bytes:
+        """Verified bytes of a listed file.
+
+        ``keep=False`` drops the in-memory copy once handed out: a later read
+        (``get_source``) comes from the cache and is hashed again.
+
+        Raises:
+            TrustError, TransportError: nothing was cached or returned.
+        """
+        top = entry.path.split("/", 1)[0].removesuffix(".py")
+        if entry.path.endswith(".py") and top not in self._ready_tops:
+            self._verify_package(top)
+        with self._lock:
+            data = self._verified.get(entry.sha256) if keep else self._verified.pop(
+                entry.sha256, None
+            )
+        if data is not None:
+            return data
+        return self._obtain(entry)
+
+    def _verify_package(self, top: str) -> None:
+        """Verify every module of a top-level package before any of it runs."""
+        with self._lock:
+            if top in self._ready_tops:
+                return
+            entries = [
+                e
+                for path, e in sorted(self.manifest.files.items())
+                if path.endswith(".py") and (path == f"{top}.py" or path.startswith(f"{top}/"))
+            ]
+            missing: list[FileEntry] = []
+            for entry in entries:
+                data = self._from_cache(entry)
+                if data is None:
+                    missing.append(entry)
+                else:
+                    self._verified[entry.sha256] = data
+            if missing:
+                results = self._fetch_many(missing)
+                for entry, outcome in zip(missing, results, strict=True):
+                    if isinstance(outcome, SecureImportError):
+                        raise outcome
+                    self._verified[entry.sha256] = outcome
+            self._ready_tops.add(top)
+
+    def _fetch_many(self, entries: list[FileEntry]) -> list[bytes | SecureImportError]:
+        def one(entry: FileEntry) -> bytes | SecureImportError:
+            with busy():  # worker threads are ours too: no re-entry from lazy imports
+                try:
+                    return self._download(entry)
+                except SecureImportError as exc:
+                    return exc
+
+        if len(entries) == 1 or self.limits.max_parallel <= 1:
+            return [one(e) for e in entries]
+        with ThreadPoolExecutor(max_workers=min(self.limits.max_parallel, len(entries))) as pool:
+            return list(pool.map(one, entries))
+
+    def _from_cache(self, entry: FileEntry) -> bytes | None:
+        data, corrupt = self.cache.get(entry.sha256)
+        if corrupt:
+            self.record(
+                "cache-corrupt",
+                outcome="discarded",
+                url=self.url_for(entry.path),
+                sha256=entry.sha256,
+                code="cache-corrupt",
+                message="a cached file no longer matched its digest; deleted and fetched again",
+            )
+        if data is not None and len(data) != entry.length:
+            return None
+        return data
+
+    def _obtain(self, entry: FileEntry) -> bytes:
+        data = self._from_cache(entry)
+        if data is not None:
+            return data
+        return self._download(entry)
+
+    def _download(self, entry: FileEntry) -> bytes:
+        url = self.url_for(entry.path)
+        try:
+            response = self.fetcher.get(url, cap=entry.length, what=entry.path)
+        except TooLargeError as exc:
+            raise LengthMismatchError(
+                f"{entry.path} is longer than its signed length (stopped reading)",
+                check="length",
+                url=url,
+                expected=f"{entry.length} bytes",
+                got=f"more than {entry.length} bytes",
+            ) from exc
+        assert response.body is not None
+        verify_bytes(response.body, entry, url=url)
+        try:
+            self.cache.put(entry.sha256, response.body)
+        except OSError as exc:
+            warnings.warn(f"secure_import: could not cache {url}: {exc}", stacklevel=2)
+        return response.body
+

@@ -1,0 +1,125 @@
+"""Pure trust decisions about a manifest envelope: no I/O, no clock reads.
+
+Invariants a reader can check against the code below:
+
+- the envelope is verified against the pinned root's keys and threshold
+  *before* its payload is parsed;
+- the manifest must claim the root version that verified it;
+- the manifest is not expired at ``now`` (a time fixed by the caller at the
+  start of the operation), allowing ``clock_slack``;
+- its version never goes backwards from the high-water mark (rollback), the
+  same version must carry the same signed bytes (equivocation), and it may not
+  jump absurdly far ahead (fast-forward by a stolen key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from . import envelope, manifest
+from .errors import (
+    EquivocationError,
+    ExpiredError,
+    FastForwardError,
+    RollbackError,
+    RootRotationError,
+)
+from .manifest import Manifest
+from .root import Root
+
+__all__ = ["HighWater", "TrustedManifest", "verify_manifest"]
+
+
+@dataclass(frozen=True)
+class HighWater:
+    """Highest manifest version accepted so far, and the digest of its envelope."""
+
+    version: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class TrustedManifest:
+    """A manifest that passed every check, with what proves it."""
+
+    manifest: Manifest
+    envelope_digest: str
+    key_ids: frozenset[str]
+
+    @property
+    def high_water(self) -> HighWater:
+        return HighWater(self.manifest.version, self.envelope_digest)
+
+
+def verify_manifest(
+    envelope_bytes: bytes,
+    *,
+    root: Root,
+    now: datetime,
+    high_water: HighWater | None,
+    clock_slack: timedelta,
+    max_version_jump: int,
+    url: str | None = None,
+) -> TrustedManifest:
+    """Verify a manifest envelope completely.
+
+    Raises:
+        SignatureError, ThresholdError: not signed by enough pinned keys.
+        FormatError, UnsafePathError: the signed payload is malformed.
+        RootRotationError: signed under a different root version.
+        ExpiredError, RollbackError, EquivocationError, FastForwardError.
+    """
+    verified = envelope.verify(
+        envelope_bytes,
+        payload_type=envelope.MANIFEST_PAYLOAD_TYPE,
+        keys=root.keys,
+        threshold=root.threshold,
+        url=url,
+    )
+    parsed = manifest.parse(verified.payload, url=url)
+    digest = hashlib.sha256(envelope_bytes).hexdigest()
+    if parsed.root_version != root.version:
+        raise RootRotationError(
+            "the manifest names another root version than the one that verified it",
+            check="root-version",
+            url=url,
+            expected=root.version,
+            got=parsed.root_version,
+        )
+    if now > parsed.expires + clock_slack:
+        raise ExpiredError(
+            "the manifest has expired (a stale or frozen repository)",
+            check="expiry",
+            url=url,
+            expected=f"now <= {manifest.format_time(parsed.expires)}",
+            got=f"now = {manifest.format_time(now)}",
+        )
+    floor = high_water.version if high_water is not None else 0
+    if high_water is not None:
+        if parsed.version < high_water.version:
+            raise RollbackError(
+                "the manifest is older than one already accepted",
+                check="rollback",
+                url=url,
+                expected=f"version >= {high_water.version}",
+                got=parsed.version,
+            )
+        if parsed.version == high_water.version and digest != high_water.digest:
+            raise EquivocationError(
+                "the same manifest version was signed with different content",
+                check="equivocation",
+                url=url,
+                expected=f"envelope sha256 {high_water.digest}",
+                got=f"envelope sha256 {digest}",
+            )
+    if parsed.version > floor + max_version_jump:
+        raise FastForwardError(
+            "the manifest version jumps implausibly far ahead",
+            check="fast-forward",
+            url=url,
+            expected=f"version <= {floor + max_version_jump}",
+            got=parsed.version,
+        )
+    return TrustedManifest(parsed, digest, verified.key_ids)

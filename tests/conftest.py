@@ -1,0 +1,206 @@
+"""Shared fixtures: a publisher simulator over real HTTPS, and an isolated consumer.
+
+The simulator drives a real :class:`~secure_import.serve.RepoServer` on
+127.0.0.1 with a certificate from a throwaway trustme CA.  It can publish,
+tamper with a served file or the manifest, roll back to an earlier snapshot,
+and script misbehaving answers (redirect, delay, drip, truncate, endless).
+Consumers get private cache/state/log directories under ``tmp_path``; the
+user's real directories are never touched (the SECURE_IMPORT_*_DIR variables
+point into ``tmp_path`` for every test, as a second guard).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import secure_import
+from secure_import.audit import AuditLog
+from secure_import.config import MANIFEST_NAME, Paths
+from secure_import.finder import RemoteLoader, get_finder
+from secure_import.keys import generate_keypair, load_private_key_file
+from secure_import.publish import PublishResult, publish
+from secure_import.serve import RepoServer, RequestInfo, Response
+
+from .httpsrig import TLSServerFactory, make_rig
+
+HERE = Path(__file__).parent
+
+
+def canary_code(canary: Path) -> str:
+    """A line of module code that proves, by leaving a file, that it ran."""
+    return f"import pathlib as _p; _p.Path({str(canary)!r}).write_text('ran')\n"
+
+
+class Publisher:
+    """A publisher and its HTTPS server, with attacker powers for tests."""
+
+    def __init__(self, tmp: Path, rig: TLSServerFactory, name: str = "publisher") -> None:
+        self.tmp = tmp
+        self.rig = rig
+        self.src = tmp / f"{name}-src"
+        self.out = tmp / f"{name}-repo"
+        self.src.mkdir()
+        self.out.mkdir()
+        self.key_path, self.pub_path = generate_keypair(name, tmp / f"{name}-keys")
+        self.private_key = load_private_key_file(self.key_path)
+        self.snapshots: dict[int, Path] = {}
+        self.scripted: dict[str, Response | Callable[[RequestInfo], Response | None]] = {}
+        self.server = RepoServer(self.out, ssl_context=rig.server_context(), handler_hook=self._hook)
+        self.server.start()
+
+    # -- publishing -------------------------------------------------------
+
+    def write(self, rel: str, text: str | bytes) -> None:
+        path = self.src / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text)
+
+    def publish(self, **kwargs: Any) -> PublishResult:
+        kwargs.setdefault("private_keys", [self.private_key])
+        result = publish(self.src, self.out, **kwargs)
+        snap = self.tmp / f"snapshot-{self.out.name}-{result.manifest.version}"
+        if snap.exists():
+            shutil.rmtree(snap)
+        shutil.copytree(self.out, snap)
+        self.snapshots[result.manifest.version] = snap
+        return result
+
+    def serve_snapshot(self, version: int) -> None:
+        """Serve exactly what was published as ``version`` (a rollback/freeze)."""
+        for item in self.out.iterdir():
+            if item.is_dir():
+                shutil.rmtree(item)
+            else:
+                item.unlink()
+        shutil.copytree(self.snapshots[version], self.out, dirs_exist_ok=True)
+
+    # -- attacks ------------------------------------------------------------
+
+    def tamper(self, rel: str, data: bytes) -> None:
+        """Replace the bytes served for ``rel`` (the signed manifest is kept)."""
+        (self.out / rel).write_bytes(data)
+
+    def manifest_bytes(self) -> bytes:
+        return (self.out / MANIFEST_NAME).read_bytes()
+
+    def respond(
+        self, path: str, response: Response | Callable[[RequestInfo], Response | None]
+    ) -> None:
+        """Answer requests for ``/path`` with a scripted response."""
+        self.scripted["/" + path.lstrip("/")] = response
+
+    def _hook(self, request: RequestInfo) -> Response | None:
+        scripted = self.scripted.get(request.path)
+        if scripted is None:
+            return None
+        if callable(scripted):
+            return scripted(request)
+        return scripted
+
+    # -- observation --------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def request_paths(self) -> list[str]:
+        return [r.path for r in self.server.requests]
+
+    def close(self) -> None:
+        self.server.stop()
+
+
+@dataclass
+class Consumer:
+    """What a test needs to check the state after an import."""
+
+    paths: Paths
+    publisher: Publisher
+
+    def add(self, **kwargs: Any) -> secure_import.Repository:
+        kwargs.setdefault("keys", [self.publisher.pub_path])
+        kwargs.setdefault("ca_bundle", self.publisher.rig.ca_pem_path)
+        kwargs.setdefault("paths", self.paths)
+        url = kwargs.pop("url", self.publisher.url)
+        return secure_import.add_repo(url, **kwargs)
+
+    def audit(self) -> list[dict[str, Any]]:
+        repo_log = AuditLog(self.paths.audit_log)
+        return list(repo_log.records())
+
+    def refusals(self) -> list[dict[str, Any]]:
+        return [r for r in self.audit() if r["event"] == "refuse"]
+
+    def cached_objects(self) -> dict[str, bytes]:
+        base = self.paths.cache_dir / "objects"
+        if not base.exists():
+            return {}
+        return {p.name: p.read_bytes() for p in base.rglob("*") if p.is_file()}
+
+    def assert_cache_verified(self, *, absent: bytes | None = None) -> None:
+        """Every cached object hashes to its name; ``absent`` bytes are nowhere."""
+        for name, data in self.cached_objects().items():
+            assert hashlib.sha256(data).hexdigest() == name, f"unverified bytes cached: {name}"
+            if absent is not None:
+                assert data != absent, "tampered bytes reached the cache"
+
+
+def forget_remote_modules() -> None:
+    for name, module in list(sys.modules.items()):
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and isinstance(spec.loader, RemoteLoader):
+            del sys.modules[name]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("SECURE_IMPORT_CACHE_DIR", str(tmp_path / "env-cache"))
+    monkeypatch.setenv("SECURE_IMPORT_STATE_DIR", str(tmp_path / "env-state"))
+    monkeypatch.setenv("SECURE_IMPORT_LOG_DIR", str(tmp_path / "env-log"))
+    yield
+    finder = get_finder()
+    for repo in list(finder.repositories):
+        secure_import.remove_repo(repo)
+    forget_remote_modules()
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> TLSServerFactory:
+    return make_rig(tmp_path)
+
+
+@pytest.fixture
+def publisher(tmp_path: Path, rig: TLSServerFactory) -> Iterator[Publisher]:
+    pub = Publisher(tmp_path, rig)
+    try:
+        yield pub
+    finally:
+        pub.close()
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> Paths:
+    return Paths(
+        cache_dir=tmp_path / "cache", state_dir=tmp_path / "state", log_dir=tmp_path / "log"
+    )
+
+
+@pytest.fixture
+def consumer(paths: Paths, publisher: Publisher) -> Consumer:
+    return Consumer(paths, publisher)
+
+
+@pytest.fixture
+def canary(tmp_path: Path) -> Path:
+    return tmp_path / "canary-ran.txt"

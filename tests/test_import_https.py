@@ -1,0 +1,222 @@
+"""The main path over real HTTPS: publish, serve on 127.0.0.1, import through the finder."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+import traceback
+from pathlib import Path
+
+import pytest
+
+import secure_import
+from secure_import.errors import NotListedError
+
+from .conftest import Consumer, Publisher, forget_remote_modules
+
+SHOP_INIT = '''"""A remote package."""
+from .cart import Cart
+
+VERSION = "1.0"
+'''
+SHOP_CART = '''class Cart:
+    """A shopping cart."""
+
+    def __init__(self):
+        self.items = []
+
+    def add(self, price):
+        self.items.append(price)
+        return self
+
+    def total(self):
+        return sum(self.items)
+'''
+SHOP_UTIL_INIT = '''from ..cart import Cart as _Cart
+from . import fmt
+
+
+def helper():
+    return fmt.money(_Cart().add(2).total())
+'''
+SHOP_UTIL_FMT = '''def money(value):
+    return f"${value:.2f}"
+'''
+SHOP_BOOM = '''def fail():
+    raise ValueError("remote boom")  # the line tracebacks must show
+'''
+
+
+def publish_shop(publisher: Publisher) -> None:
+    publisher.write("shop/__init__.py", SHOP_INIT)
+    publisher.write("shop/cart.py", SHOP_CART)
+    publisher.write("shop/util/__init__.py", SHOP_UTIL_INIT)
+    publisher.write("shop/util/fmt.py", SHOP_UTIL_FMT)
+    publisher.write("shop/boom.py", SHOP_BOOM)
+    publisher.write("single.py", "ANSWER = 42\n")
+    publisher.write("raiser.py", "STARTED = True\nraise RuntimeError('raised at import')\n")
+    publisher.publish()
+
+
+@pytest.fixture
+def shop(publisher: Publisher, consumer: Consumer) -> secure_import.Repository:
+    publish_shop(publisher)
+    return consumer.add()
+
+
+def test_single_module_imports_with_https_origin(shop: secure_import.Repository) -> None:
+    import single  # type: ignore[import-not-found]
+
+    assert single.ANSWER == 42
+    assert single.__file__ == shop.url + "single.py"
+    assert single.__spec__.origin == shop.url + "single.py"
+    assert not hasattr(single, "__path__")
+
+
+def test_package_subpackage_and_relative_imports(shop: secure_import.Repository) -> None:
+    import shop.util  # type: ignore[import-not-found]
+
+    assert shop.util.helper() == "$2.00"
+    assert shop.Cart().add(3).total() == 3
+    assert shop.__path__ == [shop.__spec__.origin.rsplit("/", 1)[0] + "/"]
+    assert sys.modules["shop.util.fmt"].__spec__.origin.endswith("/shop/util/fmt.py")
+    assert shop.util.__package__ == "shop.util"
+
+
+def test_getsource_for_module_class_and_function(shop: secure_import.Repository) -> None:
+    import shop.cart  # type: ignore[import-not-found]
+
+    assert inspect.getsource(shop.cart) == SHOP_CART
+    assert inspect.getsource(shop.cart.Cart).startswith("class Cart:")
+    assert inspect.getsource(shop.cart.Cart.total).strip().startswith("def total(self):")
+    assert inspect.getsourcefile(shop.cart.Cart) == shop.cart.__file__
+
+
+def test_traceback_shows_the_remote_source_line(shop: secure_import.Repository) -> None:
+    import shop.boom  # type: ignore[import-not-found]
+
+    with pytest.raises(ValueError, match="remote boom") as info:
+        shop.boom.fail()
+    text = "".join(traceback.format_exception(info.value))
+    assert shop.boom.__file__ in text
+    assert 'raise ValueError("remote boom")  # the line tracebacks must show' in text
+
+
+def test_exception_inside_remote_module_propagates_and_leaves_no_module(
+    shop: secure_import.Repository, consumer: Consumer
+) -> None:
+    with pytest.raises(RuntimeError, match="raised at import"):
+        import raiser  # type: ignore[import-not-found]  # noqa: F401
+    assert "raiser" not in sys.modules
+    loads = [r for r in consumer.audit() if r["event"] == "load" and r["module"] == "raiser"]
+    assert len(loads) == 1  # it was verified and audited before it ran
+
+
+def test_load_is_audited_with_hash_version_and_key(
+    shop: secure_import.Repository, consumer: Consumer, publisher: Publisher
+) -> None:
+    import single  # type: ignore[import-not-found]  # noqa: F401
+
+    record = next(r for r in consumer.audit() if r["event"] == "load")
+    manifest = shop.manifest
+    assert record["module"] == "single"
+    assert record["url"] == shop.url + "single.py"
+    assert record["sha256"] == manifest.files["single.py"].sha256
+    assert record["manifest_version"] == 1
+    assert record["outcome"] == "ok"
+    from secure_import.keys import load_public_key_file
+
+    assert record["key_id"] == load_public_key_file(publisher.pub_path).key_id
+    assert record["time"].endswith("Z")
+
+
+def test_unlisted_submodule_is_module_not_found_without_a_request(
+    shop: secure_import.Repository, publisher: Publisher, consumer: Consumer, tmp_path: Path
+) -> None:
+    import shop as pkg  # type: ignore[import-not-found]  # noqa: F401
+
+    # Even a file that exists on the server is not fetched when not listed.
+    (publisher.out / "shop" / "evil.py").write_text("raise SystemExit('evil ran')\n")
+    publisher.server.clear_requests()
+    with pytest.raises(ModuleNotFoundError) as info:
+        import shop.evil  # type: ignore[import-not-found]  # noqa: F401
+    assert isinstance(info.value, NotListedError)
+    assert info.value.code == "not-listed"
+    assert info.value.name == "shop.evil"
+    assert publisher.request_paths() == []
+    assert consumer.refusals()[-1]["code"] == "not-listed"
+
+
+def test_names_the_repository_does_not_own_are_not_answered(
+    shop: secure_import.Repository, publisher: Publisher
+) -> None:
+    import single  # type: ignore[import-not-found]  # noqa: F401  (manifest now known)
+
+    publisher.server.clear_requests()
+    with pytest.raises(ModuleNotFoundError) as info:
+        import definitely_not_here_xyz  # type: ignore[import-not-found]  # noqa: F401
+    assert not isinstance(info.value, NotListedError)
+    assert publisher.request_paths() == []
+
+
+def test_allowed_modules_limit_what_is_served_without_any_request(
+    publisher: Publisher, consumer: Consumer
+) -> None:
+    publish_shop(publisher)
+    consumer.add(modules=["single"])
+    with pytest.raises(ModuleNotFoundError):
+        import shop  # type: ignore[import-not-found]  # noqa: F401
+    assert publisher.request_paths() == []
+
+
+def test_second_run_downloads_no_files(
+    publisher: Publisher, consumer: Consumer
+) -> None:
+    publish_shop(publisher)
+    repo = consumer.add()
+    importlib.import_module("shop.util")
+    first = publisher.request_paths()
+    assert "/shop/util/fmt.py" in first
+    secure_import.remove_repo(repo)
+    forget_remote_modules()
+    publisher.server.clear_requests()
+
+    consumer.add()  # a new process would do exactly this
+    mod = importlib.import_module("shop.util")
+    assert mod.helper() == "$2.00"
+    requests = publisher.server.requests
+    assert [r.path for r in requests] == ["/secure-import-manifest.json"]
+    assert "if-none-match" in requests[0].headers
+    consumer.assert_cache_verified()
+
+
+def test_whole_package_is_fetched_on_first_use(
+    publisher: Publisher, consumer: Consumer
+) -> None:
+    publish_shop(publisher)
+    consumer.add()
+    importlib.import_module("shop")
+    fetched = {p for p in publisher.request_paths() if p.endswith(".py")}
+    assert fetched == {
+        "/shop/__init__.py", "/shop/cart.py", "/shop/util/__init__.py",
+        "/shop/util/fmt.py", "/shop/boom.py",
+    }
+    # ...and nothing else is requested when the rest is imported.
+    publisher.server.clear_requests()
+    importlib.import_module("shop.util.fmt")
+    importlib.import_module("shop.boom")
+    assert publisher.request_paths() == []
+
+
+def test_context_manager_removes_the_repository(
+    publisher: Publisher, consumer: Consumer
+) -> None:
+    publish_shop(publisher)
+    with secure_import.repo(
+        publisher.url, keys=[publisher.pub_path], ca_bundle=publisher.rig.ca_pem_path,
+        paths=consumer.paths,
+    ) as repo:
+        assert repo in secure_import.repositories()
+        assert importlib.import_module("single").ANSWER == 42
+    assert repo not in secure_import.repositories()
