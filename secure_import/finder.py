@@ -22,6 +22,7 @@ from importlib.util import decode_source
 from types import CodeType, ModuleType
 
 from ._guard import busy, is_busy
+from .bytecode import compile_verified
 from .config import is_never_remote
 from .errors import SecureImportError
 from .manifest import FileEntry
@@ -100,7 +101,7 @@ class RemoteLoader(InspectLoader):
         except SecureImportError as exc:
             exc._secure_import_audited = True  # type: ignore[attr-defined]
             raise _owned_error(self.repo, exc, self.name, self.url) from None
-        return compile(data, self.url, "exec", dont_inherit=True)
+        return compile_verified(data, sha256=self.entry.sha256, url=self.url)
 
     # -- helpers --------------------------------------------------------------
 
