@@ -55,6 +55,7 @@ def add_repo(
     threshold: int = 1,
     paths: Paths | None = None,
     limits: Limits | None = None,
+    offline: bool = False,
 ) -> Repository:
     """Trust ``url`` for code signed by ``keys`` and install the finder.
 
@@ -69,6 +70,8 @@ def add_repo(
         threshold: how many distinct pinned keys must sign the manifest.
         paths: cache/state/log directories (default: platformdirs, or the
             ``SECURE_IMPORT_*_DIR`` environment variables).
+        offline: never contact the server; use the cached manifest (verified
+            as usual: unexpired, not below the high-water mark) and cached files.
 
     Raises:
         InsecureURLError: the URL is not https.
@@ -82,6 +85,7 @@ def add_repo(
         ca_bundle=ca_bundle,
         paths=paths,
         limits=limits,
+        offline=offline,
     )
     get_finder().add(repository)
     return repository
@@ -109,6 +113,7 @@ def repo(
     threshold: int = 1,
     paths: Paths | None = None,
     limits: Limits | None = None,
+    offline: bool = False,
 ) -> Iterator[Repository]:
     """``add_repo`` for the duration of a ``with`` block."""
     repository = add_repo(
@@ -119,6 +124,7 @@ def repo(
         threshold=threshold,
         paths=paths,
         limits=limits,
+        offline=offline,
     )
     try:
         yield repository

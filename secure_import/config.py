@@ -27,6 +27,7 @@ from .errors import InsecureURLError
 
 __all__ = [
     "APP_NAME",
+    "BUNDLE_DIR",
     "DEFAULT_CLOCK_SLACK",
     "DEFAULT_EXPIRES_IN",
     "Limits",
@@ -43,6 +44,12 @@ APP_NAME = "secure-import"
 #: File name of the signed manifest envelope at the repository root.  Not an
 #: identifier, so it can never collide with a module or package name.
 MANIFEST_NAME = "secure-import-manifest.json"
+
+#: Folder of per-package bundles: the concatenation of a top-level package's
+#: modules in manifest order, named by a digest of their signed entries.  An
+#: optimisation only (one request for a cold package); every file in it is
+#: verified against the signed manifest exactly as if fetched alone.
+BUNDLE_DIR = "secure-import-bundles"
 
 #: Default validity of a freshly signed manifest.
 DEFAULT_EXPIRES_IN = timedelta(days=90)

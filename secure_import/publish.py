@@ -25,7 +25,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import envelope, manifest
-from .config import DEFAULT_EXPIRES_IN, MANIFEST_NAME, is_never_remote
+from .bundle import bundle_entries, bundle_path
+from .config import BUNDLE_DIR, DEFAULT_EXPIRES_IN, MANIFEST_NAME, is_never_remote
 from .errors import ConfigError, FormatError, UnsafePathError
 from .fsutil import atomic_write
 from .manifest import FileEntry, Manifest
@@ -232,6 +233,16 @@ def publish(
             else:
                 target.unlink()
         atomic_write(target, data)
+        os.chmod(target, 0o644)
+    bundles = out / BUNDLE_DIR
+    if bundles.is_dir() and not bundles.is_symlink():
+        shutil.rmtree(bundles)
+    bundles.mkdir()
+    by_path = {e.path: e for e in entries}
+    for top in provides:
+        members = bundle_entries(by_path, top)
+        target = out / bundle_path(members, top)
+        atomic_write(target, b"".join(contents[e.path] for e in members))
         os.chmod(target, 0o644)
     manifest_path = out / MANIFEST_NAME
     atomic_write(manifest_path, signed)

@@ -37,11 +37,14 @@ from pathlib import Path
 from . import keys as keymod
 from ._guard import busy
 from .audit import AuditLog
+from .bundle import bundle_entries, bundle_path
 from .cache import Cache
 from .config import MANIFEST_NAME, Limits, Paths, is_never_remote, parse_origin
 from .errors import (
     ConfigError,
+    ConnectionFailedError,
     HashMismatchError,
+    HTTPStatusError,
     LengthMismatchError,
     NotListedError,
     SecureImportError,
@@ -60,6 +63,9 @@ __all__ = ["MANIFEST_NAME", "KeySpec", "Repository", "verify_bytes"]
 #: After a failed manifest fetch, imports fail fast with the same error for
 #: this many seconds instead of hitting the server for every unknown name.
 _RETRY_AFTER = 30.0
+
+#: Fetch a cold package as one bundle when more than this many modules are missing.
+_BUNDLE_THRESHOLD = 2
 
 KeySpec = str | os.PathLike[str] | PublicKey
 
@@ -144,6 +150,7 @@ class Repository:
         paths: Paths | None = None,
         limits: Limits | None = None,
         clock: Callable[[], datetime] | None = None,
+        offline: bool = False,
     ) -> None:
         origin, base_path = parse_origin(url)  # refuses http:// before any request
         port = "" if origin.port == 443 else f":{origin.port}"
@@ -158,6 +165,10 @@ class Repository:
         self.state = StateStore(self.paths.state_dir)
         self.audit = AuditLog(self.paths.audit_log)
         self._clock = clock or (lambda: datetime.now(UTC))
+        #: Never contact the server: the cached manifest (verified exactly as a
+        #: fresh one, so it must be unexpired and not below the high-water mark)
+        #: and cached files only.
+        self.offline = offline
         self._fetcher: Fetcher | None = None
         self._lock = threading.RLock()
         self._trusted: TrustedManifest | None = None
@@ -233,6 +244,12 @@ class Repository:
         offline_reason: TransportError | None = None
         fresh: bytes | None = None
         try:
+            if self.offline:
+                raise ConnectionFailedError(
+                    "offline mode: the server is not contacted",
+                    check="offline",
+                    url=self.manifest_url,
+                )
             response = self.fetcher.get(
                 self.manifest_url,
                 cap=self.limits.manifest_max_bytes,
@@ -339,11 +356,7 @@ class Repository:
         with self._lock:
             if top in self._ready_tops:
                 return
-            entries = [
-                e
-                for path, e in sorted(self.manifest.files.items())
-                if path.endswith(".py") and (path == f"{top}.py" or path.startswith(f"{top}/"))
-            ]
+            entries = bundle_entries(self.manifest.files, top)
             missing: list[FileEntry] = []
             for entry in entries:
                 data = self._from_cache(entry)
@@ -351,6 +364,12 @@ class Repository:
                     missing.append(entry)
                 else:
                     self._verified[entry.sha256] = data
+            if len(missing) > _BUNDLE_THRESHOLD:
+                bundled = self._fetch_bundle(entries, top)
+                if bundled is not None:
+                    for entry in missing:
+                        self._verified[entry.sha256] = bundled[entry.path]
+                    missing = []
             if missing:
                 results = self._fetch_many(missing)
                 for entry, outcome in zip(missing, results, strict=True):
@@ -358,6 +377,50 @@ class Repository:
                         raise outcome
                     self._verified[entry.sha256] = outcome
             self._ready_tops.add(top)
+
+    def _fetch_bundle(self, entries: list[FileEntry], top: str) -> dict[str, bytes] | None:
+        """All modules of ``top`` in one request, each verified and cached.
+
+        ``None`` when the host has no bundle (404): the caller then fetches
+        file by file.  A bundle whose pieces do not verify is refused like a
+        tampered file; it is never a reason to trust anything less.
+        """
+        if self.offline:
+            return None
+        url = self.url_for(bundle_path(entries, top))
+        total = sum(e.length for e in entries)
+        try:
+            with busy():
+                response = self.fetcher.get(url, cap=total, what="package bundle")
+        except HTTPStatusError as exc:
+            if exc.got == 404:
+                return None
+            raise
+        except TooLargeError as exc:
+            raise LengthMismatchError(
+                "the package bundle is longer than its signed files (stopped reading)",
+                check="length", url=url, expected=f"{total} bytes",
+                got=f"more than {total} bytes",
+            ) from exc
+        body = response.body or b""
+        if len(body) != total:
+            raise LengthMismatchError(
+                "the package bundle is shorter than its signed files",
+                check="length", url=url, expected=f"{total} bytes", got=f"{len(body)} bytes",
+            )
+        pieces: dict[str, bytes] = {}
+        offset = 0
+        for entry in entries:
+            piece = body[offset : offset + entry.length]
+            offset += entry.length
+            verify_bytes(piece, entry, url=self.url_for(entry.path))
+            pieces[entry.path] = piece
+        for entry in entries:
+            try:
+                self.cache.put(entry.sha256, pieces[entry.path])
+            except OSError as exc:
+                warnings.warn(f"secure_import: could not cache {entry.path}: {exc}", stacklevel=2)
+        return pieces
 
     def _fetch_many(self, entries: list[FileEntry]) -> list[bytes | SecureImportError]:
         def one(entry: FileEntry) -> bytes | SecureImportError:
@@ -395,6 +458,11 @@ class Repository:
 
     def _download(self, entry: FileEntry) -> bytes:
         url = self.url_for(entry.path)
+        if self.offline:
+            raise ConnectionFailedError(
+                f"{entry.path} is not in the cache and this repository is offline",
+                check="offline", url=url,
+            )
         try:
             response = self.fetcher.get(url, cap=entry.length, what=entry.path)
         except TooLargeError as exc:

@@ -11,7 +11,9 @@ point into ``tmp_path`` for every test, as a second guard).
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -23,9 +25,12 @@ import pytest
 
 import secure_import
 from secure_import.audit import AuditLog
-from secure_import.config import MANIFEST_NAME, Paths
+from secure_import import manifest as manifest_mod
+from secure_import.bundle import bundle_entries
+from secure_import.config import BUNDLE_DIR, MANIFEST_NAME, Paths
 from secure_import.finder import RemoteLoader, get_finder
 from secure_import.keys import generate_keypair, load_private_key_file
+from secure_import.manifest import FileEntry
 from secure_import.publish import PublishResult, publish
 from secure_import.serve import RepoServer, RequestInfo, Response
 
@@ -88,8 +93,20 @@ class Publisher:
     # -- attacks ------------------------------------------------------------
 
     def tamper(self, rel: str, data: bytes) -> None:
-        """Replace the bytes served for ``rel`` (the signed manifest is kept)."""
+        """Replace the bytes served for ``rel`` (the signed manifest is kept).
+
+        The attacker is thorough: the package bundle that carries ``rel`` is
+        rewritten with the same bytes, so both download paths see the change.
+        """
         (self.out / rel).write_bytes(data)
+        top = rel.split("/", 1)[0].removesuffix(".py")
+        for bundle in (self.out / BUNDLE_DIR).glob(f"{top}.*.bin"):
+            members = bundle_entries(self.signed_files(), top)
+            bundle.write_bytes(b"".join((self.out / e.path).read_bytes() for e in members))
+
+    def signed_files(self) -> dict[str, FileEntry]:
+        env = json.loads(self.manifest_bytes())
+        return dict(manifest_mod.parse(base64.b64decode(env["payload"])).files)
 
     def manifest_bytes(self) -> bytes:
         return (self.out / MANIFEST_NAME).read_bytes()

@@ -177,7 +177,7 @@ def test_second_run_downloads_no_files(
     repo = consumer.add()
     importlib.import_module("shop.util")
     first = publisher.request_paths()
-    assert "/shop/util/fmt.py" in first
+    assert len(first) == 2  # manifest + the package bundle
     secure_import.remove_repo(repo)
     forget_remote_modules()
     publisher.server.clear_requests()
@@ -191,22 +191,54 @@ def test_second_run_downloads_no_files(
     consumer.assert_cache_verified()
 
 
-def test_whole_package_is_fetched_on_first_use(
+def test_whole_package_is_fetched_in_one_bundle_request_on_first_use(
     publisher: Publisher, consumer: Consumer
 ) -> None:
     publish_shop(publisher)
     consumer.add()
     importlib.import_module("shop")
-    fetched = {p for p in publisher.request_paths() if p.endswith(".py")}
-    assert fetched == {
-        "/shop/__init__.py", "/shop/cart.py", "/shop/util/__init__.py",
-        "/shop/util/fmt.py", "/shop/boom.py",
-    }
+    fetched = publisher.request_paths()
+    assert len(fetched) == 2
+    assert fetched[0] == "/secure-import-manifest.json"
+    assert fetched[1].startswith("/secure-import-bundles/shop.")
+    consumer.assert_cache_verified()
+    assert len(consumer.cached_objects()) == 5  # every module, each under its own hash
     # ...and nothing else is requested when the rest is imported.
     publisher.server.clear_requests()
     importlib.import_module("shop.util.fmt")
     importlib.import_module("shop.boom")
     assert publisher.request_paths() == []
+
+
+def test_without_bundles_the_package_is_fetched_file_by_file(
+    publisher: Publisher, consumer: Consumer
+) -> None:
+    publish_shop(publisher)
+    for bundle in (publisher.out / "secure-import-bundles").iterdir():
+        bundle.unlink()  # a host that serves only the files
+    consumer.add()
+    assert importlib.import_module("shop.util").helper() == "$2.00"
+    fetched = {p for p in publisher.request_paths() if p.endswith(".py")}
+    assert fetched == {
+        "/shop/__init__.py", "/shop/cart.py", "/shop/util/__init__.py",
+        "/shop/util/fmt.py", "/shop/boom.py",
+    }
+
+
+def test_offline_repository_imports_from_cache_without_any_request(
+    publisher: Publisher, consumer: Consumer
+) -> None:
+    publish_shop(publisher)
+    repo = consumer.add()
+    importlib.import_module("shop.util")
+    secure_import.remove_repo(repo)
+    forget_remote_modules()
+    publisher.server.clear_requests()
+    consumer.add(offline=True)
+    assert importlib.import_module("shop.util").helper() == "$2.00"
+    assert publisher.request_paths() == []
+    manifest_records = [r for r in consumer.audit() if r["event"] == "manifest"]
+    assert manifest_records[-1]["outcome"] == "offline"
 
 
 def test_context_manager_removes_the_repository(
