@@ -131,7 +131,7 @@ class AuditLog:
             ) from exc
         except AuditWriteError:
             raise
-        except Exception as exc:  # noqa: BLE001 - e.g. UnsafePermissionsError from secure_dir
+        except Exception as exc:
             raise AuditWriteError(
                 f"cannot use the audit log directory: {exc}",
                 check="audit-write",

@@ -75,8 +75,8 @@ def run_demo(out: Callable[[str], None] = print) -> int:
                 greetings = importlib.import_module("greetings")
                 out(f"   greetings.hello() -> {greetings.hello()}")
                 out(f"   greetings.salutation('Ada') -> {greetings.salutation('Ada')}")
-                out(f"   __spec__.origin = {greetings.__spec__.origin}")
-                load = [r for r in repo.audit.records() if r.get("event") == "load"][0]
+                out(f"   __file__ = {greetings.__file__}  (the https origin)")
+                load = next(r for r in repo.audit.records() if r.get("event") == "load")
                 out("   audit record: " + json.dumps(load, sort_keys=True))
             finally:
                 remove_repo(repo)

@@ -88,6 +88,23 @@ __all__ = [
 ]
 
 
+_MAX_FIELD = 500
+
+
+def _clean(text: str) -> str:
+    """Escape control characters and bound the length.
+
+    URLs, names and values in messages may come from an attacker (a redirect
+    target, a path in a manifest): they must not inject newlines into logs or
+    escape sequences into a terminal.
+    """
+    if len(text) > _MAX_FIELD:
+        text = text[:_MAX_FIELD] + "...(truncated)"
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 class SecureImportError(ImportError):
     """Base of every error secure_import raises.
 
@@ -110,19 +127,20 @@ class SecureImportError(ImportError):
         name: str | None = None,
         path: str | None = None,
     ) -> None:
-        self.detail = message
+        self.detail = _clean(message)
         self.check = check
-        self.url = url
+        self.url = None if url is None else _clean(url)
         self.expected = expected
         self.got = got
-        parts = [f"[{self.code}] {message}"]
+        parts = [f"[{self.code}] {self.detail}"]
         if check is not None:
             parts.append(f"check: {check}")
-        if url is not None:
-            parts.append(f"url: {url}")
-        if expected is not None or got is not None:
-            parts.append(f"expected: {expected!s}")
-            parts.append(f"got: {got!s}")
+        if self.url is not None:
+            parts.append(f"url: {self.url}")
+        if expected is not None:
+            parts.append(f"expected: {_clean(str(expected))}")
+        if got is not None:
+            parts.append(f"got: {_clean(str(got))}")
         super().__init__("; ".join(parts), name=name, path=path)
 
     def as_dict(self) -> dict[str, object]:
@@ -131,7 +149,7 @@ class SecureImportError(ImportError):
         for field in ("check", "url", "expected", "got"):
             value = getattr(self, field)
             if value is not None:
-                out[field] = str(value)
+                out[field] = _clean(str(value))
         return out
 
 

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 import secure_import
-from secure_import.audit import AuditLog
 from secure_import import manifest as manifest_mod
+from secure_import.audit import AuditLog
 from secure_import.bundle import bundle_entries
 from secure_import.config import BUNDLE_DIR, MANIFEST_NAME, Paths
 from secure_import.finder import RemoteLoader, get_finder
@@ -58,7 +58,9 @@ class Publisher:
         self.private_key = load_private_key_file(self.key_path)
         self.snapshots: dict[int, Path] = {}
         self.scripted: dict[str, Response | Callable[[RequestInfo], Response | None]] = {}
-        self.server = RepoServer(self.out, ssl_context=rig.server_context(), handler_hook=self._hook)
+        self.server = RepoServer(
+            self.out, ssl_context=rig.server_context(), handler_hook=self._hook
+        )
         self.server.start()
 
     # -- publishing -------------------------------------------------------
@@ -146,11 +148,34 @@ class Consumer:
     publisher: Publisher
 
     def add(self, **kwargs: Any) -> secure_import.Repository:
+        """Add a repository as a consumer process would (``clock=`` fakes the time)."""
         kwargs.setdefault("keys", [self.publisher.pub_path])
         kwargs.setdefault("ca_bundle", self.publisher.rig.ca_pem_path)
         kwargs.setdefault("paths", self.paths)
         url = kwargs.pop("url", self.publisher.url)
+        if "clock" in kwargs:
+            repo = secure_import.Repository(url, **kwargs)
+            get_finder().add(repo)
+            return repo
         return secure_import.add_repo(url, **kwargs)
+
+    def new_process(self, **kwargs: Any) -> secure_import.Repository:
+        """Forget every repository and remote module, then add one afresh:
+        what the next run of the same program sees (same cache/state/log)."""
+        for repo in list(get_finder().repositories):
+            secure_import.remove_repo(repo)
+        forget_remote_modules()
+        return self.add(**kwargs)
+
+    def snapshot(self) -> dict[str, bytes]:
+        """Every file of the cache and state directories, for before/after checks."""
+        found: dict[str, bytes] = {}
+        for base in (self.paths.cache_dir, self.paths.state_dir):
+            if base.exists():
+                for p in sorted(base.rglob("*")):
+                    if p.is_file() and not p.is_symlink():
+                        found[str(p)] = p.read_bytes()
+        return found
 
     def audit(self) -> list[dict[str, Any]]:
         repo_log = AuditLog(self.paths.audit_log)
