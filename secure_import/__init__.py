@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from . import errors
+from .audit import AuditLog
 from .config import Limits, Paths
 from .errors import SecureImportError
 from .finder import get_finder
@@ -77,16 +78,23 @@ def add_repo(
         InsecureURLError: the URL is not https.
         ConfigError, KeyFileError: bad keys, names or threshold.
     """
-    repository = Repository(
-        url,
-        keys=keys,
-        threshold=threshold,
-        modules=modules,
-        ca_bundle=ca_bundle,
-        paths=paths,
-        limits=limits,
-        offline=offline,
-    )
+    try:
+        repository = Repository(
+            url,
+            keys=keys,
+            threshold=threshold,
+            modules=modules,
+            ca_bundle=ca_bundle,
+            paths=paths,
+            limits=limits,
+            offline=offline,
+        )
+    except SecureImportError as exc:
+        # A refused configuration is audited like a refused import.
+        AuditLog((paths or Paths.default()).audit_log).append(
+            "refuse", outcome="refused", url=exc.url, code=exc.code, message=str(exc)
+        )
+        raise
     get_finder().add(repository)
     return repository
 

@@ -3,7 +3,8 @@ post-conditions THREATS.md demands of every refusal:
 
 1. an ``ImportError`` subclass with the expected stable code;
 2. no byte of the attacker's code ran (a canary file was not written);
-3. the cache and the trust state are exactly as before the attack;
+3. the trust state is exactly as before the attack, and the cache gained
+   nothing but objects that verify against their digest;
 4. exactly one audit record names the refusal.
 """
 
@@ -64,7 +65,14 @@ class Scenario:
         assert isinstance(exc, ImportError)
         assert exc.code == code, f"expected code {code}, got {exc.code}: {exc}"
         assert not self.canary.exists(), "attacker code ran"
-        assert self.consumer.snapshot() == state_before, "cache or trust state changed"
+        after = self.consumer.snapshot()
+        cache_root = str(self.consumer.paths.cache_dir / "objects")
+        for path, data in state_before.items():
+            assert after.get(path) == data, f"changed or removed by the attack: {path}"
+        for path in set(after) - set(state_before):
+            # Only verified objects may appear (siblings that passed their own
+            # check on the per-file path); never metadata or trust state.
+            assert path.startswith(cache_root), f"written during the attack: {path}"
         self.consumer.assert_cache_verified()
         new = self.consumer.refusals()[records_before:]
         assert len(new) == 1, f"expected one refusal record, got {new}"
