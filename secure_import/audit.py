@@ -6,8 +6,14 @@ Invariants:
   raises; if the record cannot be written the import fails (THREATS L7):
   no unaudited code runs;
 - each record carries ``prev``, the sha256 of the previous line, so an edited,
-  deleted or truncated line breaks the chain and :func:`verify_chain` names
+  deleted or inserted line breaks the chain and :func:`verify_chain` names
   the first broken line (THREATS L6);
+- the hash of the newest line is also kept in an anchor file beside the log
+  (``audit.jsonl.head``), so removing whole lines at the end (truncation) is
+  reported too.  The anchor lives in the same directory: it catches accidents
+  and careless tampering; an attacker who can rewrite both files as the same
+  user is only caught by shipping records off the machine (the ``logging``
+  bridge, or PEP 578 hooks);
 - appends from several processes are serialised by a lock file, and the
   previous hash is read under that lock, so the chain stays linear;
 - secrets never enter a record: only names, URLs, digests, versions, codes.
@@ -32,7 +38,7 @@ from filelock import FileLock, Timeout
 from .errors import AuditWriteError
 from .fsutil import secure_dir
 
-__all__ = ["GENESIS", "AuditLog", "ChainReport", "verify_chain"]
+__all__ = ["GENESIS", "AuditLog", "ChainReport", "anchor_path", "verify_chain"]
 
 #: ``prev`` of the first record.
 GENESIS = "0" * 64
@@ -86,8 +92,12 @@ class AuditLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.anchor = anchor_path(path)
         self._lock = FileLock(str(path) + ".lock", timeout=30)
         self._ready = False
+        #: (file size, hash of the last line) after our own last append: when the
+        #: file has not grown since, the last line need not be read again.
+        self._tail: tuple[int, str] | None = None
 
     def append(self, event: str, *, outcome: str, **fields: object) -> dict[str, object]:
         """Append one record; return it.
@@ -111,18 +121,28 @@ class AuditLog:
                 secure_dir(self.path.parent, what="audit log")
                 self._ready = True
             with self._lock:
-                last = _last_line(self.path)
-                record["prev"] = GENESIS if last is None else _line_hash(last)
-                line = json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"
                 fd = os.open(
                     self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o600
                 )
                 try:
+                    size = os.fstat(fd).st_size
+                    if self._tail is not None and self._tail[0] == size:
+                        record["prev"] = self._tail[1]
+                    else:
+                        last = _last_line(self.path)
+                        record["prev"] = GENESIS if last is None else _line_hash(last)
+                    line = (
+                        json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+                        + b"\n"
+                    )
                     written = os.write(fd, line)
                 finally:
                     os.close(fd)
                 if written != len(line):
                     raise OSError("short write")
+                digest = _line_hash(line)
+                self._tail = (size + written, digest)
+                _write_anchor(self.anchor, digest)
         except (OSError, Timeout) as exc:
             raise AuditWriteError(
                 f"cannot write the audit log, so nothing is loaded: {exc}",
@@ -155,6 +175,29 @@ class AuditLog:
                     yield value
 
 
+def anchor_path(log: Path) -> Path:
+    """Where the hash of the newest record of ``log`` is kept."""
+    return log.with_name(log.name + ".head")
+
+
+def _write_anchor(path: Path, digest: str) -> None:
+    # A fixed-size overwrite in place: one syscall, no rename, on the hot path.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | _NOFOLLOW, 0o600)
+    try:
+        os.pwrite(fd, digest.encode() + b"\n", 0)
+    finally:
+        os.close(fd)
+
+
+def _read_anchor(path: Path) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(64).decode("ascii", "replace")
+
+
 @dataclass(frozen=True)
 class ChainReport:
     ok: bool
@@ -165,10 +208,15 @@ class ChainReport:
 
 
 def verify_chain(path: Path) -> ChainReport:
-    """Check every record's ``prev`` against the line before it."""
+    """Check every record's ``prev`` against the line before it, and the last
+    line against the anchor."""
+    anchor = _read_anchor(anchor_path(path))
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
     except FileNotFoundError:
+        if anchor is not None:
+            return ChainReport(False, 0, 1, "the log is missing but its anchor says records "
+                               "were written (deleted log)")
         return ChainReport(True, 0)
     with os.fdopen(fd, "rb") as handle:
         data = handle.read()
@@ -193,4 +241,11 @@ def verify_chain(path: Path) -> ChainReport:
             )
         expected = _line_hash(line)
         count += 1
+    if anchor is not None and anchor != expected:
+        return ChainReport(
+            False,
+            count,
+            count + 1,
+            "the log ends before the newest record written (lines removed at the end)",
+        )
     return ChainReport(True, count)
