@@ -54,6 +54,7 @@ def add_repo(
     modules: Iterable[str] | None = None,
     ca_bundle: str | os.PathLike[str] | None = None,
     threshold: int = 1,
+    root_version: int = 1,
     paths: Paths | None = None,
     limits: Limits | None = None,
     offline: bool = False,
@@ -69,6 +70,9 @@ def add_repo(
         ca_bundle: a PEM file that, when given, is the only CA trusted for this
             repository's TLS (private servers).
         threshold: how many distinct pinned keys must sign the manifest.
+        root_version: the version of the publisher's trust root these keys
+            form (1 unless you pin after a rotation); later rotations published
+            in the repository are followed automatically and recorded.
         paths: cache/state/log directories (default: platformdirs, or the
             ``SECURE_IMPORT_*_DIR`` environment variables).
         offline: never contact the server; use the cached manifest (verified
@@ -83,6 +87,7 @@ def add_repo(
             url,
             keys=keys,
             threshold=threshold,
+            root_version=root_version,
             modules=modules,
             ca_bundle=ca_bundle,
             paths=paths,
@@ -119,6 +124,7 @@ def repo(
     modules: Iterable[str] | None = None,
     ca_bundle: str | os.PathLike[str] | None = None,
     threshold: int = 1,
+    root_version: int = 1,
     paths: Paths | None = None,
     limits: Limits | None = None,
     offline: bool = False,
@@ -130,6 +136,7 @@ def repo(
         modules=modules,
         ca_bundle=ca_bundle,
         threshold=threshold,
+        root_version=root_version,
         paths=paths,
         limits=limits,
         offline=offline,

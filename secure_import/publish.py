@@ -25,13 +25,21 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import envelope, manifest
+from . import root as rootmod
 from .bundle import bundle_entries, bundle_path
 from .config import BUNDLE_DIR, DEFAULT_EXPIRES_IN, MANIFEST_NAME, is_never_remote
 from .errors import ConfigError, FormatError, UnsafePathError
 from .fsutil import atomic_write
 from .manifest import FileEntry, Manifest
 
-__all__ = ["PublishResult", "publish", "read_unverified_manifest"]
+__all__ = [
+    "PublishResult",
+    "current_root",
+    "init_root",
+    "publish",
+    "read_unverified_manifest",
+    "rotate_root",
+]
 
 _SKIP_DIRS = frozenset({"__pycache__", ".git", ".hg", ".svn", ".bzr", "_darcs", ".tox", ".nox"})
 _REFUSED_SUFFIXES = (".so", ".pyd", ".pyc", ".pyo", ".pth", ".dll", ".dylib", ".exe")
@@ -160,7 +168,7 @@ def publish(
     private_keys: Sequence[Ed25519PrivateKey],
     version: int | None = None,
     expires_in: timedelta = DEFAULT_EXPIRES_IN,
-    root_version: int = 1,
+    root_version: int | None = None,
     now: datetime | None = None,
 ) -> PublishResult:
     """Sign ``src`` into the static repository ``out``.
@@ -199,6 +207,9 @@ def publish(
             got=version,
         )
 
+    if root_version is None:
+        existing = current_root(out) if out.exists() else None
+        root_version = existing.version if existing is not None else 1
     files, skipped = _collect(src)
     provides = _top_level_names(files)
     contents: dict[str, bytes] = {rel: path.read_bytes() for rel, path in files.items()}
@@ -248,3 +259,115 @@ def publish(
     atomic_write(manifest_path, signed)
     os.chmod(manifest_path, 0o644)
     return PublishResult(manifest.parse(payload), out, skipped)
+
+
+# -- trust roots (key rotation and revocation) -------------------------------
+
+DEFAULT_ROOT_EXPIRES_IN = timedelta(days=5 * 365)
+
+
+def current_root(out: Path) -> rootmod.Root | None:
+    """The newest root published in ``out`` (parsed, not verified: our own output)."""
+    directory = out / rootmod.ROOTS_DIR
+    if not directory.is_dir():
+        return None
+    versions = sorted(int(p.stem) for p in directory.glob("*.json") if p.stem.isdigit())
+    if not versions:
+        return None
+    return _read_root(directory / f"{versions[-1]}.json")
+
+
+def _read_root(path: Path) -> rootmod.Root:
+    import base64
+    import json
+
+    try:
+        env = json.loads(path.read_bytes())
+        return rootmod.parse(base64.b64decode(env["payload"]))
+    except (ValueError, KeyError, TypeError, FormatError, UnsafePathError) as exc:
+        raise ConfigError(f"unreadable root document: {exc}", check="root-file",
+                          got=str(path)) from exc
+
+
+def _write_root(out: Path, new: rootmod.Root, signers: Sequence[Ed25519PrivateKey]) -> Path:
+    payload = rootmod.build_payload(new)
+    signed = envelope.sign(payload, envelope.ROOT_PAYLOAD_TYPE, list(signers))
+    directory = out / rootmod.ROOTS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{new.version}.json"
+    if target.exists():
+        raise ConfigError("that root version already exists; roots are never rewritten",
+                          check="root-version", got=str(target))
+    atomic_write(target, signed)
+    os.chmod(target, 0o644)
+    return target
+
+
+def init_root(
+    out: Path,
+    *,
+    private_keys: Sequence[Ed25519PrivateKey],
+    threshold: int = 1,
+    expires_in: timedelta = DEFAULT_ROOT_EXPIRES_IN,
+    now: datetime | None = None,
+) -> rootmod.Root:
+    """Publish root version 1: the keys consumers pin, and the threshold.
+
+    Raises:
+        ConfigError: a root already exists, or the threshold is impossible.
+    """
+    from .keys import public_key_of
+
+    if current_root(out) is not None:
+        raise ConfigError("this repository already has a trust root; use rotate",
+                          check="root-init", got=str(out))
+    issued = (now or datetime.now(UTC)).replace(microsecond=0)
+    first = rootmod.Root.from_keys(
+        [public_key_of(k) for k in private_keys], threshold, version=1,
+        expires=issued + expires_in,
+    )
+    _write_root(out, first, private_keys)
+    return first
+
+
+def rotate_root(
+    out: Path,
+    *,
+    old_keys: Sequence[Ed25519PrivateKey],
+    new_keys: Sequence[Ed25519PrivateKey],
+    threshold: int = 1,
+    expires_in: timedelta = DEFAULT_ROOT_EXPIRES_IN,
+    now: datetime | None = None,
+) -> rootmod.Root:
+    """Publish root N+1 with ``new_keys``, signed by the old and the new keys.
+
+    Revoking a key is a rotation whose ``new_keys`` leave it out.  When the
+    repository has no root document yet, root 1 is taken to be ``old_keys``
+    with threshold 1 (what consumers pinned with ``keys=``).
+
+    Raises:
+        ConfigError: the old keys are not a threshold of the current root.
+    """
+    from .keys import public_key_of
+
+    current = current_root(out)
+    if current is None:
+        current = rootmod.Root.from_keys([public_key_of(k) for k in old_keys], 1, version=1)
+        _write_root(out, current, old_keys)
+    held = {public_key_of(k).raw for k in old_keys}
+    if sum(1 for k in current.keys if k.raw in held) < current.threshold:
+        raise ConfigError(
+            f"a rotation must be signed by {current.threshold} of root "
+            f"{current.version}'s keys",
+            check="root-rotate",
+            expected=current.threshold,
+            got=sum(1 for k in current.keys if k.raw in held),
+        )
+    issued = (now or datetime.now(UTC)).replace(microsecond=0)
+    new = rootmod.Root.from_keys(
+        [public_key_of(k) for k in new_keys], threshold, version=current.version + 1,
+        expires=issued + expires_in,
+    )
+    signers = {public_key_of(k).raw: k for k in [*old_keys, *new_keys]}
+    _write_root(out, new, list(signers.values()))
+    return new

@@ -47,16 +47,24 @@ from .errors import (
     HTTPStatusError,
     LengthMismatchError,
     NotListedError,
+    RootRotationError,
     SecureImportError,
+    ThresholdError,
     TooLargeError,
     TransportError,
 )
 from .fetch import Fetcher
 from .keys import PublicKey
 from .manifest import FileEntry, Manifest
-from .root import Root
+from .root import ROOTS_DIR, Root
 from .state import StateStore, repo_id
-from .trust import TrustedManifest, verify_manifest
+from .trust import (
+    HighWater,
+    TrustedManifest,
+    check_root_fresh,
+    verify_manifest,
+    verify_root_update,
+)
 
 __all__ = ["MANIFEST_NAME", "KeySpec", "Repository", "verify_bytes"]
 
@@ -145,6 +153,7 @@ class Repository:
         *,
         keys: Sequence[KeySpec],
         threshold: int = 1,
+        root_version: int = 1,
         modules: Iterable[str] | None = None,
         ca_bundle: str | os.PathLike[str] | None = None,
         paths: Paths | None = None,
@@ -157,7 +166,9 @@ class Repository:
         self.url = f"https://{origin.host}{port}{base_path}"
         self.id = repo_id(self.url)
         self.modules = _check_modules(modules)
-        self.root = Root.from_keys(_load_keys(keys), threshold)
+        #: The publisher as the user pinned it; rotations recorded in the state
+        #: directory move trust forward from here, never back.
+        self.pinned_root = Root.from_keys(_load_keys(keys), threshold, version=root_version)
         self.ca_bundle = None if ca_bundle is None else Path(ca_bundle)
         self.limits = limits or Limits()
         self.paths = paths or Paths.default()
@@ -267,15 +278,24 @@ class Repository:
                 raise
             body = cached
             offline_reason = exc
-        trusted = verify_manifest(
-            body,
-            root=self.root,
-            now=now,
-            high_water=high_water,
-            clock_slack=self.limits.clock_slack,
-            max_version_jump=self.limits.max_version_jump,
-            url=self.manifest_url,
-        )
+        root = self.current_root()
+        try:
+            trusted = self._verify(body, root, now, high_water)
+        except (ThresholdError, RootRotationError) as exc:
+            # Maybe the publisher rotated its keys: walk the signed root chain
+            # (only ever forward, each step checked), then try once more.
+            target = exc.got if isinstance(exc, RootRotationError) else None
+            if self.offline or (
+                isinstance(exc, RootRotationError)
+                and not (isinstance(target, int) and target > root.version)
+            ):
+                raise
+            newer = self._rotate(root, up_to=target if isinstance(target, int) else None)
+            if newer.version == root.version:
+                raise
+            root = newer
+            trusted = self._verify(body, root, now, high_water)
+        check_root_fresh(root, now=now, url=self.manifest_url)
         if high_water is None or trusted.manifest.version > high_water.version:
             self.state.set_high_water(self.id, trusted.high_water)
         if fresh is not None:
@@ -295,6 +315,70 @@ class Repository:
             message=None if offline_reason is None else f"server unreachable: {offline_reason}",
         )
         return trusted
+
+    def _verify(
+        self, body: bytes, root: Root, now: datetime, high_water: HighWater | None
+    ) -> TrustedManifest:
+        return verify_manifest(
+            body,
+            root=root,
+            now=now,
+            high_water=high_water,
+            clock_slack=self.limits.clock_slack,
+            max_version_jump=self.limits.max_version_jump,
+            url=self.manifest_url,
+        )
+
+    # -- trust roots ----------------------------------------------------------
+
+    def current_root(self) -> Root:
+        """The pinned root moved forward through every stored, re-verified rotation.
+
+        A stored chain that no longer verifies (edited state, or keys re-pinned
+        by the user) is followed only up to the last good link.
+        """
+        current = self.pinned_root
+        for data in self.state.roots(self.id, after=current.version):
+            try:
+                current = verify_root_update(current, data)
+            except SecureImportError:
+                break
+        return current
+
+    def _rotate(self, current: Root, *, up_to: int | None) -> Root:
+        """Fetch, verify and store roots ``current.version + 1, ...`` (bounded).
+
+        Stops at ``up_to``, or at the first version the server does not have.
+
+        Raises:
+            RootRotationError: a step is not signed by both old and new keys,
+                or skips a version; nothing after the last good step is kept.
+        """
+        for _ in range(self.limits.max_root_rotations):
+            if up_to is not None and current.version >= up_to:
+                break
+            url = self.url_for(f"{ROOTS_DIR}/{current.version + 1}.json")
+            try:
+                response = self.fetcher.get(url, cap=self.limits.root_max_bytes,
+                                            what="trust root")
+            except HTTPStatusError as exc:
+                if exc.got == 404:
+                    break
+                raise
+            assert response.body is not None
+            new = verify_root_update(current, response.body, url=url)
+            self.state.save_root(self.id, new.version, response.body)
+            self.record(
+                "rotate",
+                outcome="ok",
+                url=url,
+                manifest_version=new.version,
+                key_id=",".join(sorted(k.key_id for k in new.keys)),
+                message=f"trust root {current.version} -> {new.version} "
+                f"(threshold {new.threshold} of {len(new.keys)} keys)",
+            )
+            current = new
+        return current
 
     # -- names --------------------------------------------------------------
 

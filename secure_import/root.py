@@ -40,6 +40,7 @@ from secure_import.manifest import MAX_VERSION, format_time, parse_time
 
 __all__ = [
     "FAR_FUTURE",
+    "ROOTS_DIR",
     "KEY_TYPE",
     "MAX_KEYS",
     "ROOT_TYPE",
@@ -54,6 +55,10 @@ SPEC_VERSION = 1
 KEY_TYPE = "ed25519"
 MAX_KEYS = 256
 FAR_FUTURE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+#: Folder of signed root documents in a repository: ``secure-import-roots/N.json``
+#: is root version N, signed by a threshold of root N-1's keys and of its own.
+ROOTS_DIR = "secure-import-roots"
 """Expiry of a root built from locally pinned keys: pinned keys do not expire."""
 
 _FIELDS = frozenset({"_type", "spec_version", "version", "expires", "threshold", "keys"})

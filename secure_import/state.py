@@ -1,4 +1,4 @@
-"""Trust state that must outlive the cache: per-repository high-water marks.
+"""Trust state that must outlive the cache: high-water marks and rotated roots.
 
 Kept in the *state* directory, never the cache, so ``secure-import cache
 clear`` (or an attacker deleting the cache) cannot reset it (THREATS L2).
@@ -47,6 +47,26 @@ class StateStore:
                 check="state-file",
                 got=str(self._path(rid)),
             ) from exc
+
+    def roots(self, rid: str, after: int) -> list[bytes]:
+        """Stored root envelopes ``after + 1``, ``after + 2``, ... while consecutive.
+
+        They are re-verified link by link by the caller: the state directory
+        remembers, it does not vouch.
+        """
+        directory = self.root / "repos" / rid / "roots"
+        found: list[bytes] = []
+        version = after + 1
+        while True:
+            data = read_file(directory / f"{version}.json")
+            if data is None:
+                return found
+            found.append(data)
+            version += 1
+
+    def save_root(self, rid: str, version: int, data: bytes) -> None:
+        directory = secure_dir(self.root / "repos" / rid / "roots", what="state")
+        atomic_write(directory / f"{version}.json", data, durable=True)
 
     def set_high_water(self, rid: str, mark: HighWater) -> None:
         secure_dir(self.root, what="state")

@@ -10,6 +10,14 @@ Invariants a reader can check against the code below:
 - its version never goes backwards from the high-water mark (rollback), the
   same version must carry the same signed bytes (equivocation), and it may not
   jump absurdly far ahead (fast-forward by a stolen key).
+
+And for a new trust root (key rotation, revocation):
+
+- root N+1 must be signed by a threshold of root N's keys *and* by a
+  threshold of its own keys: neither the old keys alone (a thief of old keys
+  cannot appoint new ones) nor the new keys alone (self-appointment) suffice;
+- versions go up by exactly one: no step is skipped;
+- only the newest root's expiry matters; intermediate roots may have expired.
 """
 
 from __future__ import annotations
@@ -19,17 +27,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from . import envelope, manifest
+from . import root as rootmod
 from .errors import (
+    ConfigError,
     EquivocationError,
     ExpiredError,
     FastForwardError,
     RollbackError,
     RootRotationError,
+    SignatureError,
 )
 from .manifest import Manifest
 from .root import Root
 
-__all__ = ["HighWater", "TrustedManifest", "verify_manifest"]
+__all__ = ["HighWater", "TrustedManifest", "check_root_fresh", "verify_manifest",
+           "verify_root_update"]
 
 
 @dataclass(frozen=True)
@@ -123,3 +135,70 @@ def verify_manifest(
             got=parsed.version,
         )
     return TrustedManifest(parsed, digest, verified.key_ids)
+
+
+def verify_root_update(trusted: Root, data: bytes, *, url: str | None = None) -> Root:
+    """Verify root ``trusted.version + 1`` and return it.
+
+    Raises:
+        RootRotationError: not signed by both thresholds, or not the next version.
+        FormatError: the root document is malformed.
+    """
+    try:
+        by_old = envelope.verify(
+            data,
+            payload_type=envelope.ROOT_PAYLOAD_TYPE,
+            keys=trusted.keys,
+            threshold=trusted.threshold,
+            url=url,
+        )
+    except SignatureError as exc:
+        raise RootRotationError(
+            f"the new root is not signed by a threshold of root {trusted.version}'s keys",
+            check="root-signed-by-old",
+            url=url,
+            expected=exc.expected,
+            got=exc.got,
+        ) from exc
+    new = rootmod.parse(by_old.payload, url=url)
+    try:
+        envelope.verify(
+            data,
+            payload_type=envelope.ROOT_PAYLOAD_TYPE,
+            keys=new.keys,
+            threshold=new.threshold,
+            url=url,
+        )
+    except (SignatureError, ConfigError) as exc:
+        raise RootRotationError(
+            "the new root is not signed by a threshold of its own keys",
+            check="root-signed-by-new",
+            url=url,
+            expected=new.threshold,
+            got=getattr(exc, "got", None),
+        ) from exc
+    if new.version != trusted.version + 1:
+        raise RootRotationError(
+            "root versions must go up by exactly one",
+            check="root-version",
+            url=url,
+            expected=trusted.version + 1,
+            got=new.version,
+        )
+    return new
+
+
+def check_root_fresh(current: Root, *, now: datetime, url: str | None = None) -> None:
+    """The newest trusted root must not have expired.
+
+    Raises:
+        ExpiredError
+    """
+    if now > current.expires:
+        raise ExpiredError(
+            "the publisher's trust root has expired",
+            check="root-expiry",
+            url=url,
+            expected=f"now <= {manifest.format_time(current.expires)}",
+            got=f"now = {manifest.format_time(now)}",
+        )
