@@ -58,6 +58,7 @@ def add_repo(
     paths: Paths | None = None,
     limits: Limits | None = None,
     offline: bool = False,
+    lock: str | os.PathLike[str] | None = None,
 ) -> Repository:
     """Trust ``url`` for code signed by ``keys`` and install the finder.
 
@@ -77,6 +78,9 @@ def add_repo(
             ``SECURE_IMPORT_*_DIR`` environment variables).
         offline: never contact the server; use the cached manifest (verified
             as usual: unexpired, not below the high-water mark) and cached files.
+        lock: a lock file (see :func:`secure_import.lock.write_lock`): frozen
+            mode, only the locked manifest is accepted; when it is cached (after
+            ``prefetch``), no request is made at all.
 
     Raises:
         InsecureURLError: the URL is not https.
@@ -93,6 +97,7 @@ def add_repo(
             paths=paths,
             limits=limits,
             offline=offline,
+            lock=lock,
         )
     except SecureImportError as exc:
         # A refused configuration is audited like a refused import.
@@ -128,6 +133,7 @@ def repo(
     paths: Paths | None = None,
     limits: Limits | None = None,
     offline: bool = False,
+    lock: str | os.PathLike[str] | None = None,
 ) -> Iterator[Repository]:
     """``add_repo`` for the duration of a ``with`` block."""
     repository = add_repo(
@@ -140,6 +146,7 @@ def repo(
         paths=paths,
         limits=limits,
         offline=offline,
+        lock=lock,
     )
     try:
         yield repository

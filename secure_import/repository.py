@@ -160,6 +160,7 @@ class Repository:
         limits: Limits | None = None,
         clock: Callable[[], datetime] | None = None,
         offline: bool = False,
+        lock: str | os.PathLike[str] | None = None,
     ) -> None:
         origin, base_path = parse_origin(url)  # refuses http:// before any request
         port = "" if origin.port == 443 else f":{origin.port}"
@@ -180,6 +181,20 @@ class Repository:
         #: fresh one, so it must be unexpired and not below the high-water mark)
         #: and cached files only.
         self.offline = offline
+        #: Frozen mode: the sha256 of the only manifest envelope accepted.
+        self.locked_digest: str | None = None
+        if lock is not None:
+            from .lock import read_lock
+
+            entry = read_lock(lock).get(self.url)
+            if entry is None:
+                raise ConfigError(
+                    "frozen mode: this repository is not in the lock file",
+                    check="lock",
+                    url=self.url,
+                    got=str(lock),
+                )
+            self.locked_digest = entry.manifest_sha256
         self._fetcher: Fetcher | None = None
         self._lock = threading.RLock()
         self._trusted: TrustedManifest | None = None
@@ -250,34 +265,7 @@ class Repository:
         now = self._clock()
         high_water = self.state.high_water(self.id)
         cached = self.cache.get_metadata(self.id, MANIFEST_NAME)
-        etag_bytes = self.cache.get_metadata(self.id, MANIFEST_NAME + ".etag")
-        etag = etag_bytes.decode("ascii", "replace") if etag_bytes and cached else None
-        offline_reason: TransportError | None = None
-        fresh: bytes | None = None
-        try:
-            if self.offline:
-                raise ConnectionFailedError(
-                    "offline mode: the server is not contacted",
-                    check="offline",
-                    url=self.manifest_url,
-                )
-            response = self.fetcher.get(
-                self.manifest_url,
-                cap=self.limits.manifest_max_bytes,
-                etag=etag,
-                what="manifest",
-            )
-            if response.status == 304 and cached is not None:
-                body = cached
-            else:
-                assert response.body is not None
-                body = fresh = response.body
-                etag = response.etag
-        except TransportError as exc:
-            if cached is None:
-                raise
-            body = cached
-            offline_reason = exc
+        body, fresh, etag, offline_reason = self._manifest_bytes(cached)
         root = self.current_root()
         try:
             trusted = self._verify(body, root, now, high_water)
@@ -316,6 +304,45 @@ class Repository:
         )
         return trusted
 
+    def _manifest_bytes(
+        self, cached: bytes | None
+    ) -> tuple[bytes, bytes | None, str | None, TransportError | None]:
+        """Untrusted manifest bytes to verify: ``(body, fresh, etag, offline_reason)``.
+
+        ``fresh`` is set when the body came from the server (to be cached once
+        it verifies); ``offline_reason`` when the server failed and the cached
+        copy stands in (it is verified exactly like a fresh one).
+        """
+        if (
+            cached is not None
+            and self.locked_digest is not None
+            and hashlib.sha256(cached).hexdigest() == self.locked_digest
+        ):
+            return cached, None, None, None  # frozen and prefetched: no request at all
+        try:
+            if self.offline:
+                raise ConnectionFailedError(
+                    "offline mode: the server is not contacted",
+                    check="offline",
+                    url=self.manifest_url,
+                )
+            etag_bytes = self.cache.get_metadata(self.id, MANIFEST_NAME + ".etag")
+            etag = etag_bytes.decode("ascii", "replace") if etag_bytes and cached else None
+            response = self.fetcher.get(
+                self.manifest_url,
+                cap=self.limits.manifest_max_bytes,
+                etag=etag,
+                what="manifest",
+            )
+        except TransportError as exc:
+            if cached is None:
+                raise
+            return cached, None, None, exc
+        if response.status == 304 and cached is not None:
+            return cached, None, None, None
+        assert response.body is not None
+        return response.body, response.body, response.etag, None
+
     def _verify(
         self, body: bytes, root: Root, now: datetime, high_water: HighWater | None
     ) -> TrustedManifest:
@@ -327,7 +354,39 @@ class Repository:
             clock_slack=self.limits.clock_slack,
             max_version_jump=self.limits.max_version_jump,
             url=self.manifest_url,
+            locked_digest=self.locked_digest,
         )
+
+    def prefetch(self) -> int:
+        """Verify and cache every file of every allowed top-level name now
+        (deploy time), so later imports need no network; return the count.
+
+        Raises:
+            TrustError, TransportError: as for an import.
+        """
+        manifest = self.manifest
+        count = 0
+        with busy():
+            for top in manifest.provides:
+                if self.modules is not None and top not in self.modules:
+                    continue
+                self._verify_package(top)
+                for path, entry in sorted(manifest.files.items()):
+                    if path.split("/", 1)[0] == top and not path.endswith(".py"):
+                        self._obtain(entry)
+                count += sum(
+                    1 for p in manifest.files
+                    if p.split("/", 1)[0] in (top, f"{top}.py")
+                )
+            for dist in manifest.dist_info_dirs():
+                for path, entry in sorted(manifest.files.items()):
+                    if path.startswith(dist + "/"):
+                        self._obtain(entry)
+                        count += 1
+        with self._lock:
+            self._verified.clear()
+            self._ready_tops.clear()
+        return count
 
     # -- trust roots ----------------------------------------------------------
 

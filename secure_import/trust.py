@@ -33,6 +33,7 @@ from .errors import (
     EquivocationError,
     ExpiredError,
     FastForwardError,
+    LockMismatchError,
     RollbackError,
     RootRotationError,
     SignatureError,
@@ -74,6 +75,7 @@ def verify_manifest(
     clock_slack: timedelta,
     max_version_jump: int,
     url: str | None = None,
+    locked_digest: str | None = None,
 ) -> TrustedManifest:
     """Verify a manifest envelope completely.
 
@@ -82,6 +84,12 @@ def verify_manifest(
         FormatError, UnsafePathError: the signed payload is malformed.
         RootRotationError: signed under a different root version.
         ExpiredError, RollbackError, EquivocationError, FastForwardError.
+        LockMismatchError: ``locked_digest`` is given and differs.
+
+    With ``locked_digest`` (frozen mode) the envelope must be exactly the
+    locked one; expiry is then not enforced, because the lock, not the
+    publisher's clock, decides what is current (a frozen deployment must keep
+    importing the reviewed code after the publisher's expiry passes).
     """
     verified = envelope.verify(
         envelope_bytes,
@@ -100,7 +108,15 @@ def verify_manifest(
             expected=root.version,
             got=parsed.root_version,
         )
-    if now > parsed.expires + clock_slack:
+    if locked_digest is not None and digest != locked_digest:
+        raise LockMismatchError(
+            "frozen mode: the repository's manifest is not the locked one",
+            check="lock",
+            url=url,
+            expected=f"envelope sha256 {locked_digest}",
+            got=f"envelope sha256 {digest} (version {parsed.version})",
+        )
+    if locked_digest is None and now > parsed.expires + clock_slack:
         raise ExpiredError(
             "the manifest has expired (a stale or frozen repository)",
             check="expiry",
