@@ -1,0 +1,5 @@
+"""Words the example package uses."""
+
+
+def polite() -> str:
+    return "good day"
