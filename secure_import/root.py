@@ -40,9 +40,9 @@ from secure_import.manifest import MAX_VERSION, format_time, parse_time
 
 __all__ = [
     "FAR_FUTURE",
-    "ROOTS_DIR",
     "KEY_TYPE",
     "MAX_KEYS",
+    "ROOTS_DIR",
     "ROOT_TYPE",
     "SPEC_VERSION",
     "Root",
