@@ -252,3 +252,25 @@ def test_context_manager_removes_the_repository(
         assert repo in secure_import.repositories()
         assert importlib.import_module("single").ANSWER == 42
     assert repo not in secure_import.repositories()
+
+
+_AUDIT_EVENTS: list[tuple[str, tuple[object, ...]]] = []
+
+
+def _audit_hook(event: str, args: tuple[object, ...]) -> None:
+    if event.startswith("secure_import."):
+        _AUDIT_EVENTS.append((event, args))
+
+
+sys.addaudithook(_audit_hook)  # hooks cannot be removed; this one only records ours
+
+
+def test_pep578_hooks_see_every_load(shop: secure_import.Repository) -> None:
+    _AUDIT_EVENTS.clear()
+    importlib.import_module("shop.util")
+    loads = [args for event, args in _AUDIT_EVENTS if event == "secure_import.load"]
+    assert {args[0] for args in loads} == {"shop", "shop.cart", "shop.util", "shop.util.fmt"}
+    assert all(str(args[1]).startswith(shop.url) for args in loads)
+    assert ("secure_import.manifest", (None, shop.url + "secure-import-manifest.json", "ok")) in (
+        _AUDIT_EVENTS
+    )
