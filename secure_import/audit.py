@@ -14,7 +14,8 @@ Invariants:
   and careless tampering; an attacker who can rewrite both files as the same
   user is only caught by shipping records off the machine (the ``logging``
   bridge, or PEP 578 hooks);
-- appends from several processes are serialised by a lock file, and the
+- appends from several processes are serialised by an exclusive lock on the
+  log file itself (``flock``; a lock file where ``fcntl`` is missing), and the
   previous hash is read under that lock, so the chain stays linear;
 - secrets never enter a record: only names, URLs, digests, versions, codes.
 
@@ -28,12 +29,18 @@ import hashlib
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 from .errors import AuditWriteError
 from .fsutil import secure_dir
@@ -43,6 +50,7 @@ __all__ = ["GENESIS", "AuditLog", "ChainReport", "anchor_path", "verify_chain"]
 #: ``prev`` of the first record.
 GENESIS = "0" * 64
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_LOCK_TIMEOUT = 30.0
 _FIELDS = (
     "time",
     "event",
@@ -93,7 +101,10 @@ class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.anchor = anchor_path(path)
-        self._lock = FileLock(str(path) + ".lock", timeout=30)
+        # Only where flock is unavailable: a lock file costs ~150 us a record.
+        self._filelock = None if fcntl is not None else FileLock(
+            str(path) + ".lock", timeout=_LOCK_TIMEOUT
+        )
         self._ready = False
         #: (file size, hash of the last line) after our own last append: when the
         #: file has not grown since, the last line need not be read again.
@@ -120,29 +131,25 @@ class AuditLog:
             if not self._ready:
                 secure_dir(self.path.parent, what="audit log")
                 self._ready = True
-            with self._lock:
-                fd = os.open(
-                    self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o600
-                )
-                try:
-                    size = os.fstat(fd).st_size
-                    if self._tail is not None and self._tail[0] == size:
-                        record["prev"] = self._tail[1]
-                    else:
-                        last = _last_line(self.path)
-                        record["prev"] = GENESIS if last is None else _line_hash(last)
-                    line = (
-                        json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
-                        + b"\n"
-                    )
-                    written = os.write(fd, line)
-                finally:
-                    os.close(fd)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o600)
+            try:
+                self._acquire(fd)
+                size = os.fstat(fd).st_size
+                if self._tail is not None and self._tail[0] == size:
+                    record["prev"] = self._tail[1]
+                else:
+                    last = _last_line(self.path)
+                    record["prev"] = GENESIS if last is None else _line_hash(last)
+                line = json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+                written = os.write(fd, line)
                 if written != len(line):
                     raise OSError("short write")
                 digest = _line_hash(line)
                 self._tail = (size + written, digest)
                 _write_anchor(self.anchor, digest)
+            finally:
+                self._release(fd)
+                os.close(fd)
         except (OSError, Timeout) as exc:
             raise AuditWriteError(
                 f"cannot write the audit log, so nothing is loaded: {exc}",
@@ -158,6 +165,31 @@ class AuditLog:
                 got=str(self.path),
             ) from exc
         return record
+
+    def _acquire(self, fd: int) -> None:
+        if fcntl is None:
+            assert self._filelock is not None
+            self._filelock.acquire()
+            return
+        deadline = time.monotonic() + _LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise Timeout(str(self.path)) from None
+                time.sleep(0.0005)
+
+    def _release(self, fd: int) -> None:
+        if fcntl is None:
+            if self._filelock is not None and self._filelock.is_locked:
+                self._filelock.release()
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except OSError:
+            pass  # closing the descriptor releases it anyway
 
     def records(self) -> Iterator[dict[str, object]]:
         """Yield records in order; lines that are not JSON objects are skipped."""

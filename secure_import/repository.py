@@ -33,11 +33,13 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from types import CodeType
 
 from . import keys as keymod
 from ._guard import busy
 from .audit import AuditLog
 from .bundle import bundle_entries, bundle_path
+from .bytecode import BytecodeStore, compile_verified
 from .cache import Cache
 from .config import MANIFEST_NAME, Limits, Paths, is_never_remote, parse_origin
 from .errors import (
@@ -53,7 +55,7 @@ from .errors import (
     TooLargeError,
     TransportError,
 )
-from .fetch import Fetcher
+from .fetch import Fetcher, TransportOptions
 from .keys import PublicKey
 from .manifest import FileEntry, Manifest
 from .root import ROOTS_DIR, Root
@@ -161,6 +163,7 @@ class Repository:
         clock: Callable[[], datetime] | None = None,
         offline: bool = False,
         lock: str | os.PathLike[str] | None = None,
+        transport: TransportOptions | None = None,
     ) -> None:
         origin, base_path = parse_origin(url)  # refuses http:// before any request
         port = "" if origin.port == 443 else f":{origin.port}"
@@ -171,11 +174,14 @@ class Repository:
         #: directory move trust forward from here, never back.
         self.pinned_root = Root.from_keys(_load_keys(keys), threshold, version=root_version)
         self.ca_bundle = None if ca_bundle is None else Path(ca_bundle)
+        #: Credentials, client certificate, trust store (private repositories).
+        self.transport = transport
         self.limits = limits or Limits()
         self.paths = paths or Paths.default()
         self.cache = Cache(self.paths.cache_dir)
         self.state = StateStore(self.paths.state_dir)
         self.audit = AuditLog(self.paths.audit_log)
+        self.bytecode = BytecodeStore(self.paths.cache_dir, self.paths.state_dir)
         self._clock = clock or (lambda: datetime.now(UTC))
         #: Never contact the server: the cached manifest (verified exactly as a
         #: fresh one, so it must be unexpired and not below the high-water mark)
@@ -200,6 +206,9 @@ class Repository:
         self._trusted: TrustedManifest | None = None
         self._failure: tuple[SecureImportError, float] | None = None
         self._verified: dict[str, bytes] = {}
+        #: Code objects from authenticated bytecode, found while verifying a
+        #: package and handed out once by :meth:`code`.
+        self._code: dict[tuple[str, str], CodeType] = {}
         self._ready_tops: set[str] = set()
 
     # -- plumbing ---------------------------------------------------------
@@ -207,7 +216,8 @@ class Repository:
     @property
     def fetcher(self) -> Fetcher:
         if self._fetcher is None:
-            self._fetcher = Fetcher(self.url, limits=self.limits, ca_bundle=self.ca_bundle)
+            self._fetcher = Fetcher(self.url, limits=self.limits, ca_bundle=self.ca_bundle,
+                                    transport=self.transport)
         return self._fetcher
 
     def close(self) -> None:
@@ -494,6 +504,26 @@ class Repository:
             return data
         return self._obtain(entry)
 
+    def code(self, entry: FileEntry) -> CodeType:
+        """The code object of a listed module, from verified bytes only.
+
+        Raises:
+            TrustError, TransportError: nothing was compiled or returned.
+        """
+        top = entry.path.split("/", 1)[0].removesuffix(".py")
+        if top not in self._ready_tops:
+            self._verify_package(top)
+        with self._lock:
+            code = self._code.pop((entry.sha256, entry.path), None)
+        if code is not None:
+            return code
+        url = self.url_for(entry.path)
+        code = self.bytecode.load(sha256=entry.sha256, url=url)
+        if code is not None:
+            return code
+        return compile_verified(self.source(entry), sha256=entry.sha256, url=url,
+                                store=self.bytecode)
+
     def _verify_package(self, top: str) -> None:
         """Verify every module of a top-level package before any of it runs."""
         with self._lock:
@@ -502,6 +532,12 @@ class Repository:
             entries = bundle_entries(self.manifest.files, top)
             missing: list[FileEntry] = []
             for entry in entries:
+                code = self.bytecode.load(sha256=entry.sha256, url=self.url_for(entry.path))
+                if code is not None:
+                    # Bound by HMAC to this very sha256 and URL: as good as the
+                    # verified source it was compiled from, without reading it.
+                    self._code[(entry.sha256, entry.path)] = code
+                    continue
                 data = self._from_cache(entry)
                 if data is None:
                     missing.append(entry)
@@ -558,6 +594,7 @@ class Repository:
             offset += entry.length
             verify_bytes(piece, entry, url=self.url_for(entry.path))
             pieces[entry.path] = piece
+        del body, response  # only the verified pieces stay in memory
         for entry in entries:
             try:
                 self.cache.put(entry.sha256, pieces[entry.path])

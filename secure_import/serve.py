@@ -445,6 +445,8 @@ class _TLSServer(ThreadingHTTPServer):
         raw = cast(socket.socket, request)
         repo = self.repo
         try:
+            # Small responses must not wait for delayed ACKs (Nagle): ~40 ms each.
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             raw.settimeout(HANDSHAKE_TIMEOUT)
             conn = repo._ssl_context.wrap_socket(raw, server_side=True)
         except OSError:

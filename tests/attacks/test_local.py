@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -36,12 +37,33 @@ def test_l1_cached_file_edited_after_verification_is_discarded_and_refetched(
     cached = object_path(scenario, "victim/part.py")
     cached.write_bytes(scenario.evil())  # edited on disk after verification
     scenario.consumer.new_process()
-    assert import_victim().part.X == 1  # type: ignore[attr-defined]
+    part = importlib.import_module("victim.part")
+    assert part.X == 1  # ran from authenticated bytecode of the verified source
     assert not scenario.canary.exists()
+    # The edited source is detected the moment it is read (here by inspect).
+    assert inspect.getsource(part) == "X = 1\n"
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == cached.name  # refetched
     corrupt = [r for r in scenario.consumer.audit() if r["event"] == "cache-corrupt"]
     assert len(corrupt) == 1
     assert corrupt[0]["sha256"] == cached.name
+
+
+def test_l1_edited_source_without_bytecode_is_caught_before_import(
+    scenario: Scenario,
+) -> None:
+    scenario.publish_baseline()
+    scenario.warm()
+    import_victim()
+    for bytecode in (scenario.consumer.paths.cache_dir / "bytecode").rglob("*"):
+        if bytecode.is_file():
+            bytecode.unlink()
+    cached = object_path(scenario, "victim/part.py")
+    cached.write_bytes(scenario.evil())
+    scenario.consumer.new_process()
+    assert import_victim().part.X == 1  # type: ignore[attr-defined]
+    assert not scenario.canary.exists()
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == cached.name
+    assert [r["event"] for r in scenario.consumer.audit()].count("cache-corrupt") == 1
 
 
 def test_l2_clearing_the_cache_does_not_reset_the_high_water_mark(scenario: Scenario) -> None:

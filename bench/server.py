@@ -1,0 +1,115 @@
+"""The benchmark's HTTPS server: RepoServer plus injected latency and counters.
+
+- per-request delay: a ``handler_hook`` that sleeps, then lets normal serving
+  answer (so 200, 304 and 404 all cost one round trip);
+- per-new-connection delay, and the count of new TLS connections: an
+  ``ssl.SSLContext`` subclass whose ``wrap_socket`` (called once per accepted
+  connection, in that connection's thread, before the handshake) counts and
+  sleeps.  ``serve.py`` is used unchanged;
+- every accepted socket gets ``TCP_NODELAY`` (as production servers do), so
+  Nagle plus delayed ACK does not add ~40 ms to a connection's first answer;
+- the certificate comes from a throwaway trustme CA written to ``ca.pem``.
+
+Status codes and body sizes are not recorded by RepoServer, so
+:meth:`BenchServer.tally` recomputes them from the recorded requests and the
+served files (normal serving is deterministic: missing file -> 404, matching
+``If-None-Match`` -> 304, else 200 with the whole file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trustme
+
+from secure_import.serve import RepoServer, RequestInfo, Response
+
+__all__ = ["BenchServer", "Tally"]
+
+
+class _CountingContext(ssl.SSLContext):
+    """Server context that counts (and optionally delays) new connections."""
+
+    connections = 0
+    conn_delay = 0.0
+    _count_lock = threading.Lock()
+
+    def wrap_socket(self, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        with self._count_lock:
+            type(self).connections += 1
+        # Production servers set TCP_NODELAY; RepoServer does not, and then the
+        # client's delayed ACK adds ~40 ms to the first response on a connection.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.conn_delay:
+            time.sleep(self.conn_delay)
+        return super().wrap_socket(sock, *args, **kwargs)
+
+
+@dataclass
+class Tally:
+    requests: int = 0
+    connections: int = 0
+    not_found: int = 0
+    not_modified: int = 0
+    body_bytes: int = 0
+
+
+class BenchServer:
+    """Serve ``root`` on 127.0.0.1 over HTTPS with injectable latency."""
+
+    def __init__(self, root: Path, workdir: Path, *, delay: float = 0.0,
+                 conn_delay: float = 0.0) -> None:
+        self.delay = delay
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        context_class = type("_Ctx", (_CountingContext,), {"connections": 0,
+                                                           "_count_lock": threading.Lock()})
+        ctx = context_class(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        cert.configure_cert(ctx)
+        ctx.conn_delay = conn_delay
+        self._ctx = ctx
+        self.ca_path = workdir / "ca.pem"
+        ca.cert_pem.write_to_path(str(self.ca_path))
+        self.server = RepoServer(root, ssl_context=ctx, handler_hook=self._hook)
+        self.server.start()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def _hook(self, request: RequestInfo) -> Response | None:
+        if self.delay:
+            time.sleep(self.delay)
+        return None
+
+    def reset(self) -> None:
+        self.server.clear_requests()
+        with self._ctx._count_lock:
+            type(self._ctx).connections = 0
+
+    def tally(self) -> Tally:
+        """What the requests since the last :meth:`reset` cost."""
+        out = Tally(connections=type(self._ctx).connections)
+        for req in self.server.requests:
+            out.requests += 1
+            body = self.server.read_file(req.path)
+            if body is None:
+                out.not_found += 1
+                continue
+            etag = f'"{hashlib.sha256(body).hexdigest()}"'
+            if req.headers.get("if-none-match") == etag:
+                out.not_modified += 1
+                continue
+            out.body_bytes += len(body)
+        return out
+
+    def stop(self) -> None:
+        self.server.stop()

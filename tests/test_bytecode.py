@@ -1,0 +1,340 @@
+"""The bytecode cache (THREATS L8): only code bound to the verified source runs.
+
+Unit tests drive :class:`BytecodeStore` on real directories; the end-to-end
+tests import over the conftest HTTPS publisher with the cache warm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib
+import inspect
+import marshal
+import os
+import stat
+import traceback
+from pathlib import Path
+from types import CodeType, ModuleType
+
+import pytest
+
+import secure_import
+from secure_import.bytecode import FORMAT, KEY_NAME, BytecodeStore, compile_verified
+
+from .conftest import Consumer, Publisher, canary_code, forget_remote_modules
+
+URL = "https://repo.example/pkg/mod.py"
+SOURCE = b"VALUE = 'genuine'\n\ndef fail():\n    raise ValueError('from the verified source')\n"
+SHA = hashlib.sha256(SOURCE).hexdigest()
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    return tmp_path / "bc-cache", tmp_path / "bc-state"
+
+
+@pytest.fixture
+def store(dirs: tuple[Path, Path]) -> BytecodeStore:
+    return BytecodeStore(*dirs)
+
+
+def run(code: CodeType) -> dict[str, object]:
+    namespace: dict[str, object] = {"__name__": "under_test"}
+    exec(code, namespace)
+    return namespace
+
+
+def key_of(store: BytecodeStore) -> bytes:
+    return (store.state_dir / KEY_NAME).read_bytes()
+
+
+def forge(store: BytecodeStore, code: CodeType, *, sha256: str, url: str, key: bytes) -> bytes:
+    """A bytecode file as a holder of ``key`` would write it."""
+    body = marshal.dumps(code)
+    return FORMAT + hmac.digest(key, store._binding(sha256, url) + body, "sha256") + body
+
+
+def bytecode_path(store: BytecodeStore, sha256: str = SHA, url: str = URL) -> Path:
+    path = store.path_for(sha256=sha256, url=url)
+    assert path is not None
+    return path
+
+
+# -- the cache works --------------------------------------------------------------
+
+
+def test_second_compile_reuses_authenticated_bytecode(store: BytecodeStore) -> None:
+    first = compile_verified(SOURCE, sha256=SHA, url=URL, store=store)
+    path = bytecode_path(store)
+    inode = path.stat().st_ino
+    again = store.load(sha256=SHA, url=URL)
+    assert again is not None and again is not first
+    assert again.co_filename == URL
+    assert run(again)["VALUE"] == "genuine"
+    compile_verified(SOURCE, sha256=SHA, url=URL, store=store)
+    assert path.stat().st_ino == inode  # used, not rewritten
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_key_is_created_once_private_and_outside_the_cache(
+    dirs: tuple[Path, Path], store: BytecodeStore
+) -> None:
+    compile_verified(SOURCE, sha256=SHA, url=URL, store=store)
+    key_file = dirs[1] / KEY_NAME
+    assert len(key_file.read_bytes()) == 32
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert not any(p.name == KEY_NAME for p in dirs[0].rglob("*"))
+    other = BytecodeStore(*dirs)  # another process, same user
+    assert other.load(sha256=SHA, url=URL) is not None
+    assert key_file.read_bytes() == key_of(other)
+
+
+# -- planted, tampered, stale, foreign: never run ---------------------------------
+
+
+def test_planted_bytecode_without_the_key_is_never_run(
+    store: BytecodeStore, canary: Path
+) -> None:
+    compile_verified(SOURCE, sha256=SHA, url=URL, store=store)  # the key exists
+    evil = compile(canary_code(canary), URL, "exec")
+    planted = forge(store, evil, sha256=SHA, url=URL, key=b"\0" * 32)
+    path = bytecode_path(store)
+    path.write_bytes(planted)
+
+    code = compile_verified(SOURCE, sha256=SHA, url=URL, store=store)
+    namespace = run(code)
+
+    assert not canary.exists()
+    assert namespace["VALUE"] == "genuine"
+    assert path.read_bytes() != planted  # discarded and replaced by a genuine file
+    assert store.load(sha256=SHA, url=URL) is not None
+
+
+def test_tampered_body_under_a_genuine_mac_is_never_run(
+    store: BytecodeStore, canary: Path
+) -> None:
+    compile_verified(SOURCE, sha256=SHA, url=URL, store=store)
+    path = bytecode_path(store)
+    genuine = path.read_bytes()
+    evil_body = marshal.dumps(compile(canary_code(canary), URL, "exec"))
+    path.write_bytes(genuine[: len(FORMAT) + 32] + evil_body)
+
+    assert store.load(sha256=SHA, url=URL) is None
+    assert not path.exists()  # deleted, never unmarshalled into a module
+    assert run(compile_verified(SOURCE, sha256=SHA, url=URL, store=store))["VALUE"] == "genuine"
+    assert not canary.exists()
+
+
+def test_genuine_bytecode_of_other_source_is_never_used(
+    store: BytecodeStore, canary: Path
+) -> None:
+    old_source = canary_code(canary).encode()
+    old_sha = hashlib.sha256(old_source).hexdigest()
+    compile_verified(old_source, sha256=old_sha, url=URL, store=store)
+    os.replace(bytecode_path(store, old_sha), bytecode_path(store))  # stale file, new name
+
+    namespace = run(compile_verified(SOURCE, sha256=SHA, url=URL, store=store))
+
+    assert namespace["VALUE"] == "genuine"
+    assert not canary.exists()
+
+
+def test_genuine_bytecode_for_another_url_is_never_used(store: BytecodeStore) -> None:
+    other_url = "https://repo.example/pkg/other.py"
+    compile_verified(SOURCE, sha256=SHA, url=other_url, store=store)
+    os.replace(bytecode_path(store, url=other_url), bytecode_path(store))
+
+    code = compile_verified(SOURCE, sha256=SHA, url=URL, store=store)
+
+    assert code.co_filename == URL
+
+
+def test_bytecode_written_by_another_interpreter_is_ignored(
+    dirs: tuple[Path, Path], store: BytecodeStore, canary: Path
+) -> None:
+    foreign = BytecodeStore(*dirs)
+    foreign.tag, foreign.magic = "cpython-399", b"\x99\x99\r\n"
+    foreign.directory = dirs[0] / "bytecode" / "cpython-399"
+    evil = compile(canary_code(canary), URL, "exec")
+    foreign.save(evil, sha256=SHA, url=URL)  # same key, other interpreter binding
+    foreign_file = foreign.path_for(sha256=SHA, url=URL)
+    assert foreign_file is not None and foreign_file.exists()
+    bytecode_path(store).parent.mkdir(parents=True, mode=0o700)
+    os.replace(foreign_file, bytecode_path(store))
+
+    assert store.load(sha256=SHA, url=URL) is None
+    assert run(compile_verified(SOURCE, sha256=SHA, url=URL, store=store))["VALUE"] == "genuine"
+    assert not canary.exists()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[: len(data) // 2], id="truncated"),
+        pytest.param(lambda data: b"", id="empty"),
+        pytest.param(lambda data: os.urandom(len(data)), id="random"),
+        pytest.param(lambda data: b"SIBC\x02" + data[5:], id="other-format"),
+    ],
+)
+def test_corrupt_bytecode_is_recompiled_without_error(store: BytecodeStore, damage: object) -> None:
+    compile_verified(SOURCE, sha256=SHA, url=URL, store=store)
+    path = bytecode_path(store)
+    path.write_bytes(damage(path.read_bytes()))  # type: ignore[operator]
+
+    namespace = run(compile_verified(SOURCE, sha256=SHA, url=URL, store=store))
+
+    assert namespace["VALUE"] == "genuine"
+    assert store.load(sha256=SHA, url=URL) is not None  # rewritten genuine
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(lambda: 42, id="not-code"),
+        pytest.param(lambda: compile(SOURCE, "/tmp/elsewhere.py", "exec"), id="other-filename"),
+    ],
+)
+def test_authenticated_but_unexpected_content_is_ignored(
+    store: BytecodeStore, payload: object
+) -> None:
+    compile_verified(SOURCE, sha256=SHA, url=URL, store=store)
+    key = key_of(store)
+    body = marshal.dumps(payload())  # type: ignore[operator]
+    path = bytecode_path(store)
+    path.write_bytes(FORMAT + hmac.digest(key, store._binding(SHA, URL) + body, "sha256") + body)
+
+    assert store.load(sha256=SHA, url=URL) is None
+    assert compile_verified(SOURCE, sha256=SHA, url=URL, store=store).co_filename == URL
+
+
+def test_symlink_at_the_bytecode_path_is_never_followed(
+    store: BytecodeStore, tmp_path: Path
+) -> None:
+    compile_verified(SOURCE, sha256=SHA, url=URL, store=store)
+    path = bytecode_path(store)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(path.read_bytes())  # even genuine bytes behind a link are not read
+    path.unlink()
+    path.symlink_to(victim)
+
+    assert store.load(sha256=SHA, url=URL) is None
+    compile_verified(SOURCE, sha256=SHA, url=URL, store=store)
+
+    assert not path.is_symlink()  # replaced, not written through
+    assert victim.read_bytes().startswith(FORMAT)
+
+
+def test_unusable_key_disables_the_cache_but_not_the_import(
+    dirs: tuple[Path, Path], canary: Path
+) -> None:
+    dirs[1].mkdir(mode=0o700)
+    key_file = dirs[1] / KEY_NAME
+    key_file.write_bytes(b"k" * 32)
+    key_file.chmod(0o644)  # readable by others: anyone could forge with it
+    store = BytecodeStore(*dirs)
+
+    code = compile_verified(SOURCE, sha256=SHA, url=URL, store=store)
+
+    assert run(code)["VALUE"] == "genuine"
+    assert not (dirs[0] / "bytecode").exists()
+    assert key_file.read_bytes() == b"k" * 32  # never rewritten
+
+
+def test_traceback_and_inspect_show_the_url_with_cached_bytecode(store: BytecodeStore) -> None:
+    compile_verified(SOURCE, sha256=SHA, url=URL, store=store)
+    cached = store.load(sha256=SHA, url=URL)
+    assert cached is not None
+    namespace = run(cached)
+    fail = namespace["fail"]
+    assert callable(fail)
+    assert inspect.getfile(fail) == URL
+    with pytest.raises(ValueError) as info:
+        fail()
+    frames = traceback.extract_tb(info.value.__traceback__)
+    assert frames[-1].filename == URL and frames[-1].lineno == 4
+
+
+# -- end to end over HTTPS ----------------------------------------------------------
+
+PKG_INIT = "from .core import explode, VALUE\n"
+PKG_CORE = '''VALUE = "remote"
+
+
+def explode():
+    raise RuntimeError("raised by remote code")  # line 5
+'''
+
+
+def _store_of(repo: secure_import.Repository) -> BytecodeStore:
+    store = getattr(repo, "bytecode", None)
+    if not isinstance(store, BytecodeStore):
+        pytest.skip("Repository.bytecode is not wired yet (see the bytecode.py report)")
+    return store
+
+
+def _bytecode_files(repo: secure_import.Repository) -> dict[str, Path]:
+    store = _store_of(repo)
+    out = {}
+    for path, entry in repo.manifest.files.items():
+        if path.endswith(".py"):
+            where = store.path_for(sha256=entry.sha256, url=repo.url_for(path))
+            assert where is not None
+            out[path] = where
+    return out
+
+
+def _fresh_import(consumer: Consumer, **kw: object) -> tuple[secure_import.Repository, ModuleType]:
+    for repo in list(secure_import.repositories()):
+        secure_import.remove_repo(repo)
+    forget_remote_modules()
+    repo = consumer.add(**kw)
+    return repo, importlib.import_module("bcpkg")
+
+
+def test_warm_import_runs_cached_bytecode_with_https_tracebacks(
+    publisher: Publisher, consumer: Consumer
+) -> None:
+    publisher.write("bcpkg/__init__.py", PKG_INIT)
+    publisher.write("bcpkg/core.py", PKG_CORE)
+    publisher.publish()
+    repo, _ = _fresh_import(consumer)
+    files = _bytecode_files(repo)
+    assert all(p.exists() for p in files.values())
+    inodes = {k: p.stat().st_ino for k, p in files.items()}
+
+    repo, module = _fresh_import(consumer, offline=True)
+
+    assert module.VALUE == "remote"
+    assert {k: p.stat().st_ino for k, p in files.items()} == inodes  # reused, not recompiled
+    core = importlib.import_module("bcpkg.core")
+    assert core.__file__ == repo.url + "bcpkg/core.py"
+    assert "raised by remote code" in inspect.getsource(core.explode)
+    with pytest.raises(RuntimeError) as info:
+        module.explode()
+    frame = traceback.extract_tb(info.value.__traceback__)[-1]
+    assert frame.filename == repo.url + "bcpkg/core.py" and frame.lineno == 5
+    assert "raised by remote code" in (frame.line or "")
+    loads = [r for r in consumer.audit() if r["event"] == "load" and r["module"] == "bcpkg.core"]
+    assert len(loads) == 2  # every load is still audited
+
+
+def test_planted_bytecode_for_a_remote_module_is_never_run(
+    publisher: Publisher, consumer: Consumer, canary: Path
+) -> None:
+    publisher.write("bcpkg/__init__.py", PKG_INIT)
+    publisher.write("bcpkg/core.py", PKG_CORE)
+    publisher.publish()
+    repo, _ = _fresh_import(consumer)
+    target = _bytecode_files(repo)["bcpkg/core.py"]
+    url = repo.url_for("bcpkg/core.py")
+    evil = compile(canary_code(canary) + "VALUE = 'planted'\n", url, "exec")
+    store = _store_of(repo)
+    target.write_bytes(forge(store, evil, sha256=repo.manifest.files["bcpkg/core.py"].sha256,
+                             url=url, key=os.urandom(32)))
+
+    _, module = _fresh_import(consumer, offline=True)
+
+    assert module.VALUE == "remote"
+    assert not canary.exists()
+    consumer.assert_cache_verified()
