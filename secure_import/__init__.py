@@ -26,6 +26,7 @@ from .errors import SecureImportError
 from .finder import get_finder
 from .keys import PublicKey
 from .repository import KeySpec, Repository
+from .settings import configure
 
 __all__ = [
     "Limits",
@@ -35,6 +36,7 @@ __all__ = [
     "Repository",
     "SecureImportError",
     "add_repo",
+    "configure",
     "errors",
     "remove_repo",
     "repo",

@@ -20,11 +20,12 @@ from importlib import resources
 from pathlib import Path
 
 from . import add_repo, remove_repo
+from .bundle import bundle_entries, bundle_path
 from .config import Paths
 from .devtls import make_dev_certificates, server_ssl_context
 from .errors import SecureImportError
 from .keys import generate_keypair, load_private_key_file
-from .publish import publish
+from .publish import publish, read_unverified_manifest
 from .serve import RepoServer
 
 __all__ = ["run_demo"]
@@ -39,6 +40,16 @@ def _copy_example(target: Path) -> None:
     with resources.as_file(source) as path:
         shutil.copytree(path, target / "greetings",
                         ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def _rebundle(repo_dir: Path) -> None:
+    signed = read_unverified_manifest(repo_dir)
+    assert signed is not None
+    for top in signed.provides:
+        members = bundle_entries(signed.files, top)
+        (repo_dir / bundle_path(members, top)).write_bytes(
+            b"".join((repo_dir / e.path).read_bytes() for e in members)
+        )
 
 
 def _forget(name: str) -> None:
@@ -87,7 +98,11 @@ def run_demo(out: Callable[[str], None] = print) -> int:
         shutil.copytree(tmp / "repo", tampered)
         canary = tmp / "canary.txt"
         init = tampered / "greetings" / "__init__.py"
-        init.write_text(init.read_text() + _CANARY_LINE.format(canary=str(canary)))
+        signed_length = len(init.read_bytes())
+        evil = _CANARY_LINE.format(canary=str(canary)).encode()
+        # Same length as the signed file, so only the sha256 can tell.
+        init.write_bytes((evil + b"#" * signed_length)[:signed_length])
+        _rebundle(tampered)  # a thorough attacker changes the package bundle too
         fresh = Paths(cache_dir=tmp / "cache2", state_dir=paths.state_dir, log_dir=paths.log_dir)
         with RepoServer(tampered, ssl_context=context) as server:
             repo = add_repo(server.url, keys=[pub_path], modules=["greetings"],

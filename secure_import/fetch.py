@@ -4,8 +4,16 @@ Policy, in order of the attack catalogue (THREATS T1-T10):
 
 - https only; redirects are followed by hand and only within the configured
   origin (same scheme, host and port) and only a few times;
-- TLS is always verified, against the system's default bundle or, when the
-  user names a ``ca_bundle``, against that bundle alone;
+- TLS is always verified, against certifi's bundle (httpx's default), or,
+  when the user names a ``ca_bundle``, against that bundle alone, or, when
+  asked, against the operating system's trust store (the optional
+  ``truststore`` package);
+- private repositories: an authentication header (:class:`AuthHeader`) is
+  attached per request, and only when the request's origin is exactly the
+  configured one (redirects off the origin are refused anyway); its value is
+  never put in an error message, a ``repr`` or the audit log (messages built
+  here are scrubbed of it); a client certificate (mutual TLS) is loaded into
+  the verifying TLS context;
 - the environment is ignored (``trust_env=False``): ``HTTPS_PROXY``,
   ``SSL_CERT_FILE`` and ``.netrc`` cannot silently redirect or re-root trust;
 - bodies are streamed and capped: the read stops at ``cap + 1`` bytes;
@@ -19,11 +27,14 @@ Nothing here decides trust: callers verify every byte this module returns.
 
 from __future__ import annotations
 
+import importlib
+import os
 import ssl
+import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -32,8 +43,9 @@ from urllib.parse import urljoin, urlsplit
 import httpcore  # noqa: F401
 import httpx
 
-from .config import Limits, Origin, parse_origin
+from .config import Limits, parse_origin
 from .errors import (
+    ConfigError,
     ConnectionFailedError,
     DeadlineError,
     EncodingRefusedError,
@@ -45,10 +57,136 @@ from .errors import (
     TransportError,
 )
 
-__all__ = ["FetchStats", "Fetcher", "Response"]
+__all__ = ["AuthHeader", "FetchStats", "Fetcher", "Response", "TransportOptions"]
 
 _MAX_REDIRECTS = 5
 _CHUNK = 64 * 1024
+_MAX_SECRET_BYTES = 16 * 1024
+#: Headers an authentication setting may not replace: they carry our transport
+#: policy (no compression, exact host), not credentials.
+_RESERVED_HEADERS = frozenset(
+    {"host", "accept-encoding", "content-length", "transfer-encoding", "connection",
+     "if-none-match", "cookie"}
+)
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+@dataclass(frozen=True, repr=False)
+class AuthHeader:
+    """A credential header for a private repository (``Authorization: Bearer ...``).
+
+    Build it with :meth:`from_env` or :meth:`from_file`: the secret comes from
+    an environment variable or a file, never from a configuration file's text.
+    ``repr`` and ``str`` never show the value; ``source`` says where it came
+    from, for messages.
+    """
+
+    name: str
+    value: str = field(compare=False)
+    source: str = "(given)"
+
+    def __post_init__(self) -> None:
+        if not self.name or not set(self.name) <= _TOKEN_CHARS:
+            raise ConfigError(
+                "an authentication header name must be an HTTP token",
+                check="auth-header", got=repr(self.name),
+            )
+        if self.name.lower() in _RESERVED_HEADERS:
+            raise ConfigError(
+                "this header cannot carry credentials (it is part of the transport policy)",
+                check="auth-header", got=self.name,
+            )
+        if not self.value or any(not (0x20 <= ord(ch) <= 0x7E) for ch in self.value):
+            # CR/LF would inject headers; non-ASCII is not a valid header value.
+            raise ConfigError(
+                f"the credential from {self.source} is empty or has characters not allowed "
+                "in an HTTP header (control characters, line breaks, non-ASCII)",
+                check="auth-value",
+            )
+
+    def __repr__(self) -> str:
+        return f"AuthHeader(name={self.name!r}, value='***', source={self.source!r})"
+
+    __str__ = __repr__
+
+    @classmethod
+    def from_env(cls, variable: str, *, header: str = "Authorization",
+                 scheme: str | None = "Bearer") -> AuthHeader:
+        """The header value is ``scheme + " " + $variable`` (or just the variable).
+
+        Raises:
+            ConfigError: the variable is unset or empty, or the value is not a
+                valid header value.
+        """
+        secret = os.environ.get(variable)
+        if not secret:
+            raise ConfigError(
+                f"environment variable {variable} (repository credential) is unset or empty",
+                check="auth-env", got=variable,
+            )
+        return cls(header, _with_scheme(scheme, secret.strip()), source=f"${variable}")
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], *, header: str = "Authorization",
+                  scheme: str | None = "Bearer") -> AuthHeader:
+        """Read the secret from a file (one trailing newline stripped).
+
+        Raises:
+            ConfigError: missing, unreadable, not a regular file, too large, empty.
+        """
+        name = os.fspath(path)
+        try:
+            fd = os.open(name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the credential file {name}: {exc.strerror or type(exc).__name__}",
+                check="auth-file", got=name,
+            ) from exc
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ConfigError(
+                    f"the credential file {name} is not a regular file", check="auth-file",
+                    got=name,
+                )
+            data = handle.read(_MAX_SECRET_BYTES + 1)
+        if len(data) > _MAX_SECRET_BYTES:
+            raise ConfigError(f"the credential file {name} is too large", check="auth-file",
+                              got=name)
+        try:
+            secret = data.decode("ascii").strip()
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"the credential file {name} is not ASCII text",
+                              check="auth-file", got=name) from exc
+        if not secret:
+            raise ConfigError(f"the credential file {name} is empty", check="auth-file",
+                              got=name)
+        return cls(header, _with_scheme(scheme, secret), source=name)
+
+
+def _with_scheme(scheme: str | None, secret: str) -> str:
+    return f"{scheme} {secret}" if scheme else secret
+
+
+@dataclass(frozen=True)
+class TransportOptions:
+    """How to reach a private repository: credentials, client certificate, trust store.
+
+    ``client_cert``/``client_key`` are PEM files (the key may be inside the
+    certificate file; then leave ``client_key`` unset).  ``use_truststore``
+    verifies the server against the operating system's trust store through the
+    optional ``truststore`` package instead of certifi's bundle; it cannot be
+    combined with a ``ca_bundle``.
+    """
+
+    auth: AuthHeader | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    use_truststore: bool = False
+
+    @property
+    def is_default(self) -> bool:
+        return self == TransportOptions()
 
 
 @dataclass(frozen=True)
@@ -79,23 +217,23 @@ class Fetcher:
         limits: Limits,
         ca_bundle: str | Path | None = None,
         clock: Callable[[], float] = time.monotonic,
+        transport: TransportOptions | None = None,
     ) -> None:
+        """Raises:
+            InsecureURLError: ``base_url`` is not an acceptable https URL.
+            TLSError: the CA bundle cannot be loaded.
+            ConfigError: bad client certificate, or ``truststore`` requested
+                but not installed or combined with ``ca_bundle``.
+        """
         self.origin, _ = parse_origin(base_url)
         self.base_url = base_url
         self.limits = limits
         self.stats = FetchStats()
+        self.transport = transport or TransportOptions()
+        self._auth = self.transport.auth
         self._clock = clock
         self._lock = threading.Lock()
-        verify: ssl.SSLContext | bool
-        if ca_bundle is not None:
-            try:
-                verify = ssl.create_default_context(cafile=str(ca_bundle))
-            except (OSError, ssl.SSLError) as exc:
-                raise TLSError(
-                    f"cannot load the CA bundle: {exc}", check="ca-bundle", got=str(ca_bundle)
-                ) from exc
-        else:
-            verify = True
+        verify = _tls_context(ca_bundle, self.transport)
         self._client = httpx.Client(
             verify=verify,
             trust_env=False,
@@ -124,13 +262,24 @@ class Fetcher:
         """Download ``url`` fully, reading at most ``cap + 1`` bytes.
 
         Raises:
-            TransportError: and its subclasses; never an httpx exception.
+            TransportError: and its subclasses; never an httpx exception.  The
+                credential, if any, is scrubbed from every message.
         """
+        try:
+            return self._get(url, cap=cap, etag=etag, what=what)
+        except TransportError as exc:
+            if self._auth is not None:
+                _scrub(exc, self._auth.value)
+            raise
+
+    def _get(self, url: str, *, cap: int, etag: str | None, what: str) -> Response:
         deadline = self._clock() + self.limits.download_deadline
         current = url
         for _ in range(_MAX_REDIRECTS + 1):
             self._check_same_origin(current, original=url)
             headers = {"If-None-Match": etag} if etag else {}
+            if self._auth is not None and parse_origin(current)[0] == self.origin:
+                headers[self._auth.name] = self._auth.value
             try:
                 with self._client.stream("GET", current, headers=headers) as response:
                     with self._lock:
@@ -149,8 +298,12 @@ class Fetcher:
                     if response.status_code == 304 and etag is not None:
                         return Response(current, 304, None, etag)
                     if response.status_code != 200:
+                        hint = ""
+                        if response.status_code in (401, 403):
+                            hint = (" (check the repository credentials)" if self._auth
+                                    else " (a private repository needs credentials)")
                         raise HTTPStatusError(
-                            f"the server refused the {what}",
+                            f"the server refused the {what}{hint}",
                             check="http-status",
                             url=current,
                             expected=200,
@@ -203,7 +356,9 @@ class Fetcher:
             )
         chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_raw(_CHUNK):
+        # No chunk size: yield whatever arrives, so the deadline is checked after
+        # every read (a dripping server cannot hide behind a buffering chunker).
+        for chunk in response.iter_raw():
             size += len(chunk)
             if size > cap:
                 raise TooLargeError(
@@ -247,6 +402,79 @@ class Fetcher:
                 expected=str(self.origin),
                 got=str(origin),
             )
+
+
+def _tls_context(
+    ca_bundle: str | Path | None, transport: TransportOptions
+) -> ssl.SSLContext | bool:
+    """The verifying TLS context for one repository (never an unverified one)."""
+    if transport.use_truststore:
+        if ca_bundle is not None:
+            raise ConfigError(
+                "use either a CA bundle or the system trust store, not both",
+                check="truststore", got=str(ca_bundle),
+            )
+        try:
+            truststore = importlib.import_module("truststore")  # optional dependency
+        except ImportError as exc:
+            raise ConfigError(
+                "the system trust store was requested but the 'truststore' package is not "
+                "installed (pip install truststore)",
+                check="truststore",
+            ) from exc
+        ctx: ssl.SSLContext = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    elif ca_bundle is not None:
+        try:
+            ctx = ssl.create_default_context(cafile=str(ca_bundle))
+        except (OSError, ssl.SSLError) as exc:
+            raise TLSError(
+                f"cannot load the CA bundle: {exc}", check="ca-bundle", got=str(ca_bundle)
+            ) from exc
+    elif transport.client_cert is None:
+        return True  # httpx's default: certifi's bundle, fully verified
+    else:
+        ctx = httpx.create_ssl_context(verify=True, trust_env=False)
+    if transport.client_cert is not None:
+        try:
+            ctx.load_cert_chain(
+                str(transport.client_cert),
+                None if transport.client_key is None else str(transport.client_key),
+            )
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot load the client certificate {transport.client_cert}"
+                + ("" if transport.client_key is None else f" / key {transport.client_key}")
+                + f": {getattr(exc, 'strerror', None) or exc}",
+                check="client-cert", got=str(transport.client_cert),
+            ) from exc
+    elif transport.client_key is not None:
+        raise ConfigError("a client key was given without a client certificate",
+                          check="client-cert", got=str(transport.client_key))
+    return ctx
+
+
+def _scrub(exc: BaseException, secret: str) -> None:
+    """Remove ``secret`` (and its bare token part) from an error's text in place."""
+    needles = {secret, secret.rsplit(" ", 1)[-1]}
+    needles = {n for n in needles if len(n) >= 4}
+
+    def clean(value: object) -> object:
+        if isinstance(value, str):
+            for needle in needles:
+                value = value.replace(needle, "***")
+        return value
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TransportError):
+            for attr in ("detail", "check", "url", "expected", "got"):
+                setattr(current, attr, clean(getattr(current, attr)))
+        if isinstance(current, ImportError) and current.msg is not None:
+            current.msg = str(clean(current.msg))
+        current.args = tuple(clean(a) for a in current.args)
+        current = current.__cause__ or current.__context__
 
 
 def _strip(url: str) -> str:
