@@ -263,6 +263,47 @@ def cmd_sign(args: argparse.Namespace, out: Out) -> int:
     return EXIT_OK
 
 
+def cmd_root(args: argparse.Namespace, out: Out) -> int:
+    """``root init`` / ``root rotate``: the publisher's signed trust-root chain."""
+    from .keys import load_private_key_file
+    from .publish import init_root, rotate_root
+
+    passphrase = _passphrase(args)
+    repo_dir = Path(args.repo)
+    expires_in = timedelta(days=args.expires_in)
+    if args.root_command == "init":
+        root = init_root(
+            repo_dir,
+            private_keys=[load_private_key_file(p, passphrase=passphrase) for p in args.key],
+            threshold=args.threshold,
+            expires_in=expires_in,
+        )
+    else:
+        if not args.old_key or not args.new_key:
+            print("secure-import: error: root rotate needs --old-key and --new-key",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        root = rotate_root(
+            repo_dir,
+            old_keys=[load_private_key_file(p, passphrase=passphrase) for p in args.old_key],
+            new_keys=[load_private_key_file(p, passphrase=passphrase) for p in args.new_key],
+            threshold=args.threshold,
+            expires_in=expires_in,
+        )
+    key_ids = [k.key_id for k in root.keys]
+    if out.json:
+        out.emit({"ok": True, "version": root.version, "threshold": root.threshold,
+                  "key_ids": key_ids, "expires": root.expires.isoformat()})
+        return EXIT_OK
+    out.result(f"trust root {root.version}: threshold {root.threshold} of {len(key_ids)} keys, "
+               f"expires {root.expires.isoformat()}")
+    for key_id in key_ids:
+        out.result(f"  key {key_id}")
+    if args.root_command == "rotate":
+        out.result("now sign with the new keys: secure-import sign SRC --key NEW.key --out REPO")
+    return EXIT_OK
+
+
 def cmd_verify(args: argparse.Namespace, out: Out) -> int:
     from .check import verify_repository
     from .keys import load_public_key_file
@@ -756,6 +797,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--version", type=int, help="manifest version (default: previous + 1)")
     p.add_argument("--expires-in", type=int, default=90, metavar="DAYS")
+    p.add_argument("--passphrase-file")
+    p.add_argument("--passphrase-env")
+
+    p = command("root", cmd_root, "publish a trust root, or rotate/revoke publisher keys")
+    p.add_argument("root_command", choices=["init", "rotate"])
+    p.add_argument("repo", help="the signed repository directory (sign --out)")
+    p.add_argument("--key", action="append", default=[],
+                   help="init: private key of the first root (repeatable)")
+    p.add_argument("--old-key", action="append", default=[],
+                   help="rotate: private keys of the current root (a threshold of them)")
+    p.add_argument("--new-key", action="append", default=[],
+                   help="rotate: private keys of the new root; leave a key out to revoke it")
+    p.add_argument("--threshold", type=int, default=1)
+    p.add_argument("--expires-in", type=int, default=5 * 365, metavar="DAYS")
     p.add_argument("--passphrase-file")
     p.add_argument("--passphrase-env")
 

@@ -319,3 +319,38 @@ def test_audit_records_reach_stdlib_logging(caplog: pytest.LogCaptureFixture) ->
     assert first.secure_import["module"] == "m"  # type: ignore[attr-defined]
     assert second.levelno == logging.WARNING
     assert second.audit_code == "hash-mismatch"  # type: ignore[attr-defined]
+
+
+# --- trust roots: rotation through the real entry point ---------------------------------
+
+
+def test_root_init_and_rotate_then_consumers_follow(
+    tmp_path: Path, publisher: Publisher, consumer: Consumer
+) -> None:
+    from secure_import.keys import generate_keypair
+
+    publisher.write("rotmod.py", "V = 1\n")
+    publisher.publish()
+    result = run_cli(tmp_path, "root", "init", str(publisher.out), "--key",
+                     str(publisher.key_path), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["version"] == 1
+    consumer.add()
+    assert importlib.import_module("rotmod").V == 1
+    new_key, _ = generate_keypair("next", tmp_path / "next-keys")
+    result = run_cli(tmp_path, "root", "rotate", str(publisher.out), "--old-key",
+                     str(publisher.key_path), "--new-key", str(new_key), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["version"] == 2
+    publisher.write("rotmod.py", "V = 2\n")
+    result = run_cli(tmp_path, "sign", str(publisher.src), "--key", str(new_key), "--out",
+                     str(publisher.out))
+    assert result.returncode == 0, result.stderr
+    consumer.new_process()
+    assert importlib.import_module("rotmod").V == 2
+    assert [r["event"] for r in consumer.audit()].count("rotate") == 1
+
+
+def test_root_rotate_without_keys_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "root", "rotate", str(tmp_path))
+    assert result.returncode == 2
