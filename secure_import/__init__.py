@@ -19,10 +19,11 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
-from . import errors
+from . import errors, githost
 from .audit import AuditLog
 from .config import Limits, Paths
 from .errors import SecureImportError
+from .extend import extend_package
 from .finder import get_finder
 from .keys import PublicKey
 from .repository import KeySpec, Repository
@@ -38,6 +39,8 @@ __all__ = [
     "add_repo",
     "configure",
     "errors",
+    "extend_package",
+    "githost",
     "remove_repo",
     "repo",
     "repositories",
