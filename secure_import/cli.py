@@ -334,11 +334,10 @@ def cmd_verify(args: argparse.Namespace, out: Out) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, out: Out) -> int:
-    if not out.json:
-        from .serve import serve_forever_cli
+    from .serve import serve_forever_cli
 
-        serve_forever_cli(Path(args.out_dir), args.port)
-        return EXIT_OK
+    serve_forever_cli(Path(args.out_dir), args.port, as_json=out.json)
+    return EXIT_OK
     import shutil
     import tempfile
 

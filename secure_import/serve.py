@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import mimetypes
 import os
 import shutil
@@ -679,13 +680,14 @@ class RepoServer:
         return resolved
 
 
-def serve_forever_cli(root: Path, port: int) -> None:
+def serve_forever_cli(root: Path, port: int, *, as_json: bool = False) -> None:
     """Serve ``root`` on https://127.0.0.1:PORT/ until Ctrl-C (``secure-import serve``).
 
     Makes a throwaway CA, writes its certificate into a fresh private (0700)
     temporary directory, prints the URL, the CA path and how to trust it, and
-    serves.  On KeyboardInterrupt it stops the server, removes the directory and
-    returns normally.
+    serves.  With ``as_json`` those facts are one JSON line instead (``--json``).
+    On KeyboardInterrupt it stops the server, removes the directory and returns
+    normally.
 
     Raises:
         ConfigError: ``root`` is not a directory or the port cannot be bound.
@@ -701,13 +703,17 @@ def serve_forever_cli(root: Path, port: int) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(certs.ca_pem)
         server.start()
-        print(f"Serving {root} at {server.url}", flush=True)
-        print(f"CA certificate: {ca_path}", flush=True)
-        print(
-            f'Hint: in Python, trust it with ca_bundle="{ca_path}" '
-            "(throwaway CA, valid 2 days, 127.0.0.1/localhost only). Ctrl-C stops.",
-            flush=True,
-        )
+        if as_json:
+            print(json.dumps({"ok": True, "url": server.url, "root": str(root),
+                              "ca_bundle": str(ca_path)}), flush=True)
+        else:
+            print(f"Serving {root} at {server.url}", flush=True)
+            print(f"CA certificate: {ca_path}", flush=True)
+            print(
+                f'Hint: in Python, trust it with ca_bundle="{ca_path}" '
+                "(throwaway CA, valid 2 days, 127.0.0.1/localhost only). Ctrl-C stops.",
+                flush=True,
+            )
         while True:  # runs until Ctrl-C, by design
             time.sleep(3600)
     except KeyboardInterrupt:
