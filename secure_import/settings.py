@@ -41,7 +41,6 @@ Invariants:
 from __future__ import annotations
 
 import difflib
-import inspect
 import os
 import stat
 import tomllib
@@ -64,7 +63,7 @@ from .config import (
     site_mode_from_env,
 )
 from .errors import ConfigError, SecureImportError
-from .fetch import AuthHeader, Fetcher, TransportOptions
+from .fetch import AuthHeader, TransportOptions
 from .keys import load_public_key_file
 from .repository import Repository
 
@@ -876,48 +875,29 @@ def _effective_unsafe(merged: _Merged, repos: Sequence[RepositorySettings]) -> l
 # --- building repositories ------------------------------------------------------
 
 
-def _accepts(parameter: str) -> bool:
-    return parameter in inspect.signature(Repository).parameters
-
-
 def build_repository(repo: RepositorySettings, settings: Settings) -> Repository:
     """A :class:`~secure_import.Repository` for one configured repository.
 
     Raises:
         ConfigError, KeyFileError, InsecureURLError: as the constructor does;
-            also frozen mode when this build cannot enforce a lock file.
+            also frozen mode without a lock file (never pretend to be frozen).
     """
-    kwargs: dict[str, Any] = {}
-    if settings.frozen:
-        if not _accepts("lock"):  # fail closed: never pretend to be frozen
-            raise ConfigError("frozen mode is not supported by this version", check="frozen")
-        kwargs["lock"] = settings.lock_file
-    if repo.root_version != 1:
-        if not _accepts("root_version"):
-            raise ConfigError("root_version is not supported by this version",
-                              check="root-version")
-        kwargs["root_version"] = repo.root_version
+    if settings.frozen and settings.lock_file is None:
+        raise ConfigError("frozen mode needs a lock file", check="frozen")
     transport = repo.transport()
-    if not transport.is_default and _accepts("transport"):
-        kwargs["transport"] = transport
-    repository = Repository(
+    return Repository(
         repo.url,
         keys=list(repo.keys),
         threshold=repo.threshold,
+        root_version=repo.root_version,
         modules=repo.modules,
         ca_bundle=repo.ca_bundle,
         paths=settings.paths,
         limits=settings.limits,
         offline=repo.offline,
-        **kwargs,
+        lock=settings.lock_file if settings.frozen else None,
+        transport=None if transport.is_default else transport,
     )
-    if not transport.is_default and "transport" not in kwargs:
-        # Until Repository takes ``transport=``: give it a fetcher built with it.
-        repository._fetcher = Fetcher(
-            repository.url, limits=repository.limits, ca_bundle=repository.ca_bundle,
-            transport=transport,
-        )
-    return repository
 
 
 def build_repositories(settings: Settings) -> list[Repository]:
