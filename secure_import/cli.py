@@ -338,32 +338,6 @@ def cmd_serve(args: argparse.Namespace, out: Out) -> int:
 
     serve_forever_cli(Path(args.out_dir), args.port, as_json=out.json)
     return EXIT_OK
-    import shutil
-    import tempfile
-
-    from .devtls import make_dev_certificates, server_ssl_context
-    from .serve import RepoServer
-
-    certs = make_dev_certificates()
-    server = RepoServer(Path(args.out_dir), port=args.port,
-                        ssl_context=server_ssl_context(certs))
-    tmp = Path(tempfile.mkdtemp(prefix="secure-import-serve-"))
-    try:
-        ca_path = tmp / "ca.pem"
-        fd = os.open(ca_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(certs.ca_pem)
-        server.start()
-        print(json.dumps({"ok": True, "url": server.url, "root": str(args.out_dir),
-                          "ca_bundle": str(ca_path)}), flush=True)
-        while True:  # until Ctrl-C or SIGTERM, by design
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return EXIT_OK
 
 
 # --- consumer commands ---------------------------------------------------------------
