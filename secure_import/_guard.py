@@ -12,8 +12,7 @@ marker is set only ever turns such an optional import into the
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 __all__ = ["busy", "is_busy"]
 
@@ -24,10 +23,27 @@ def is_busy() -> bool:
     return bool(getattr(_state, "depth", 0))
 
 
-@contextmanager
-def busy() -> Iterator[None]:
-    _state.depth = getattr(_state, "depth", 0) + 1
-    try:
-        yield
-    finally:
+class _Busy:
+    """The marker as a plain context manager: entered several times for every
+    module imported, so it avoids the generator machinery of ``contextmanager``."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        _state.depth = getattr(_state, "depth", 0) + 1
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         _state.depth -= 1
+
+
+_BUSY = _Busy()
+
+
+def busy() -> _Busy:
+    """``with busy():`` marks this thread as inside secure_import (re-entrant)."""
+    return _BUSY

@@ -36,12 +36,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
-
-# httpx imports httpcore (and its optional back-ends) lazily, the first time a
-# client is made.  That would happen inside our import hook; import it now.
-import httpcore  # noqa: F401
-import httpx
 
 from .config import Limits, parse_origin
 from .errors import (
@@ -57,6 +54,9 @@ from .errors import (
     TransportError,
 )
 
+if TYPE_CHECKING:
+    import httpx
+
 __all__ = ["AuthHeader", "FetchStats", "Fetcher", "Response", "TransportOptions"]
 
 _MAX_REDIRECTS = 5
@@ -70,6 +70,23 @@ _RESERVED_HEADERS = frozenset(
 )
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _import_httpx() -> ModuleType:
+    """httpx, imported when the first client is made, not with this module.
+
+    A warm process that runs from the verified cache never touches the network,
+    and importing httpx (with httpcore and whatever optional back-ends it finds
+    installed) costs ~100 ms and tens of thousands of objects that every later
+    garbage collection walks.  httpx itself imports httpcore lazily, the first
+    time a client is made, which would happen inside our import hook: both are
+    imported here, by the caller, which runs inside ``busy()`` when it is in
+    the hook, so none of their imports reaches our finder.
+    """
+    import httpcore  # noqa: F401
+    import httpx
+
+    return httpx
 
 
 @dataclass(frozen=True, repr=False)
@@ -234,6 +251,7 @@ class Fetcher:
         self._clock = clock
         self._lock = threading.Lock()
         verify = _tls_context(ca_bundle, self.transport)
+        self._httpx = httpx = _import_httpx()
         self._client = httpx.Client(
             verify=verify,
             trust_env=False,
@@ -324,15 +342,15 @@ class Fetcher:
                     return Response(current, 200, body, response.headers.get("etag"))
             except TransportError:
                 raise
-            except httpx.TimeoutException as exc:
+            except self._httpx.TimeoutException as exc:
                 raise DeadlineError(
                     f"timed out fetching the {what}: {type(exc).__name__}",
                     check="timeout",
                     url=current,
                 ) from exc
-            except httpx.ConnectError as exc:
+            except self._httpx.ConnectError as exc:
                 raise _connect_error(exc, current, what) from exc
-            except (httpx.HTTPError, httpx.InvalidURL, OSError, ssl.SSLError) as exc:
+            except (self._httpx.HTTPError, self._httpx.InvalidURL, OSError, ssl.SSLError) as exc:
                 raise ConnectionFailedError(
                     f"the connection failed while fetching the {what}: {exc}",
                     check="connection",
@@ -433,7 +451,7 @@ def _tls_context(
     elif transport.client_cert is None:
         return True  # httpx's default: certifi's bundle, fully verified
     else:
-        ctx = httpx.create_ssl_context(verify=True, trust_env=False)
+        ctx = _import_httpx().create_ssl_context(verify=True, trust_env=False)
     if transport.client_cert is not None:
         try:
             ctx.load_cert_chain(

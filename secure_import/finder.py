@@ -253,21 +253,23 @@ def _listed(repo: Repository, fullname: str, listed_as: str) -> ModuleSpec | Non
     try:
         with busy():
             manifest = repo.manifest
-            if manifest.find_module(listed_as) is not None:
-                found = True
-            else:
+            hit = manifest.find_module(listed_as)
+            if hit is None:
                 from .resources import is_listed_dir
 
-                found = False
                 directory = listed_as.replace(".", "/")
                 if is_listed_dir(manifest, directory):
                     loader = RemoteDataDirLoader(repo, fullname, directory)
                     spec = ModuleSpec(fullname, loader, origin=None, is_package=True)
                     spec.submodule_search_locations = [repo.url_for(directory + "/")]
                     return spec
+                return None
+            if listed_as.partition(".")[0] in manifest.provides:
+                return _make_spec(repo, fullname, hit[0], hit[1])
     except SecureImportError as exc:
         raise _owned_error(repo, exc, fullname, None) from None
-    return _find(repo, fullname, listed_as) if found else None
+    # Listed, but under a top-level name the manifest does not provide.
+    return _find(repo, fullname, listed_as)  # raises NotListedError, audited
 
 
 class RemotePathEntryFinder:
@@ -285,9 +287,10 @@ class RemotePathEntryFinder:
         return f"<RemotePathEntryFinder {self.path!r}>"
 
     def find_spec(self, fullname: str, target: ModuleType | None = None) -> ModuleSpec | None:
-        if is_busy():
+        finder = _finder
+        if finder is None or is_busy():
             return None
-        located = get_finder().locate(self.path)
+        located = finder.locate(self.path)
         if located is None:
             return None
         repo, package = located
@@ -342,6 +345,9 @@ class SecureFinder(DistributionFinder):
         self._repos: list[Repository] = []
         self._extensions: list[tuple[Repository, str]] = []
         self._lock = threading.Lock()
+        #: ``locate`` answers; manifests are fixed for the life of the process,
+        #: so they change only when a repository or extension is added or removed.
+        self._located: dict[str, tuple[Repository, str] | None] = {}
 
     @property
     def repositories(self) -> Sequence[Repository]:
@@ -355,6 +361,7 @@ class SecureFinder(DistributionFinder):
     def add(self, repo: Repository) -> None:
         with self._lock:
             self._repos.append(repo)
+            self._located = {}
 
     def add_extension(self, repo: Repository, package: str) -> None:
         """Serve ``package.*`` (and nothing else) from ``repo``, reached only
@@ -362,12 +369,14 @@ class SecureFinder(DistributionFinder):
         with self._lock:
             if (repo, package) not in self._extensions:
                 self._extensions.append((repo, package))
+            self._located = {}
 
     def remove(self, repo: Repository) -> None:
         with self._lock:
             if repo in self._repos:
                 self._repos.remove(repo)
             self._extensions = [(r, p) for r, p in self._extensions if r is not repo]
+            self._located = {}
 
     def locate(self, entry: str) -> tuple[Repository, str] | None:
         """Which repository serves the package directory URL ``entry``, and
@@ -377,6 +386,14 @@ class SecureFinder(DistributionFinder):
         directory under a top-level name it may provide; an extension serves
         only its package's directory and those below it.
         """
+        located = self._located
+        if entry in located:
+            return located[entry]
+        found = self._locate(entry)
+        located[entry] = found
+        return found
+
+    def _locate(self, entry: str) -> tuple[Repository, str] | None:
         for repo in self._repos:
             if entry.startswith(repo.url):
                 package = _package_of(entry[len(repo.url) :])

@@ -46,6 +46,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
+from typing import NamedTuple
 
 from secure_import import strictjson
 from secure_import.errors import FormatError, UnsafePathError
@@ -55,14 +56,18 @@ __all__ = [
     "MAX_FILES",
     "MAX_FILE_LENGTH",
     "MAX_VERSION",
+    "PARSE_RULES",
     "SPEC_VERSION",
     "FileEntry",
     "Manifest",
+    "PlainManifest",
     "build_payload",
     "check_path",
     "format_time",
+    "from_plain",
     "parse",
     "parse_time",
+    "to_plain",
 ]
 
 MANIFEST_TYPE = "secure-import/manifest"
@@ -90,9 +95,13 @@ _REFUSED_SUFFIXES = frozenset({"so", "pyd", "pyc", "pyo", "pth", "dll", "dylib",
 _FORBIDDEN_CHARS = frozenset("\\%:")
 
 
-@dataclass(frozen=True)
-class FileEntry:
-    """One file listed in a manifest: where it lives, its SHA-256 and length."""
+class FileEntry(NamedTuple):
+    """One file listed in a manifest: where it lives, its SHA-256 and length.
+
+    A named tuple rather than a dataclass: a manifest holds one per file and
+    is rebuilt in every process, where tuple construction is several times
+    cheaper.  It is immutable all the same.
+    """
 
     path: str
     sha256: str
@@ -477,6 +486,45 @@ def parse(payload: bytes, *, url: str | None = None) -> Manifest:
         expires=expires,
         provides=provides,
         files=MappingProxyType(entries),
+    )
+
+
+#: Bump whenever :func:`parse` changes what it accepts: memos of earlier
+#: parses (:mod:`secure_import.memo`) are bound to it and stop applying.
+PARSE_RULES = 1
+
+#: What :func:`to_plain` returns: only built-in types, so ``marshal`` can keep it.
+PlainManifest = tuple[int, int, int, int, tuple[str, ...], tuple[tuple[str, str, int], ...]]
+
+
+def to_plain(parsed: Manifest) -> PlainManifest:
+    """``parsed`` as built-in values (times as POSIX seconds), for a memo."""
+    return (
+        parsed.version,
+        parsed.root_version,
+        int(parsed.issued.timestamp()),
+        int(parsed.expires.timestamp()),
+        parsed.provides,
+        tuple((e.path, e.sha256, e.length) for e in parsed.files.values()),
+    )
+
+
+def from_plain(plain: PlainManifest) -> Manifest:
+    """The :class:`Manifest` that :func:`to_plain` was given.
+
+    Only for values that came from :func:`to_plain` of a manifest :func:`parse`
+    accepted (an authenticated memo): nothing is validated again.
+    """
+    version, root_version, issued, expires, provides, files = plain
+    return Manifest(
+        version=version,
+        root_version=root_version,
+        issued=datetime.fromtimestamp(issued, UTC),
+        expires=datetime.fromtimestamp(expires, UTC),
+        provides=tuple(provides),
+        files=MappingProxyType(
+            {path: FileEntry(path, sha256, length) for path, sha256, length in files}
+        ),
     )
 
 

@@ -31,6 +31,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import CodeType
@@ -58,13 +59,15 @@ from .errors import (
 from .fetch import Fetcher, TransportOptions
 from .keys import PublicKey
 from .manifest import FileEntry, Manifest
+from .memo import ManifestMemo
 from .root import ROOTS_DIR, Root
 from .state import StateStore, repo_id
 from .trust import (
     HighWater,
     TrustedManifest,
+    authenticate_manifest,
+    check_manifest,
     check_root_fresh,
-    verify_manifest,
     verify_root_update,
 )
 
@@ -78,6 +81,19 @@ _RETRY_AFTER = 30.0
 _BUNDLE_THRESHOLD = 2
 
 KeySpec = str | os.PathLike[str] | PublicKey
+
+
+@dataclass
+class _PendingPack:
+    """Code objects of one package gathered so far, until all are known."""
+
+    entries: list[FileEntry]
+    modules: list[tuple[str, str]]
+    codes: dict[str, CodeType] = field(default_factory=dict)
+    missing: set[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.missing = {entry.path for entry in self.entries}
 
 
 def verify_bytes(data: bytes, entry: FileEntry, *, url: str) -> None:
@@ -182,6 +198,7 @@ class Repository:
         self.state = StateStore(self.paths.state_dir)
         self.audit = AuditLog(self.paths.audit_log)
         self.bytecode = BytecodeStore(self.paths.cache_dir, self.paths.state_dir)
+        self.memo = ManifestMemo(self.paths.cache_dir, self.paths.state_dir)
         self._clock = clock or (lambda: datetime.now(UTC))
         #: Never contact the server: the cached manifest (verified exactly as a
         #: fresh one, so it must be unexpired and not below the high-water mark)
@@ -210,6 +227,8 @@ class Repository:
         #: package and handed out once by :meth:`code`.
         self._code: dict[tuple[str, str], CodeType] = {}
         self._ready_tops: set[str] = set()
+        #: Packages whose pack is not sealed yet: the code objects so far.
+        self._pack_pending: dict[str, _PendingPack] = {}
 
     # -- plumbing ---------------------------------------------------------
 
@@ -356,8 +375,16 @@ class Repository:
     def _verify(
         self, body: bytes, root: Root, now: datetime, high_water: HighWater | None
     ) -> TrustedManifest:
-        return verify_manifest(
-            body,
+        digest = hashlib.sha256(body).hexdigest()
+        remembered = self.memo.load(root, digest)
+        if remembered is None:
+            parsed, key_ids = authenticate_manifest(body, root=root, url=self.manifest_url)
+        else:
+            parsed, key_ids = remembered
+        trusted = check_manifest(
+            parsed,
+            key_ids=key_ids,
+            digest=digest,
             root=root,
             now=now,
             high_water=high_water,
@@ -366,6 +393,11 @@ class Repository:
             url=self.manifest_url,
             locked_digest=self.locked_digest,
         )
+        if remembered is None:
+            # Only an accepted manifest is remembered: nothing is written for
+            # one that is refused (rolled back, expired...), even if authentic.
+            self.memo.save(root, digest, parsed, key_ids)
+        return trusted
 
     def prefetch(self) -> int:
         """Verify and cache every file of every allowed top-level name now
@@ -519,10 +551,27 @@ class Repository:
             return code
         url = self.url_for(entry.path)
         code = self.bytecode.load(sha256=entry.sha256, url=url)
-        if code is not None:
-            return code
-        return compile_verified(self.source(entry), sha256=entry.sha256, url=url,
-                                store=self.bytecode)
+        if code is None:
+            code = compile_verified(self.source(entry), sha256=entry.sha256, url=url,
+                                    store=self.bytecode)
+        self._pack_progress(top, entry, code)
+        return code
+
+    def _pack_progress(self, top: str, entry: FileEntry, code: CodeType) -> None:
+        """Remember ``code`` for the package's pack; seal the pack once every
+        module of the package has a code object in this process."""
+        with self._lock:
+            pending = self._pack_pending.get(top)
+            if pending is None or entry.path not in pending.missing:
+                return
+            pending.codes[entry.path] = code
+            pending.missing.discard(entry.path)
+            if pending.missing:
+                return
+            del self._pack_pending[top]
+        self.bytecode.save_pack(
+            pending.modules, [pending.codes[e.path] for e in pending.entries]
+        )
 
     def _verify_package(self, top: str) -> None:
         """Verify every module of a top-level package before any of it runs."""
@@ -530,6 +579,16 @@ class Repository:
             if top in self._ready_tops:
                 return
             entries = bundle_entries(self.manifest.files, top)
+            modules = [(e.sha256, self.url_for(e.path)) for e in entries]
+            packed = self.bytecode.load_pack(modules)
+            if packed is not None:
+                # One sealed file bound to every (sha256, URL) of the package:
+                # as good as the verified sources, without reading them.
+                for entry, packed_code in zip(entries, packed, strict=True):
+                    self._code[(entry.sha256, entry.path)] = packed_code
+                self._ready_tops.add(top)
+                return
+            pending = _PendingPack(entries, modules)
             missing: list[FileEntry] = []
             for entry in entries:
                 code = self.bytecode.load(sha256=entry.sha256, url=self.url_for(entry.path))
@@ -537,6 +596,8 @@ class Repository:
                     # Bound by HMAC to this very sha256 and URL: as good as the
                     # verified source it was compiled from, without reading it.
                     self._code[(entry.sha256, entry.path)] = code
+                    pending.codes[entry.path] = code
+                    pending.missing.discard(entry.path)
                     continue
                 data = self._from_cache(entry)
                 if data is None:
@@ -556,6 +617,10 @@ class Repository:
                         raise outcome
                     self._verified[entry.sha256] = outcome
             self._ready_tops.add(top)
+            if pending.missing:
+                self._pack_pending[top] = pending
+                return
+        self.bytecode.save_pack(modules, [pending.codes[e.path] for e in entries])
 
     def _fetch_bundle(self, entries: list[FileEntry], top: str) -> dict[str, bytes] | None:
         """All modules of ``top`` in one request, each verified and cached.

@@ -41,8 +41,8 @@ from .errors import (
 from .manifest import Manifest
 from .root import Root
 
-__all__ = ["HighWater", "TrustedManifest", "check_root_fresh", "verify_manifest",
-           "verify_root_update"]
+__all__ = ["HighWater", "TrustedManifest", "authenticate_manifest", "check_manifest",
+           "check_root_fresh", "verify_manifest", "verify_root_update"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,8 @@ def verify_manifest(
     url: str | None = None,
     locked_digest: str | None = None,
 ) -> TrustedManifest:
-    """Verify a manifest envelope completely.
+    """Verify a manifest envelope completely: :func:`authenticate_manifest`,
+    then :func:`check_manifest`.
 
     Raises:
         SignatureError, ThresholdError: not signed by enough pinned keys.
@@ -85,11 +86,35 @@ def verify_manifest(
         RootRotationError: signed under a different root version.
         ExpiredError, RollbackError, EquivocationError, FastForwardError.
         LockMismatchError: ``locked_digest`` is given and differs.
+    """
+    parsed, key_ids = authenticate_manifest(envelope_bytes, root=root, url=url)
+    return check_manifest(
+        parsed,
+        key_ids=key_ids,
+        digest=hashlib.sha256(envelope_bytes).hexdigest(),
+        root=root,
+        now=now,
+        high_water=high_water,
+        clock_slack=clock_slack,
+        max_version_jump=max_version_jump,
+        url=url,
+        locked_digest=locked_digest,
+    )
 
-    With ``locked_digest`` (frozen mode) the envelope must be exactly the
-    locked one; expiry is then not enforced, because the lock, not the
-    publisher's clock, decides what is current (a frozen deployment must keep
-    importing the reviewed code after the publisher's expiry passes).
+
+def authenticate_manifest(
+    envelope_bytes: bytes, *, root: Root, url: str | None = None
+) -> tuple[Manifest, frozenset[str]]:
+    """The manifest an envelope carries, and the ids of the keys that signed it.
+
+    Signatures are checked against ``root``'s keys and threshold *before* the
+    payload is parsed.  This decides only "did the publisher sign these bytes";
+    whether they are acceptable now is :func:`check_manifest`'s question, asked
+    every time (its answer depends on the clock and the high-water mark).
+
+    Raises:
+        SignatureError, ThresholdError: not signed by enough pinned keys.
+        FormatError, UnsafePathError: the signed payload is malformed.
     """
     verified = envelope.verify(
         envelope_bytes,
@@ -98,8 +123,36 @@ def verify_manifest(
         threshold=root.threshold,
         url=url,
     )
-    parsed = manifest.parse(verified.payload, url=url)
-    digest = hashlib.sha256(envelope_bytes).hexdigest()
+    return manifest.parse(verified.payload, url=url), verified.key_ids
+
+
+def check_manifest(
+    parsed: Manifest,
+    *,
+    key_ids: frozenset[str],
+    digest: str,
+    root: Root,
+    now: datetime,
+    high_water: HighWater | None,
+    clock_slack: timedelta,
+    max_version_jump: int,
+    url: str | None = None,
+    locked_digest: str | None = None,
+) -> TrustedManifest:
+    """Whether an authenticated manifest (envelope sha256 ``digest``) may be
+    used now: its root version, the lock, expiry, rollback, equivocation and
+    fast-forward.
+
+    With ``locked_digest`` (frozen mode) the envelope must be exactly the
+    locked one; expiry is then not enforced, because the lock, not the
+    publisher's clock, decides what is current (a frozen deployment must keep
+    importing the reviewed code after the publisher's expiry passes).
+
+    Raises:
+        RootRotationError: signed under a different root version.
+        ExpiredError, RollbackError, EquivocationError, FastForwardError.
+        LockMismatchError: ``locked_digest`` is given and differs.
+    """
     if parsed.root_version != root.version:
         raise RootRotationError(
             "the manifest names another root version than the one that verified it",
@@ -150,7 +203,7 @@ def verify_manifest(
             expected=f"version <= {floor + max_version_jump}",
             got=parsed.version,
         )
-    return TrustedManifest(parsed, digest, verified.key_ids)
+    return TrustedManifest(parsed, digest, key_ids)
 
 
 def verify_root_update(trusted: Root, data: bytes, *, url: str | None = None) -> Root:

@@ -332,9 +332,123 @@ def test_planted_bytecode_for_a_remote_module_is_never_run(
     store = _store_of(repo)
     target.write_bytes(forge(store, evil, sha256=repo.manifest.files["bcpkg/core.py"].sha256,
                              url=url, key=os.urandom(32)))
+    for pack in _packs(repo):  # so the per-module file is what the import reads
+        pack.unlink()
 
     _, module = _fresh_import(consumer, offline=True)
 
     assert module.VALUE == "remote"
     assert not canary.exists()
     consumer.assert_cache_verified()
+
+
+# -- package packs: one sealed file with every module of a package -----------------
+
+
+def _packs(repo: secure_import.Repository) -> list[Path]:
+    directory = _store_of(repo).directory
+    assert directory is not None
+    return sorted(directory.glob("pack-*"))
+
+
+def _pack_modules(repo: secure_import.Repository, top: str) -> list[tuple[str, str]]:
+    return [
+        (entry.sha256, repo.url_for(path))
+        for path, entry in sorted(repo.manifest.files.items())
+        if path.endswith(".py") and path.startswith(top + "/")
+    ]
+
+
+def _publish_bcpkg(publisher: Publisher, value: str = "remote") -> None:
+    publisher.write("bcpkg/__init__.py", PKG_INIT)
+    publisher.write("bcpkg/core.py", PKG_CORE.replace('"remote"', repr(value)))
+    publisher.publish()
+
+
+def test_warm_import_runs_the_package_pack_without_per_module_files(
+    publisher: Publisher, consumer: Consumer
+) -> None:
+    _publish_bcpkg(publisher)
+    repo, _ = _fresh_import(consumer)  # compiles both modules, then seals the pack
+    assert len(_packs(repo)) == 1
+    for per_module in _bytecode_files(repo).values():
+        per_module.unlink()
+
+    repo, module = _fresh_import(consumer, offline=True)
+
+    assert module.VALUE == "remote" and module.explode.__code__.co_filename.startswith("https://")
+    # Nothing was compiled (a compile would have written the per-module files again).
+    assert not any(p.exists() for p in _bytecode_files(repo).values())
+    loads = [r["module"] for r in consumer.audit() if r["event"] == "load"]
+    assert loads.count("bcpkg") == 2 and loads.count("bcpkg.core") == 2
+
+
+def test_pack_is_sealed_only_when_every_module_has_code(
+    publisher: Publisher, consumer: Consumer
+) -> None:
+    publisher.write("bcpkg/__init__.py", "VALUE = 'init only'\n")
+    publisher.write("bcpkg/core.py", PKG_CORE)
+    publisher.publish()
+    repo, _ = _fresh_import(consumer)
+    assert _packs(repo) == []  # bcpkg.core was never imported: no code for it yet
+    importlib.import_module("bcpkg.core")
+    assert len(_packs(repo)) == 1
+    codes = _store_of(repo).load_pack(_pack_modules(repo, "bcpkg"))
+    assert codes is not None and [c.co_filename for c in codes] == [
+        repo.url_for("bcpkg/__init__.py"), repo.url_for("bcpkg/core.py")
+    ]
+
+
+@pytest.mark.parametrize("attack", ["flipped-byte", "forged-with-another-key"])
+def test_tampered_or_forged_pack_is_never_run(
+    publisher: Publisher, consumer: Consumer, canary: Path, attack: str
+) -> None:
+    _publish_bcpkg(publisher)
+    repo, _ = _fresh_import(consumer)
+    [pack] = _packs(repo)
+    modules = _pack_modules(repo, "bcpkg")
+    evil = tuple(
+        compile(canary_code(canary) + "VALUE = 'planted'\ndef explode(): pass\n", url, "exec")
+        for _, url in modules
+    )
+    body = marshal.dumps(evil)
+    genuine = pack.read_bytes()
+    header = len(FORMAT) + 32
+    if attack == "flipped-byte":
+        pack.write_bytes(genuine[:header] + body)  # genuine MAC, other body
+    else:
+        store = _store_of(repo)
+        forged_mac = hmac.digest(os.urandom(32), store._pack_binding(modules) + body, "sha256")
+        pack.write_bytes(FORMAT + forged_mac + body)
+
+    _, module = _fresh_import(consumer, offline=True)
+
+    assert module.VALUE == "remote"
+    assert not canary.exists()
+    # The bad pack was dropped; the one sealed again holds the genuine code.
+    assert pack.exists() and pack.read_bytes() != FORMAT + genuine[len(FORMAT):header] + body
+    codes = _store_of(repo).load_pack(modules)
+    assert codes is not None and run(codes[1])["VALUE"] == "remote"
+    consumer.assert_cache_verified()
+
+
+def test_pack_of_an_older_release_never_supplies_a_module_of_the_new_one(
+    publisher: Publisher, consumer: Consumer, canary: Path
+) -> None:
+    _publish_bcpkg(publisher, value="release one")
+    repo, module = _fresh_import(consumer)
+    assert module.VALUE == "release one"
+    [old_pack] = _packs(repo)
+    old_bytes = old_pack.read_bytes()
+
+    _publish_bcpkg(publisher, value="release two")
+    repo, module = _fresh_import(consumer)
+    assert module.VALUE == "release two"
+    [new_pack] = _packs(repo)  # the old release's pack was replaced, not kept beside it
+    assert new_pack != old_pack and not old_pack.exists()
+
+    new_pack.write_bytes(old_bytes)  # a genuine pack, under the new release's name
+    for per_module in _bytecode_files(repo).values():
+        per_module.unlink()
+    _, module = _fresh_import(consumer, offline=True)
+    assert module.VALUE == "release two"
