@@ -40,6 +40,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
+from ._guard import busy
 from .config import Limits, parse_origin
 from .errors import (
     ConfigError,
@@ -79,12 +80,14 @@ def _import_httpx() -> ModuleType:
     and importing httpx (with httpcore and whatever optional back-ends it finds
     installed) costs ~100 ms and tens of thousands of objects that every later
     garbage collection walks.  httpx itself imports httpcore lazily, the first
-    time a client is made, which would happen inside our import hook: both are
-    imported here, by the caller, which runs inside ``busy()`` when it is in
-    the hook, so none of their imports reaches our finder.
+    time a client is made.  Both are imported here under ``busy()``, whoever
+    the caller is (the import hook, ``write_lock``, the CLI): the optional
+    modules they probe for must never reach our finder, which would ask for
+    the manifest again and so build a second client mid-import.
     """
-    import httpcore  # noqa: F401
-    import httpx
+    with busy():
+        import httpcore  # noqa: F401
+        import httpx
 
     return httpx
 

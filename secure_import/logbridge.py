@@ -37,13 +37,19 @@ LOGGER_NAME = "secure_import.audit"
 
 logger = logging.getLogger(LOGGER_NAME)
 logger.propagate = False
-logger.addHandler(logging.NullHandler())
+# INFO by default so that adding a handler is all an operator does; the
+# NullHandler keeps ``logging``'s last-resort stderr handler out of it.
+logger.setLevel(logging.INFO)
+_NULL = logging.NullHandler()
+logger.addHandler(_NULL)
 
 _QUIET_OUTCOMES = frozenset({"ok"})
 
 
 def emit(record: Mapping[str, object]) -> None:
     """Forward one audit record (already written to the file) to ``logging``."""
+    if not logger.propagate and all(h is _NULL for h in logger.handlers):
+        return  # nobody listens: keep the per-module cost at a list scan
     outcome = str(record.get("outcome", ""))
     level = logging.INFO if outcome in _QUIET_OUTCOMES else logging.WARNING
     if not logger.isEnabledFor(level):

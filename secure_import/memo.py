@@ -45,17 +45,27 @@ _FORMAT = b"SIMM\x01"
 
 
 class ManifestMemo:
-    """Sealed results of authenticating manifest envelopes.  Never raises."""
+    """Sealed results of authenticating one repository's manifest envelopes.
 
-    def __init__(self, cache_dir: Path, state_dir: Path) -> None:
+    ``owner`` (the repository id) prefixes the file names, so accepting a new
+    manifest replaces the memo of the previous one instead of piling up.
+    Never raises.
+    """
+
+    def __init__(self, cache_dir: Path, state_dir: Path, *, owner: str) -> None:
         self._sealed = SealedStore(
             Path(cache_dir) / MEMO_DIR, cache_dir=Path(cache_dir), state_dir=Path(state_dir)
         )
+        self._prefix = f"manifest-{owner}-"
+
+    def name_for(self, root: Root, digest: str) -> str:
+        """File name of the memo for envelope ``digest`` under ``root``."""
+        return digest_name(self._prefix, _binding(root, digest))
 
     def load(self, root: Root, digest: str) -> tuple[Manifest, frozenset[str]] | None:
         """The manifest and signing key ids for envelope ``digest`` under ``root``."""
         bound = _binding(root, digest)
-        name = digest_name("manifest-", bound)
+        name = digest_name(self._prefix, bound)
         body = self._sealed.open(name, bound)
         if body is None:
             return None
@@ -69,13 +79,19 @@ class ManifestMemo:
     def save(
         self, root: Root, digest: str, parsed: Manifest, key_ids: frozenset[str]
     ) -> None:
-        """Remember that envelope ``digest`` authenticated under ``root`` as ``parsed``."""
+        """Remember that envelope ``digest`` authenticated under ``root`` as
+        ``parsed`` (call only once the manifest was accepted), replacing this
+        repository's earlier memos."""
         bound = _binding(root, digest)
+        name = digest_name(self._prefix, bound)
         try:
             body = marshal.dumps((manifest.to_plain(parsed), tuple(sorted(key_ids))))
         except ValueError:
             return
-        self._sealed.seal(digest_name("manifest-", bound), bound, body)
+        if self._sealed.seal(name, bound, body):
+            for old in self._sealed.names(self._prefix):
+                if old != name:
+                    self._sealed.discard(old)
 
 
 def _binding(root: Root, digest: str) -> bytes:

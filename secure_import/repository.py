@@ -198,7 +198,7 @@ class Repository:
         self.state = StateStore(self.paths.state_dir)
         self.audit = AuditLog(self.paths.audit_log)
         self.bytecode = BytecodeStore(self.paths.cache_dir, self.paths.state_dir)
-        self.memo = ManifestMemo(self.paths.cache_dir, self.paths.state_dir)
+        self.memo = ManifestMemo(self.paths.cache_dir, self.paths.state_dir, owner=self.id)
         self._clock = clock or (lambda: datetime.now(UTC))
         #: Never contact the server: the cached manifest (verified exactly as a
         #: fresh one, so it must be unexpired and not below the high-water mark)
@@ -229,6 +229,8 @@ class Repository:
         self._ready_tops: set[str] = set()
         #: Packages whose pack is not sealed yet: the code objects so far.
         self._pack_pending: dict[str, _PendingPack] = {}
+        #: Envelope digests authenticated in full (no memo) during this load.
+        self._unremembered: set[str] = set()
 
     # -- plumbing ---------------------------------------------------------
 
@@ -291,6 +293,7 @@ class Repository:
             return trusted
 
     def _load_manifest(self) -> TrustedManifest:
+        self._unremembered.clear()
         now = self._clock()
         high_water = self.state.high_water(self.id)
         cached = self.cache.get_metadata(self.id, MANIFEST_NAME)
@@ -331,6 +334,11 @@ class Repository:
             key_id=",".join(sorted(trusted.key_ids)),
             message=None if offline_reason is None else f"server unreachable: {offline_reason}",
         )
+        if trusted.envelope_digest in self._unremembered:
+            # Only now is the manifest accepted (root fresh, high-water mark
+            # stored, load audited): nothing is remembered for one refused.
+            self.memo.save(root, trusted.envelope_digest, trusted.manifest, trusted.key_ids)
+        self._unremembered.clear()
         return trusted
 
     def _manifest_bytes(
@@ -394,9 +402,7 @@ class Repository:
             locked_digest=self.locked_digest,
         )
         if remembered is None:
-            # Only an accepted manifest is remembered: nothing is written for
-            # one that is refused (rolled back, expired...), even if authentic.
-            self.memo.save(root, digest, parsed, key_ids)
+            self._unremembered.add(digest)
         return trusted
 
     def prefetch(self) -> int:

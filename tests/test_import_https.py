@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import sys
 import traceback
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import secure_import
+from secure_import import logbridge
 from secure_import.errors import NotListedError
 
 from .conftest import Consumer, Publisher, forget_remote_modules
@@ -274,3 +276,36 @@ def test_pep578_hooks_see_every_load(shop: secure_import.Repository) -> None:
     assert ("secure_import.manifest", (None, shop.url + "secure-import-manifest.json", "ok")) in (
         _AUDIT_EVENTS
     )
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_every_audit_record_is_also_a_logging_record(
+    shop: secure_import.Repository, consumer: Consumer
+) -> None:
+    """The documented bridge: an operator adds a handler and sees each record,
+    INFO for ``ok`` and WARNING for a refusal, with the fields attached."""
+    handler = _Collect()
+    logbridge.logger.addHandler(handler)
+    try:
+        importlib.import_module("shop")
+        with pytest.raises(NotListedError):
+            importlib.import_module("shop.absent")
+    finally:
+        logbridge.logger.removeHandler(handler)
+    written = consumer.audit()
+    assert [r.secure_import for r in handler.records] == written  # type: ignore[attr-defined]
+    assert [r["event"] for r in written] == ["manifest", "load", "load", "refuse"]
+    load = handler.records[1]
+    assert load.levelno == logging.INFO and load.audit_module == "shop"  # type: ignore[attr-defined]
+    refusal = handler.records[-1]
+    assert refusal.levelno == logging.WARNING
+    assert refusal.audit_code == "not-listed"  # type: ignore[attr-defined]
+    assert "code=not-listed" in refusal.getMessage()
