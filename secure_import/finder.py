@@ -42,7 +42,6 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from importlib.abc import InspectLoader, Loader
 from importlib.machinery import ModuleSpec
-from importlib.metadata import Distribution, DistributionFinder
 from importlib.util import decode_source
 from types import CodeType, ModuleType
 from typing import TYPE_CHECKING
@@ -54,6 +53,8 @@ from .manifest import FileEntry
 from .repository import Repository
 
 if TYPE_CHECKING:
+    from importlib.metadata import Distribution, DistributionFinder
+
     from .resources import RemoteResourceReader
 
 __all__ = [
@@ -336,10 +337,16 @@ def _package_of(rel: str) -> str | None:
     return ".".join(parts)
 
 
-class SecureFinder(DistributionFinder):
+class SecureFinder:
     """Finds modules (and distributions) in the trusted repositories, in the
     order they were added; also routes package directories to extensions
-    registered by :func:`secure_import.extend_package`."""
+    registered by :func:`secure_import.extend_package`.
+
+    A meta-path finder and, by having ``find_distributions``, an
+    ``importlib.metadata`` distribution finder (that protocol is duck-typed).
+    It does not subclass ``DistributionFinder``, so ``importlib.metadata`` (and
+    the ``email`` package under it) is imported only by programs that use it.
+    """
 
     def __init__(self) -> None:
         self._repos: list[Repository] = []
@@ -469,6 +476,8 @@ class SecureFinder(DistributionFinder):
     ) -> Iterable[Distribution]:
         """``importlib.metadata`` hook: distributions whose ``.dist-info``
         directory the repositories' signed manifests list."""
+        from importlib.metadata import DistributionFinder
+
         from .metadata import find_distributions
 
         if not self._repos or is_busy():
