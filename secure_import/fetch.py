@@ -58,7 +58,8 @@ from .errors import (
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["AuthHeader", "FetchStats", "Fetcher", "Response", "TransportOptions"]
+__all__ = ["AuthHeader", "FetchStats", "Fetcher", "Response", "TransportOptions",
+           "load_network_stack"]
 
 _MAX_REDIRECTS = 5
 _CHUNK = 64 * 1024
@@ -71,6 +72,12 @@ _RESERVED_HEADERS = frozenset(
 )
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def load_network_stack() -> None:
+    """Import httpx now (idempotent): for callers that know they will need it
+    and would rather pay for it outside an import."""
+    _import_httpx()
 
 
 def _import_httpx() -> ModuleType:

@@ -355,6 +355,21 @@ class SecureFinder:
         #: ``locate`` answers; manifests are fixed for the life of the process,
         #: so they change only when a repository or extension is added or removed.
         self._located: dict[str, tuple[Repository, str] | None] = {}
+        #: Every top-level name some repository may serve, when all of them were
+        #: given ``modules=``; ``None`` when a repository's names come from its
+        #: manifest (then each is asked).
+        self._allowed: frozenset[str] | None = frozenset()
+
+    def _changed(self) -> None:
+        """Forget answers derived from the set of repositories (lock held)."""
+        self._located = {}
+        names: set[str] = set()
+        for repo in self._repos:
+            if repo.modules is None:
+                self._allowed = None
+                return
+            names |= repo.modules
+        self._allowed = frozenset(names)
 
     @property
     def repositories(self) -> Sequence[Repository]:
@@ -368,7 +383,7 @@ class SecureFinder:
     def add(self, repo: Repository) -> None:
         with self._lock:
             self._repos.append(repo)
-            self._located = {}
+            self._changed()
 
     def add_extension(self, repo: Repository, package: str) -> None:
         """Serve ``package.*`` (and nothing else) from ``repo``, reached only
@@ -376,14 +391,14 @@ class SecureFinder:
         with self._lock:
             if (repo, package) not in self._extensions:
                 self._extensions.append((repo, package))
-            self._located = {}
+            self._changed()
 
     def remove(self, repo: Repository) -> None:
         with self._lock:
             if repo in self._repos:
                 self._repos.remove(repo)
             self._extensions = [(r, p) for r, p in self._extensions if r is not repo]
-            self._located = {}
+            self._changed()
 
     def locate(self, entry: str) -> tuple[Repository, str] | None:
         """Which repository serves the package directory URL ``entry``, and
@@ -426,6 +441,10 @@ class SecureFinder:
         target: ModuleType | None = None,
     ) -> ModuleSpec | None:
         top = fullname.partition(".")[0]
+        if path is None:
+            allowed = self._allowed
+            if allowed is not None and top not in allowed:
+                return None  # the common miss: one set lookup, no manifest
         if is_never_remote(top) or is_busy():
             return None
         if path is None:

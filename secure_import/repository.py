@@ -56,7 +56,7 @@ from .errors import (
     TooLargeError,
     TransportError,
 )
-from .fetch import Fetcher, TransportOptions
+from .fetch import Fetcher, TransportOptions, load_network_stack
 from .keys import PublicKey
 from .manifest import FileEntry, Manifest
 from .memo import ManifestMemo
@@ -231,6 +231,11 @@ class Repository:
         self._pack_pending: dict[str, _PendingPack] = {}
         #: Envelope digests authenticated in full (no memo) during this load.
         self._unremembered: set[str] = set()
+        if not self.offline and self.locked_digest is None:
+            # The first import will ask the server (at least a conditional
+            # request): load the network stack now, not inside the import hook.
+            # Offline and frozen repositories may never need it.
+            load_network_stack()
 
     # -- plumbing ---------------------------------------------------------
 
