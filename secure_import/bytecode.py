@@ -203,7 +203,7 @@ def _name(sha256: str, url: str) -> str:
     return f"{sha256}-{url_digest}"
 
 
-def _unmarshal(body: bytes) -> object:
+def _unmarshal(body: bytes | memoryview) -> object:
     """``marshal.loads`` of an authenticated body; ``None`` if it is not valid."""
     try:
         return marshal.loads(body)  # noqa: S302 - only bodies whose HMAC matched

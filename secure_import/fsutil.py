@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import UnsafePermissionsError
@@ -64,8 +65,8 @@ def secure_dir(path: Path, *, what: str) -> Path:
     return path
 
 
-def atomic_write(path: Path, data: bytes, *, durable: bool = False) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600.
+def atomic_write(path: Path, data: bytes | Sequence[bytes], *, durable: bool = False) -> None:
+    """Write ``data`` (or its pieces, in order) to ``path`` atomically with mode 0600.
 
     ``durable`` adds an fsync before the rename: used for trust state, skipped
     for cache objects (a torn cache file fails its hash and is fetched again).
@@ -73,7 +74,8 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = False) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for piece in [data] if isinstance(data, bytes) else data:
+                handle.write(piece)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())

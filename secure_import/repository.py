@@ -31,7 +31,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import CodeType
@@ -81,19 +80,6 @@ _RETRY_AFTER = 30.0
 _BUNDLE_THRESHOLD = 2
 
 KeySpec = str | os.PathLike[str] | PublicKey
-
-
-@dataclass
-class _PendingPack:
-    """Code objects of one package gathered so far, until all are known."""
-
-    entries: list[FileEntry]
-    modules: list[tuple[str, str]]
-    codes: dict[str, CodeType] = field(default_factory=dict)
-    missing: set[str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.missing = {entry.path for entry in self.entries}
 
 
 def verify_bytes(data: bytes, entry: FileEntry, *, url: str) -> None:
@@ -227,8 +213,6 @@ class Repository:
         #: package and handed out once by :meth:`code`.
         self._code: dict[tuple[str, str], CodeType] = {}
         self._ready_tops: set[str] = set()
-        #: Packages whose pack is not sealed yet: the code objects so far.
-        self._pack_pending: dict[str, _PendingPack] = {}
         #: Envelope digests authenticated in full (no memo) during this load.
         self._unremembered: set[str] = set()
         if not self.offline and self.locked_digest is None:
@@ -565,24 +549,7 @@ class Repository:
         if code is None:
             code = compile_verified(self.source(entry), sha256=entry.sha256, url=url,
                                     store=self.bytecode)
-        self._pack_progress(top, entry, code)
         return code
-
-    def _pack_progress(self, top: str, entry: FileEntry, code: CodeType) -> None:
-        """Remember ``code`` for the package's pack; seal the pack once every
-        module of the package has a code object in this process."""
-        with self._lock:
-            pending = self._pack_pending.get(top)
-            if pending is None or entry.path not in pending.missing:
-                return
-            pending.codes[entry.path] = code
-            pending.missing.discard(entry.path)
-            if pending.missing:
-                return
-            del self._pack_pending[top]
-        self.bytecode.save_pack(
-            pending.modules, [pending.codes[e.path] for e in pending.entries]
-        )
 
     def _verify_package(self, top: str) -> None:
         """Verify every module of a top-level package before any of it runs."""
@@ -599,7 +566,7 @@ class Repository:
                     self._code[(entry.sha256, entry.path)] = packed_code
                 self._ready_tops.add(top)
                 return
-            pending = _PendingPack(entries, modules)
+            codes: list[CodeType] = []
             missing: list[FileEntry] = []
             for entry in entries:
                 code = self.bytecode.load(sha256=entry.sha256, url=self.url_for(entry.path))
@@ -607,8 +574,7 @@ class Repository:
                     # Bound by HMAC to this very sha256 and URL: as good as the
                     # verified source it was compiled from, without reading it.
                     self._code[(entry.sha256, entry.path)] = code
-                    pending.codes[entry.path] = code
-                    pending.missing.discard(entry.path)
+                    codes.append(code)
                     continue
                 data = self._from_cache(entry)
                 if data is None:
@@ -628,10 +594,12 @@ class Repository:
                         raise outcome
                     self._verified[entry.sha256] = outcome
             self._ready_tops.add(top)
-            if pending.missing:
-                self._pack_pending[top] = pending
-                return
-        self.bytecode.save_pack(modules, [pending.codes[e.path] for e in entries])
+        if len(codes) == len(entries):
+            # Every module had authenticated bytecode (compiled by earlier
+            # processes): seal them as one pack for the next process.  Not
+            # done in the process that compiles, whose cold import already
+            # holds every source and code object in memory.
+            self.bytecode.save_pack(modules, codes)
 
     def _fetch_bundle(self, entries: list[FileEntry], top: str) -> dict[str, bytes] | None:
         """All modules of ``top`` in one request, each verified and cached.

@@ -365,11 +365,20 @@ def _publish_bcpkg(publisher: Publisher, value: str = "remote") -> None:
     publisher.publish()
 
 
+def _until_packed(consumer: Consumer) -> tuple[secure_import.Repository, ModuleType]:
+    """A cold run (compiles, writes per-module bytecode), then a warm one (finds
+    bytecode for every module and seals the pack for the runs after it)."""
+    _fresh_import(consumer)
+    return _fresh_import(consumer)
+
+
 def test_warm_import_runs_the_package_pack_without_per_module_files(
     publisher: Publisher, consumer: Consumer
 ) -> None:
     _publish_bcpkg(publisher)
-    repo, _ = _fresh_import(consumer)  # compiles both modules, then seals the pack
+    repo, _ = _fresh_import(consumer)
+    assert _packs(repo) == []  # the cold run only compiles
+    repo, _ = _fresh_import(consumer)
     assert len(_packs(repo)) == 1
     for per_module in _bytecode_files(repo).values():
         per_module.unlink()
@@ -380,18 +389,21 @@ def test_warm_import_runs_the_package_pack_without_per_module_files(
     # Nothing was compiled (a compile would have written the per-module files again).
     assert not any(p.exists() for p in _bytecode_files(repo).values())
     loads = [r["module"] for r in consumer.audit() if r["event"] == "load"]
-    assert loads.count("bcpkg") == 2 and loads.count("bcpkg.core") == 2
+    assert loads.count("bcpkg") == 3 and loads.count("bcpkg.core") == 3
 
 
-def test_pack_is_sealed_only_when_every_module_has_code(
+def test_pack_is_sealed_only_once_every_module_has_authenticated_bytecode(
     publisher: Publisher, consumer: Consumer
 ) -> None:
     publisher.write("bcpkg/__init__.py", "VALUE = 'init only'\n")
     publisher.write("bcpkg/core.py", PKG_CORE)
     publisher.publish()
+    _fresh_import(consumer)
     repo, _ = _fresh_import(consumer)
     assert _packs(repo) == []  # bcpkg.core was never imported: no code for it yet
     importlib.import_module("bcpkg.core")
+    assert _packs(repo) == []  # compiled in this run; sealed by the next
+    repo, _ = _fresh_import(consumer)
     assert len(_packs(repo)) == 1
     codes = _store_of(repo).load_pack(_pack_modules(repo, "bcpkg"))
     assert codes is not None and [c.co_filename for c in codes] == [
@@ -404,7 +416,7 @@ def test_tampered_or_forged_pack_is_never_run(
     publisher: Publisher, consumer: Consumer, canary: Path, attack: str
 ) -> None:
     _publish_bcpkg(publisher)
-    repo, _ = _fresh_import(consumer)
+    repo, _ = _until_packed(consumer)
     [pack] = _packs(repo)
     modules = _pack_modules(repo, "bcpkg")
     evil = tuple(
@@ -425,7 +437,8 @@ def test_tampered_or_forged_pack_is_never_run(
 
     assert module.VALUE == "remote"
     assert not canary.exists()
-    # The bad pack was dropped; the one sealed again holds the genuine code.
+    # The bad pack was dropped (the per-module files served), and sealed again
+    # from them: it now holds the genuine code.
     assert pack.exists() and pack.read_bytes() != FORMAT + genuine[len(FORMAT):header] + body
     codes = _store_of(repo).load_pack(modules)
     assert codes is not None and run(codes[1])["VALUE"] == "remote"
@@ -436,13 +449,13 @@ def test_pack_of_an_older_release_never_supplies_a_module_of_the_new_one(
     publisher: Publisher, consumer: Consumer, canary: Path
 ) -> None:
     _publish_bcpkg(publisher, value="release one")
-    repo, module = _fresh_import(consumer)
+    repo, module = _until_packed(consumer)
     assert module.VALUE == "release one"
     [old_pack] = _packs(repo)
     old_bytes = old_pack.read_bytes()
 
     _publish_bcpkg(publisher, value="release two")
-    repo, module = _fresh_import(consumer)
+    repo, module = _until_packed(consumer)
     assert module.VALUE == "release two"
     [new_pack] = _packs(repo)  # the old release's pack was replaced, not kept beside it
     assert new_pack != old_pack and not old_pack.exists()
