@@ -84,9 +84,6 @@ class SealedStore:
         self._no_key = False
         self._dir_ready = False
 
-    def path(self, name: str) -> Path:
-        return self.directory / name
-
     def open(self, name: str, bound: bytes) -> memoryview | None:
         """The authenticated body of ``name`` for binding ``bound``, or ``None``.
 
