@@ -213,8 +213,6 @@ class Repository:
         #: package and handed out once by :meth:`code`.
         self._code: dict[tuple[str, str], CodeType] = {}
         self._ready_tops: set[str] = set()
-        #: Envelope digests authenticated in full (no memo) during this load.
-        self._unremembered: set[str] = set()
         if not self.offline and self.locked_digest is None:
             # The first import will ask the server (at least a conditional
             # request): load the network stack now, not inside the import hook.
@@ -282,14 +280,13 @@ class Repository:
             return trusted
 
     def _load_manifest(self) -> TrustedManifest:
-        self._unremembered.clear()
         now = self._clock()
         high_water = self.state.high_water(self.id)
         cached = self.cache.get_metadata(self.id, MANIFEST_NAME)
         body, fresh, etag, offline_reason = self._manifest_bytes(cached)
         root = self.current_root()
         try:
-            trusted = self._verify(body, root, now, high_water)
+            trusted, remembered = self._verify(body, root, now, high_water)
         except (ThresholdError, RootRotationError) as exc:
             # Maybe the publisher rotated its keys: walk the signed root chain
             # (only ever forward, each step checked), then try once more.
@@ -303,7 +300,7 @@ class Repository:
             if newer.version == root.version:
                 raise
             root = newer
-            trusted = self._verify(body, root, now, high_water)
+            trusted, remembered = self._verify(body, root, now, high_water)
         check_root_fresh(root, now=now, url=self.manifest_url)
         if high_water is None or trusted.manifest.version > high_water.version:
             self.state.set_high_water(self.id, trusted.high_water)
@@ -323,11 +320,10 @@ class Repository:
             key_id=",".join(sorted(trusted.key_ids)),
             message=None if offline_reason is None else f"server unreachable: {offline_reason}",
         )
-        if trusted.envelope_digest in self._unremembered:
+        if not remembered:
             # Only now is the manifest accepted (root fresh, high-water mark
             # stored, load audited): nothing is remembered for one refused.
             self.memo.save(root, trusted.envelope_digest, trusted.manifest, trusted.key_ids)
-        self._unremembered.clear()
         return trusted
 
     def _manifest_bytes(
@@ -371,7 +367,10 @@ class Repository:
 
     def _verify(
         self, body: bytes, root: Root, now: datetime, high_water: HighWater | None
-    ) -> TrustedManifest:
+    ) -> tuple[TrustedManifest, bool]:
+        """The manifest in ``body`` if it may be used now, and whether its
+        authentication came from the memo (else the caller remembers it once
+        the manifest is accepted)."""
         digest = hashlib.sha256(body).hexdigest()
         remembered = self.memo.load(root, digest)
         if remembered is None:
@@ -390,9 +389,7 @@ class Repository:
             url=self.manifest_url,
             locked_digest=self.locked_digest,
         )
-        if remembered is None:
-            self._unremembered.add(digest)
-        return trusted
+        return trusted, remembered is not None
 
     def prefetch(self) -> int:
         """Verify and cache every file of every allowed top-level name now
@@ -409,7 +406,9 @@ class Repository:
                     continue
                 self._verify_package(top)
                 for path, entry in sorted(manifest.files.items()):
-                    if path.split("/", 1)[0] == top and not path.endswith(".py"):
+                    # Sources too: with authenticated bytecode the package ran
+                    # without them, but get_source and tracebacks need them later.
+                    if path.split("/", 1)[0] == top or path == f"{top}.py":
                         self._obtain(entry)
                 count += sum(
                     1 for p in manifest.files

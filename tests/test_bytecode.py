@@ -12,6 +12,7 @@ import importlib
 import inspect
 import marshal
 import os
+import shutil
 import stat
 import traceback
 from pathlib import Path
@@ -463,3 +464,19 @@ def test_pack_of_an_older_release_never_supplies_a_module_of_the_new_one(
         per_module.unlink()
     _, module = _fresh_import(consumer, offline=True)
     assert module.VALUE == "release two"
+
+
+def test_prefetch_caches_sources_even_when_bytecode_would_serve_the_package(
+    publisher: Publisher, consumer: Consumer
+) -> None:
+    _publish_bcpkg(publisher)
+    repo, _ = _until_packed(consumer)
+    shutil.rmtree(consumer.paths.cache_dir / "objects")
+    repo = consumer.new_process()
+
+    repo.prefetch()
+
+    cached = consumer.cached_objects()
+    for path in ("bcpkg/__init__.py", "bcpkg/core.py"):
+        assert repo.manifest.files[path].sha256 in cached
+    consumer.assert_cache_verified()
