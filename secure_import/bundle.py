@@ -19,11 +19,11 @@ __all__ = ["bundle_entries", "bundle_path"]
 
 def bundle_entries(files: Mapping[str, FileEntry], top: str) -> list[FileEntry]:
     """The code entries of top-level package ``top``, in bundle order."""
-    return [
-        entry
-        for path, entry in sorted(files.items())
-        if path.endswith(".py") and (path == f"{top}.py" or path.startswith(f"{top}/"))
-    ]
+    # Paths first: a repository may list many packages, and only this one's
+    # entries need to be looked up (or built, for a memo's lazy table).
+    module, prefix = f"{top}.py", f"{top}/"
+    paths = [p for p in files if p.endswith(".py") and (p == module or p.startswith(prefix))]
+    return [files[path] for path in sorted(paths)]
 
 
 def bundle_path(entries: list[FileEntry], top: str) -> str:

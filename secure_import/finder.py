@@ -128,26 +128,22 @@ class RemoteLoader(InspectLoader):
         as a load *before* it is handed out (``exec_module`` and runpy both come
         through here), so if the record cannot be written no code runs."""
         self._check_name(fullname)
-        try:
-            with busy():
-                code = self.repo.code(self.entry)
-        except SecureImportError as exc:
-            raise _owned_error(self.repo, exc, self.name, self.url) from None
-        try:
-            with busy():
-                trusted = self.repo.trusted_manifest()
-                self.repo.record(
-                    "load",
-                    outcome="ok",
+        repo = self.repo
+        with busy():
+            try:
+                code = repo.code(self.entry)
+            except SecureImportError as exc:
+                raise _owned_error(repo, exc, self.name, self.url) from None
+            try:
+                repo.record_load(
                     module=self.name,
                     url=self.url,
                     sha256=self.entry.sha256,
-                    manifest_version=trusted.manifest.version,
-                    key_id=",".join(sorted(trusted.key_ids)),
+                    trusted=repo.trusted_manifest(),
                 )
-        except SecureImportError as exc:
-            exc._secure_import_audited = True  # type: ignore[attr-defined]
-            raise _owned_error(self.repo, exc, self.name, self.url) from None
+            except SecureImportError as exc:
+                exc._secure_import_audited = True  # type: ignore[attr-defined]
+                raise _owned_error(repo, exc, self.name, self.url) from None
         return code
 
     # -- data ---------------------------------------------------------------

@@ -33,8 +33,13 @@ def secure_dir(path: Path, *, what: str) -> Path:
             another user, or writable by group/others.
     """
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = os.lstat(path)
+        try:
+            # Nearly always there already: one lstat, not a failing mkdir, its
+            # exception and a stat (this runs several times per import).
+            info = os.lstat(path)
+        except FileNotFoundError:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            info = os.lstat(path)
     except OSError as exc:
         raise UnsafePermissionsError(
             f"cannot create or inspect the {what} directory: {exc}",

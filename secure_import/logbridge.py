@@ -31,7 +31,7 @@ import logging
 import sys
 from collections.abc import Mapping
 
-__all__ = ["LOGGER_NAME", "emit", "logger"]
+__all__ = ["LOGGER_NAME", "emit", "listening", "logger"]
 
 LOGGER_NAME = "secure_import.audit"
 
@@ -46,10 +46,19 @@ logger.addHandler(_NULL)
 _QUIET_OUTCOMES = frozenset({"ok"})
 
 
+def listening() -> bool:
+    """Whether a record could reach any handler (False in the common case,
+    so callers can skip building a record only ``logging`` would read)."""
+    if logger.propagate:
+        return True
+    handlers = logger.handlers
+    return bool(handlers) and not (len(handlers) == 1 and handlers[0] is _NULL)
+
+
 def emit(record: Mapping[str, object]) -> None:
     """Forward one audit record (already written to the file) to ``logging``."""
-    if not logger.propagate and all(h is _NULL for h in logger.handlers):
-        return  # nobody listens: keep the per-module cost at a list scan
+    if not listening():
+        return  # nobody listens: the common case costs two attribute reads
     outcome = str(record.get("outcome", ""))
     level = logging.INFO if outcome in _QUIET_OUTCOMES else logging.WARNING
     if not logger.isEnabledFor(level):

@@ -41,7 +41,7 @@ __all__ = ["MEMO_DIR", "ManifestMemo"]
 
 #: Folder of memo files inside the cache directory.
 MEMO_DIR = "verified"
-_FORMAT = b"SIMM\x01"
+_FORMAT = b"SIMM\x02"
 
 
 class ManifestMemo:

@@ -244,6 +244,17 @@ class Repository:
         """Append an audit record about this repository (raises AuditWriteError)."""
         self.audit.append(event, outcome=outcome, repo=self.url, **fields)
 
+    def record_load(self, *, module: str, url: str, sha256: str, trusted: TrustedManifest) -> None:
+        """Audit one module about to run (raises AuditWriteError)."""
+        self.audit.append_load(
+            module=module,
+            url=url,
+            sha256=sha256,
+            repo=self.url,
+            manifest_version=trusted.manifest.version,
+            key_id=trusted.key_id_text,
+        )
+
     def record_refusal(self, exc: SecureImportError, *, module: str | None) -> None:
         self.record(
             "refuse",
@@ -317,7 +328,7 @@ class Repository:
             url=self.manifest_url,
             sha256=trusted.envelope_digest,
             manifest_version=trusted.manifest.version,
-            key_id=",".join(sorted(trusted.key_ids)),
+            key_id=trusted.key_id_text,
             message=None if offline_reason is None else f"server unreachable: {offline_reason}",
         )
         if not remembered:

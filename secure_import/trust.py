@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from . import envelope, manifest
 from . import root as rootmod
@@ -64,6 +65,12 @@ class TrustedManifest:
     @property
     def high_water(self) -> HighWater:
         return HighWater(self.manifest.version, self.envelope_digest)
+
+    @cached_property
+    def key_id_text(self) -> str:
+        """The signing key ids as audit records name them (sorted, comma-joined):
+        built once, not once per module loaded."""
+        return ",".join(sorted(self.key_ids))
 
 
 def verify_manifest(

@@ -29,9 +29,25 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "logs" / "audit.jsonl"
 
 
+#: Which writer ``_append`` uses for load records: every test that appends
+#: through it runs once with the general ``append`` and once with the
+#: per-module ``append_load`` (a separate, faster way to the same lines).
+_VIA = {"load": "append"}
+
+
+@pytest.fixture(autouse=True, params=["append", "append_load"])
+def _load_writer(request: pytest.FixtureRequest) -> None:
+    _VIA["load"] = request.param
+
+
 def _append(log: AuditLog, n: int, event: str = "load") -> None:
     for i in range(n):
-        log.append(event, outcome="ok", module=f"pkg.m{i}", url=f"https://example.org/m{i}.py")
+        module, url = f"pkg.m{i}", f"https://example.org/m{i}.py"
+        if event == "load" and _VIA["load"] == "append_load":
+            log.append_load(module=module, url=url, sha256="ab" * 32,
+                            repo="https://example.org/", manifest_version=i, key_id="k1")
+        else:
+            log.append(event, outcome="ok", module=module, url=url)
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -471,4 +487,52 @@ def test_each_line_is_json_dumps_of_the_returned_record(
     log.close()
     expected = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
     assert _lines(path)[-1] == expected
+    assert verify_chain(path).ok
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=50)
+@given(
+    module=st.text(),
+    url=st.text(),
+    sha256=st.text(),
+    repo=st.text(),
+    key_id=st.text(),
+    version=st.integers(),
+)
+def test_a_load_record_is_the_line_append_writes_for_the_same_fields(
+    path: Path, module: str, url: str, sha256: str, repo: str, key_id: str, version: int
+) -> None:
+    """``append_load`` fills a template instead of encoding a dict: its line
+    must be exactly ``json.dumps`` of the record ``append`` would have built
+    (whatever the strings hold: quotes, newlines, non-ASCII)."""
+    log = AuditLog(path)
+    log.append_load(module=module, url=url, sha256=sha256, repo=repo,
+                    manifest_version=version, key_id=key_id)
+    general = log.append("load", outcome="ok", module=module, url=url, sha256=sha256,
+                         repo=repo, manifest_version=version, key_id=key_id)
+    log.close()
+    fast_line, general_line = _lines(path)[-2:]
+    fast = json.loads(fast_line)
+    assert fast_line == json.dumps(fast, sort_keys=True, separators=(",", ":")).encode()
+    assert general_line == json.dumps(general, sort_keys=True, separators=(",", ":")).encode()
+    different = {"time", "prev"}
+    assert {k: v for k, v in fast.items() if k not in different} == {
+        k: v for k, v in general.items() if k not in different
+    }
+    assert general["prev"] == audit._line_hash(fast_line)
+    assert verify_chain(path).ok
+
+
+def test_a_load_record_with_unexpected_types_is_still_valid_json(path: Path) -> None:
+    """A non-int version or non-str field takes the general encoder, never
+    the template (which would write it unquoted)."""
+    log = AuditLog(path)
+    log.append_load(module="m", url="u", sha256="s", repo="r",
+                    manifest_version=True, key_id="k")  # a bool is not an int here
+    log.append_load(module="m", url="u", sha256="s", repo="r",
+                    manifest_version="3,\"pid\":1", key_id="k")  # type: ignore[arg-type]
+    log.close()
+    first, second = (json.loads(line) for line in _lines(path))
+    assert first["manifest_version"] is True
+    assert second["manifest_version"] == '3,"pid":1' and second["pid"] == os.getpid()
     assert verify_chain(path).ok

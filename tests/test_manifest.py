@@ -108,6 +108,41 @@ def test_manifest_is_hashable_and_comparable() -> None:
     assert hash(parse_doc(make_doc())) == hash(parse_doc(make_doc()))
 
 
+def test_a_memo_round_trip_gives_an_equal_manifest_with_the_same_entries() -> None:
+    """``from_plain`` builds entries lazily (:class:`FileTable`); every way
+    of reading them must give what the parsed manifest gives."""
+    parsed = parse_doc(make_doc())
+    loaded = manifest.from_plain(manifest.to_plain(parsed))
+    assert isinstance(loaded.files, manifest.FileTable)
+    assert loaded == parsed
+    assert list(loaded.files) == list(parsed.files)  # sorted path order kept
+    assert len(loaded.files) == len(parsed.files)
+    for path, entry in parsed.files.items():
+        assert path in loaded.files
+        assert loaded.files[path] == entry and type(loaded.files[path]) is FileEntry
+        assert loaded.files.get(path) is loaded.files[path]  # built once
+    assert list(loaded.files.values()) == list(parsed.files.values())
+    assert loaded.find_module("pkg.sub") == parsed.find_module("pkg.sub")
+    assert loaded.files.get("absent.py") is None
+    assert "absent.py" not in loaded.files
+    with pytest.raises(KeyError):
+        loaded.files["absent.py"]
+    with pytest.raises(TypeError):
+        loaded.files["evil.py"] = FileEntry("evil.py", "0" * 64, 0)  # type: ignore[index]
+
+
+def test_memo_columns_that_do_not_line_up_are_refused() -> None:
+    version, root_version, issued, expires, provides, (paths, digests, lengths) = (
+        manifest.to_plain(parse_doc(make_doc()))
+    )
+    with pytest.raises(ValueError):
+        manifest.from_plain(
+            (version, root_version, issued, expires, provides, (paths, digests[:-1], lengths))
+        )
+    with pytest.raises(ValueError):
+        manifest.FileTable({"a.py": "0" * 64}, {"b.py": 1})
+
+
 def test_find_module_distinguishes_packages_and_modules() -> None:
     m = parse_doc(make_doc())
     found = m.find_module("pkg")

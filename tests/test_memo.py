@@ -370,3 +370,37 @@ def test_memo_does_not_skip_expiry(
 
     assert exc.check == "expiry"
     assert memo_files(scenario.consumer) == memos
+
+
+def test_memo_whose_file_columns_do_not_line_up_is_deleted_and_verified_again(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A memo sealed with the genuine key but holding file columns of
+    different lengths (a bug, not an attacker) is never half-used: deleted,
+    and the envelope is verified from scratch."""
+    publish_armed(scenario)
+    repo = scenario.warm()
+    envelope = scenario.publisher.manifest_bytes()
+    root, digest = repo.current_root(), hashlib.sha256(envelope).hexdigest()
+    version, root_version, issued, expires, provides, (paths, digests, lengths) = (
+        manifest_mod.to_plain(repo.manifest)
+    )
+    broken = (version, root_version, issued, expires, provides, (paths, digests[:-1], lengths))
+    store = SealedStore(
+        memo_dir(scenario.consumer),
+        cache_dir=scenario.consumer.paths.cache_dir,
+        state_dir=scenario.consumer.paths.state_dir,
+    )
+    name = memo_name(repo, envelope)
+    bound = memo_mod._binding(root, digest)
+    assert store.seal(name, bound, marshal.dumps((broken, tuple(sorted(root.key_ids)))))
+    seen = count_authentications(monkeypatch)
+
+    scenario.consumer.new_process(offline=True)
+    import_good()
+
+    assert seen == [envelope]  # verified in full, not taken from the broken memo
+    fresh = ManifestMemo(  # rewritten from the full verification
+        scenario.consumer.paths.cache_dir, scenario.consumer.paths.state_dir, owner=repo.id
+    ).load(root, digest)
+    assert fresh is not None and fresh[0] == repo.manifest
