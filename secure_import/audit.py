@@ -54,7 +54,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -96,8 +96,8 @@ _FIELDS = (
     "message",
     "pid",
 )
-#: What ``json.dumps(record, sort_keys=True, separators=(",", ":"))`` builds on
-#: every call: used for values other than ``str`` and ``int`` (none today).
+#: Encodes values other than ``str`` and ``int`` (none today) exactly as
+#: ``json.dumps(..., sort_keys=True, separators=(",", ":"))`` does.
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 _QUOTE = json.encoder.encode_basestring_ascii
 _FIELD_SET = frozenset(_FIELDS)
@@ -109,38 +109,32 @@ _LOAD_HEAD = (
     '"prev":'
 )
 _LOAD_TAIL = ',"repo":%s,"sha256":%s,"time":"%s","url":%s}'
-#: Line layouts by the keys of a record, in the order they were inserted: the
-#: ``%``-template of the JSON object with its keys sorted, and that key order.
-#: Records are built in a handful of shapes, so this stays small.
-_LAYOUTS: dict[tuple[str, ...], tuple[str, tuple[str, ...]]] = {}
-_MAX_LAYOUTS = 256
 
 
-def _encode(record: dict[str, object]) -> bytes:
-    """The record's line, byte for byte what ``json.dumps(record,
-    sort_keys=True, separators=(",", ":"))`` gives (ASCII), filled into a
-    template per record shape.  The general encoder's per-call set-up and key
-    sorting were a fifth of an append."""
-    keys = tuple(record)
-    layout = _LAYOUTS.get(keys)
-    if layout is None:
-        order = tuple(sorted(keys))
-        template = "{" + ",".join(_QUOTE(key).replace("%", "%%") + ":%s" for key in order) + "}"
-        layout = (template, order)
-        if len(_LAYOUTS) < _MAX_LAYOUTS:
-            _LAYOUTS[keys] = layout
-    template, order = layout
-    values: list[str] = []
-    for key in order:
+def _split(record: dict[str, object]) -> tuple[str, str]:
+    """The record's line around the value of ``prev`` (not in ``record``
+    yet): ``head + '"' + prev + '"' + tail`` is byte for byte what
+    ``json.dumps({**record, "prev": prev}, sort_keys=True, separators=(",", ":"))``
+    gives, since that encodes each value on its own, in key order."""
+    before: list[str] = []
+    after: list[str] = []
+    part = before
+    for key in sorted([*record, "prev"]):
+        if key == "prev":
+            part = after
+            continue
         value = record[key]
         kind = type(value)
         if kind is str:
-            values.append(_QUOTE(value))  # type: ignore[arg-type]
+            text = _QUOTE(value)  # type: ignore[arg-type]
         elif kind is int:
-            values.append(int.__repr__(value))
+            text = int.__repr__(value)
         else:
-            return _ENCODER.encode(record).encode()
-    return (template % tuple(values)).encode()
+            text = _ENCODER.encode(value)
+        part.append(f"{_QUOTE(key)}:{text}")
+    head = "{" + ",".join([*before, '"prev":'])
+    tail = "".join("," + item for item in after) + "}"
+    return head, tail
 
 
 #: (whole second since the epoch, its "YYYY-MM-DDTHH:MM:SS" in UTC): formatting
@@ -327,12 +321,8 @@ class AuditLog:
                 record[key] = value
         pid = record["pid"] = os.getpid()
         sys.audit(f"secure_import.{event}", record.get("module"), record.get("url"), outcome)
-
-        def line_for(prev: str) -> bytes:
-            record["prev"] = prev
-            return _encode(record)
-
-        self._commit(line_for, pid)
+        head, tail = _split(record)
+        record["prev"] = self._commit(head, tail, pid)
         emit(record)  # only once the file holds it: the file is the record of truth
         return record
 
@@ -362,25 +352,21 @@ class AuditLog:
         stamp = _timestamp(time.time_ns() // 1000)
         pid = os.getpid()
         sys.audit("secure_import.load", module, url, "ok")
-        head = _LOAD_HEAD % (_QUOTE(key_id), manifest_version, _QUOTE(module), pid)
-        tail = _LOAD_TAIL % (_QUOTE(repo), _QUOTE(sha256), stamp, _QUOTE(url))
-
-        chained: list[str] = []
-
-        def line_for(prev: str) -> bytes:
-            chained.append(prev)
-            return f'{head}"{prev}"{tail}'.encode()
-
-        self._commit(line_for, pid)
+        prev = self._commit(
+            _LOAD_HEAD % (_QUOTE(key_id), manifest_version, _QUOTE(module), pid),
+            _LOAD_TAIL % (_QUOTE(repo), _QUOTE(sha256), stamp, _QUOTE(url)),
+            pid,
+        )
         if listening():
             emit({"time": stamp, "event": "load", "outcome": "ok", "repo": repo,
                   "module": module, "url": url, "sha256": sha256,
                   "manifest_version": manifest_version, "key_id": key_id, "pid": pid,
-                  "prev": chained[-1]})
+                  "prev": prev})
 
-    def _commit(self, line_for: Callable[[str], bytes], pid: int) -> None:
-        """Write the line ``line_for(prev)`` builds, chained onto the log's
-        last line; map every failure to :class:`AuditWriteError`."""
+    def _commit(self, head: str, tail: str, pid: int) -> str:
+        """Write the line ``head + '"' + prev + '"' + tail``, ``prev`` being
+        the hash of the log's last line, and return ``prev``; map every
+        failure to :class:`AuditWriteError`."""
         fds = self._fds
         mutex = fds.mutex
         try:
@@ -391,8 +377,9 @@ class AuditLog:
                 if fds.pid != pid:
                     # Inherited across fork(): the parent's, not ours to use.
                     fds.close()
-                if not self._write_held(line_for):
-                    self._write(line_for)
+                prev = self._write_held(head, tail)
+                if prev is None:
+                    prev = self._write(head, tail)
             finally:
                 mutex.release()
         except OSError as exc:
@@ -409,6 +396,7 @@ class AuditLog:
                 check="audit-write",
                 got=str(self.path),
             ) from exc
+        return prev
 
     def close(self) -> None:
         """Close the kept-open descriptors; the next append opens them again.
@@ -416,9 +404,10 @@ class AuditLog:
         with self._fds.mutex:
             self._fds.close()
 
-    def _write(self, line_for: Callable[[str], bytes]) -> None:
-        """Lock the log, chain the line ``line_for(prev)`` onto its last line, write it and the
-        anchor, (re-)opening either file as needed.  Called with the mutex
+    def _write(self, head: str, tail: str) -> str:
+        """Lock the log, chain the line ``head + '"' + prev + '"' + tail``
+        onto its last line, write it and the anchor, (re-)opening either file
+        as needed; return ``prev``.  Called with the mutex
         held; on any failure the descriptors are closed so the next append
         starts clean."""
         fds = self._fds
@@ -432,31 +421,33 @@ class AuditLog:
                 assert fds.log is not None
                 last = _last_line(self._log_name, fds.log.file)
                 prev = GENESIS if last is None else _line_hash(last)
-            self._put(line_for(prev), log_fd, self._current_anchor(), size)
+            self._put(f'{head}"{prev}"{tail}', log_fd, self._current_anchor(), size)
             done = True
+            return prev
         finally:
             if log_fd >= 0:
                 self._release(log_fd)
             if not done:
                 fds.close()
 
-    def _write_held(self, line_for: Callable[[str], bytes]) -> bool:
+    def _write_held(self, head: str, tail: str) -> str | None:
         """The common case of :meth:`_write`, in one frame (called with the
         mutex held): both descriptors
         are open, the lock is free, both paths still name the files held and
         the log has not grown since our last append.  The same checks as the
-        general path, without its calls and loops (they were a third of an
-        append); False, having written nothing, whenever any of it is not so.
+        general path, without its calls and loops; returns the ``prev`` it
+        chained to, or None, having written nothing, whenever any of it is
+        not so.
         """
         fds = self._fds
-        log, anchor, tail = fds.log, fds.anchor, fds.tail
-        if log is None or anchor is None or tail is None or fcntl is None:
-            return False
+        log, anchor, chain = fds.log, fds.anchor, fds.tail
+        if log is None or anchor is None or chain is None or fcntl is None:
+            return None
         fd = log.fd
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            return False  # held by another process (or unusable): the general path waits
+            return None  # held by another process (or unusable): the general path waits
         done = False
         try:
             held = os.fstat(fd)
@@ -464,21 +455,22 @@ class AuditLog:
             if (
                 at_path.st_ino != held.st_ino
                 or at_path.st_dev != held.st_dev
-                or held.st_size != tail[0]
+                or held.st_size != chain[0]
             ):
                 done = True  # nothing written: the general path re-checks under its lock
-                return False
+                return None
             anchor_held = os.fstat(anchor.fd)
             anchor_at = os.lstat(self._anchor_name)
             if anchor_at.st_ino != anchor_held.st_ino or anchor_at.st_dev != anchor_held.st_dev:
                 done = True
-                return False
-            self._put(line_for(tail[1]), fd, anchor.fd, held.st_size)
+                return None
+            prev = chain[1]
+            self._put(f'{head}"{prev}"{tail}', fd, anchor.fd, held.st_size)
             done = True
-            return True
+            return prev
         except FileNotFoundError:
             done = True  # a path is gone (rotation, deletion): the general path re-opens
-            return False
+            return None
         finally:
             try:
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -487,9 +479,10 @@ class AuditLog:
             if not done:
                 fds.close()
 
-    def _put(self, body: bytes, log_fd: int, anchor_fd: int, size: int) -> None:
-        """Write the line ``body`` at the end of the locked log of ``size``
+    def _put(self, text: str, log_fd: int, anchor_fd: int, size: int) -> None:
+        """Write the line ``text`` at the end of the locked log of ``size``
         bytes, then its hash to the anchor."""
+        body = text.encode()
         line = body + b"\n"
         written = os.write(log_fd, line)
         if written != len(line):

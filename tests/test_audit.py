@@ -468,6 +468,19 @@ def test_the_shared_encoder_writes_exactly_what_json_dumps_writes(value: object)
     )
 
 
+@given(
+    st.dictionaries(st.text().filter(lambda key: key != "prev"), _json),
+    st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+)
+def test_a_line_split_around_prev_is_exactly_json_dumps_of_the_record(
+    record: dict[str, object], prev: str
+) -> None:
+    head, tail = audit._split(record)
+    assert f'{head}"{prev}"{tail}' == json.dumps(
+        {**record, "prev": prev}, sort_keys=True, separators=(",", ":")
+    )
+
+
 @given(st.integers(min_value=0, max_value=253_402_300_799_999_999))  # to 9999-12-31
 def test_timestamps_have_the_isoformat_of_datetime(micros: int) -> None:
     second, fraction = divmod(micros, 1_000_000)
