@@ -9,6 +9,10 @@ environment.  Times are ``time.perf_counter`` readings inside this process:
 - ``import``: ``import <package>`` plus ``check()``, i.e. everything the import
   itself costs, including any network round trip it makes.
 
+``collections``: garbage-collector passes that ran inside the timed import, by
+generation.  Which import a generation-1 pass lands in depends on how many
+objects were allocated before it (the setup), so it is reported, not hidden.
+
 Memory: ``maxrss_kb`` is the child's peak resident set (``VmHWM``, whole
 process, libraries included).  With ``"trace": true`` the import runs under
 ``tracemalloc`` and ``traced_peak`` is the peak of Python allocations made
@@ -21,6 +25,7 @@ remote modules come from https URLs) and exits non-zero if anything is off.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import resource
@@ -30,16 +35,26 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+#: Garbage collections that ran inside the timed import, by generation.
+_COLLECTIONS = [0, 0, 0]
+
+
+def _count_collection(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _COLLECTIONS[info["generation"]] += 1
+
 
 def _import_and_check(cfg: dict[str, Any]) -> tuple[float, int]:
     name = cfg["package"]
     trace = cfg.get("trace", False)
     if trace:
         tracemalloc.start()
+    gc.callbacks.append(_count_collection)
     start = time.perf_counter()
     module = importlib.import_module(name)
     result = module.check()
     elapsed = time.perf_counter() - start
+    gc.callbacks.remove(_count_collection)
     peak = 0
     if trace:
         peak = tracemalloc.get_traced_memory()[1]
@@ -113,6 +128,7 @@ def run_import(cfg: dict[str, Any]) -> dict[str, Any]:
         elapsed, peak = _import_and_check(cfg)
     out["import"] = elapsed
     out["traced_peak"] = peak
+    out["collections"] = list(_COLLECTIONS)
     out.update(_check_origins(cfg, remote=mode in ("httpimport",) or mode.startswith("si-")))
     if repo is not None:
         fetcher = repo._fetcher
