@@ -76,7 +76,8 @@ __all__ = ["GENESIS", "AuditLog", "ChainReport", "anchor_path", "verify_chain"]
 #: ``prev`` of the first record.
 GENESIS = "0" * 64
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW
+# Readable too: the last line is read through the descriptor that is locked.
+_LOG_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | _NOFOLLOW
 _ANCHOR_FLAGS = os.O_WRONLY | os.O_CREAT | _NOFOLLOW
 _LOCK_TIMEOUT = 30.0
 #: How often one append re-opens a log that keeps being replaced under it
@@ -163,42 +164,24 @@ def _line_hash(line: bytes) -> str:
     return hashlib.sha256(line.rstrip(b"\n")).hexdigest()
 
 
-def _last_line(path: str | Path, expect: tuple[int, int] | None = None) -> bytes | None:
-    """The last line of ``path`` without its newline; None for an empty or
-    missing file.
-
-    Raises:
-        FileNotFoundError: ``expect`` is given and ``path`` is missing.
-        FileExistsError: ``expect`` is given and ``path`` names another file
-            than ``(st_dev, st_ino)`` ``expect`` (it was replaced meanwhile).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
-    except FileNotFoundError:
-        if expect is not None:
-            raise
+def _last_line(fd: int, size: int) -> bytes | None:
+    """The last line of the first ``size`` bytes of the file open on ``fd``
+    (readable), without its newline; None if it is empty.  Read through the
+    descriptor we hold and have locked: the very file the next line goes to."""
+    if size == 0:
         return None
-    with os.fdopen(fd, "rb") as handle:
-        if expect is not None:
-            info = os.fstat(fd)
-            if (info.st_dev, info.st_ino) != expect:
-                raise FileExistsError(f"{path} was replaced while its last line was read")
-        end = handle.seek(0, os.SEEK_END)
-        if end == 0:
-            return None
-        block = 4096
-        pos = end
-        data = b""
-        while pos > 0:
-            step = min(block, pos)
-            pos -= step
-            handle.seek(pos)
-            data = handle.read(step) + data
-            stripped = data.rstrip(b"\n")
-            if b"\n" in stripped:
-                return stripped.rsplit(b"\n", 1)[1]
-            block *= 2
-        return data.rstrip(b"\n")
+    block = 4096
+    pos = size
+    data = b""
+    while pos > 0:
+        step = min(block, pos)
+        pos -= step
+        data = os.pread(fd, step, pos) + data
+        stripped = data.rstrip(b"\n")
+        if b"\n" in stripped:
+            return stripped.rsplit(b"\n", 1)[1]
+        block *= 2
+    return data.rstrip(b"\n")
 
 
 class _Held(NamedTuple):
@@ -418,8 +401,7 @@ class AuditLog:
             if fds.tail is not None and fds.tail[0] == size:
                 prev = fds.tail[1]
             else:
-                assert fds.log is not None
-                last = _last_line(self._log_name, fds.log.file)
+                last = _last_line(log_fd, size)
                 prev = GENESIS if last is None else _line_hash(last)
             self._put(f'{head}"{prev}"{tail}', log_fd, self._current_anchor(), size)
             done = True
