@@ -25,6 +25,13 @@ Invariants:
   compiled from verified source or authenticated in this process, and it is
   used all or nothing: any change to any module of the package is another
   binding, so an old pack can never supply an old module;
+- the process that verifies a package's sources compiles every one of them
+  at once (:meth:`BytecodeStore.precompile`), seals the code and drops the
+  source, and its imports then load the sealed code like a warm import: the
+  compile's transient memory is spent before the package's modules pile up,
+  and no code object keeps the bytes copy ``marshal.dumps`` caches on it.
+  Compiling runs no code; a module that does not compile is left to its own
+  import, which compiles the kept source and raises as a local import would;
 - a code object is used only if it is a code object whose ``co_filename`` is
   its https URL (tracebacks, ``inspect`` and ``linecache`` rely on it);
 - a file that fails any check is deleted and the verified source is compiled
@@ -70,6 +77,8 @@ class BytecodeStore:
         #: ``None`` disables the store (as importlib does without a cache tag).
         self.tag = tag
         self._sealed: SealedStore | None = None
+        #: A seal failed (cache not writable): :meth:`precompile` stops trying.
+        self._unwritable = False
         self.directory = (
             None
             if tag is None
@@ -123,6 +132,25 @@ class BytecodeStore:
         except ValueError:
             return
         self._sealed.seal(_name(sha256, url), self._binding(sha256, url), body)
+
+    def precompile(self, source: bytes, *, sha256: str, url: str) -> bool:
+        """Compile ``source`` (already verified to hash to ``sha256``) and seal
+        the code, keeping nothing in memory: :meth:`load` returns it later.
+        False if it was not sealed (no store, unwritable, or the source does not
+        compile: then the import compiles it, and raises, as without this).
+        """
+        if self._sealed is None or self._unwritable:
+            return False
+        try:
+            body = marshal.dumps(compile(source, url, "exec", dont_inherit=True))
+        except Exception:  # noqa: BLE001 - SyntaxError, ValueError, RecursionError...
+            # Reported where it belongs: by the import of that module, which
+            # compiles the kept source again and raises as a local import would.
+            return False
+        if not self._sealed.seal(_name(sha256, url), self._binding(sha256, url), body):
+            self._unwritable = True  # do not compile every module twice
+            return False
+        return True
 
     # -- one package ------------------------------------------------------------
 

@@ -93,6 +93,11 @@ def _import_httpx() -> ModuleType:
     the manifest again and so build a second client mid-import.
     """
     with busy():
+        # The first connection encodes the host name with the idna codec
+        # (getaddrinfo, SNI), which imports encodings.idna and stringprep:
+        # load them now as well, not inside the first import.
+        import encodings.idna  # noqa: F401
+
         import httpcore  # noqa: F401
         import httpx
 

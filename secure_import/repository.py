@@ -603,6 +603,20 @@ class Repository:
                     if isinstance(outcome, SecureImportError):
                         raise outcome
                     self._verified[entry.sha256] = outcome
+            # Compile every verified source now, while little else is in memory,
+            # and seal its code: code() then loads it as on a warm import, so
+            # no source stays in memory and no compile runs while the package's
+            # modules pile up.  A source that could not be sealed is kept.
+            unsealed: set[str] = set()
+            for entry in entries:
+                data = self._verified.get(entry.sha256)
+                if data is not None and not self.bytecode.precompile(
+                    data, sha256=entry.sha256, url=self.url_for(entry.path)
+                ):
+                    unsealed.add(entry.sha256)
+            for entry in entries:
+                if entry.sha256 not in unsealed:
+                    self._verified.pop(entry.sha256, None)
             self._ready_tops.add(top)
         if len(codes) == len(entries):
             # Every module had authenticated bytecode (compiled by earlier

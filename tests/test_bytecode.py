@@ -14,6 +14,7 @@ import marshal
 import os
 import shutil
 import stat
+import sys
 import traceback
 from pathlib import Path
 from types import CodeType, ModuleType
@@ -397,11 +398,15 @@ def test_pack_is_sealed_only_once_every_module_has_authenticated_bytecode(
     publisher.write("bcpkg/__init__.py", "VALUE = 'init only'\n")
     publisher.write("bcpkg/core.py", PKG_CORE)
     publisher.publish()
-    _fresh_import(consumer)
     repo, _ = _fresh_import(consumer)
-    assert _packs(repo) == []  # bcpkg.core was never imported: no code for it yet
-    importlib.import_module("bcpkg.core")
-    assert _packs(repo) == []  # compiled in this run; sealed by the next
+    # The cold run compiled every verified module, bcpkg.core too (never
+    # imported), and sealed each one; it seals no pack itself.
+    assert all(p.exists() for p in _bytecode_files(repo).values())
+    assert _packs(repo) == []
+    assert "bcpkg.core" not in sys.modules
+    _bytecode_files(repo)["bcpkg/core.py"].unlink()
+    repo, _ = _fresh_import(consumer)
+    assert _packs(repo) == []  # no code for bcpkg.core: recompiled in this run
     repo, _ = _fresh_import(consumer)
     assert len(_packs(repo)) == 1
     codes = _store_of(repo).load_pack(_pack_modules(repo, "bcpkg"))
@@ -480,3 +485,62 @@ def test_prefetch_caches_sources_even_when_bytecode_would_serve_the_package(
     for path in ("bcpkg/__init__.py", "bcpkg/core.py"):
         assert repo.manifest.files[path].sha256 in cached
     consumer.assert_cache_verified()
+
+
+def test_cold_import_keeps_no_source_in_memory_once_its_code_is_sealed(
+    publisher: Publisher, consumer: Consumer
+) -> None:
+    publisher.write("bcpkg/__init__.py", "VALUE = 'init only'\n")
+    publisher.write("bcpkg/core.py", PKG_CORE)
+    publisher.publish()
+    repo, module = _fresh_import(consumer)
+    assert module.VALUE == "init only"
+    # bcpkg.core was verified with its package but not imported: its code is
+    # sealed, and its source is not held in memory.
+    assert repo._verified == {}
+    assert _bytecode_files(repo)["bcpkg/core.py"].exists()
+    core = importlib.import_module("bcpkg.core")  # runs the sealed code
+    assert "raised by remote code" in inspect.getsource(core.explode)  # source from the cache
+
+
+def test_cold_import_compiles_lazily_when_bytecode_cannot_be_sealed(
+    publisher: Publisher, consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _publish_bcpkg(publisher)
+    sealed: list[str] = []
+
+    def refuse(self: object, name: str, bound: bytes, body: bytes) -> bool:
+        sealed.append(name)
+        return False
+
+    monkeypatch.setattr(secure_import.sealed.SealedStore, "seal", refuse)
+    repo, module = _fresh_import(consumer)
+    assert module.VALUE == "remote"
+    assert module.explode.__code__.co_filename == repo.url_for("bcpkg/core.py")
+    code_seals = [n for n in sealed if not n.startswith("manifest-")]
+    # One precompile failed and stopped the others; both modules were then
+    # compiled by their import from the verified sources kept in memory.
+    assert len(code_seals) == 3
+    assert repo._verified == {}
+
+
+def test_a_module_that_does_not_compile_fails_only_its_own_import(
+    publisher: Publisher, consumer: Consumer
+) -> None:
+    """The cold run compiles the whole package up front; a module that does
+    not compile is not sealed, does not stop its siblings, and raises its
+    SyntaxError (with its https URL) when, and only when, it is imported."""
+    publisher.write("bcpkg/__init__.py", "VALUE = 'init only'\n")
+    publisher.write("bcpkg/core.py", PKG_CORE)
+    publisher.write("bcpkg/broken.py", "def oops(:\n    pass\n")
+    publisher.publish()
+    repo, module = _fresh_import(consumer)
+    assert module.VALUE == "init only"
+    files = _bytecode_files(repo)
+    assert files["bcpkg/core.py"].exists() and not files["bcpkg/broken.py"].exists()
+    assert importlib.import_module("bcpkg.core").VALUE == "remote"
+    with pytest.raises(SyntaxError) as info:
+        importlib.import_module("bcpkg.broken")
+    assert info.value.filename == repo.url_for("bcpkg/broken.py")
+    assert "bcpkg.broken" not in sys.modules
+    assert not files["bcpkg/broken.py"].exists()
