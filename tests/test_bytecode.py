@@ -365,6 +365,16 @@ def _publish_bcpkg(publisher: Publisher, value: str = "remote") -> None:
     publisher.publish()
 
 
+def _publish_init_only(publisher: Publisher, extra: dict[str, str] | None = None) -> None:
+    """bcpkg whose ``__init__`` imports nothing: bcpkg.core is verified with
+    the package but runs only if imported."""
+    publisher.write("bcpkg/__init__.py", "VALUE = 'init only'\n")
+    publisher.write("bcpkg/core.py", PKG_CORE)
+    for path, text in (extra or {}).items():
+        publisher.write(path, text)
+    publisher.publish()
+
+
 def _until_packed(consumer: Consumer) -> tuple[secure_import.Repository, ModuleType]:
     """A cold run (compiles, writes per-module bytecode), then a warm one (finds
     bytecode for every module and seals the pack for the runs after it)."""
@@ -395,9 +405,7 @@ def test_warm_import_runs_the_package_pack_without_per_module_files(
 def test_pack_is_sealed_only_once_every_module_has_authenticated_bytecode(
     publisher: Publisher, consumer: Consumer
 ) -> None:
-    publisher.write("bcpkg/__init__.py", "VALUE = 'init only'\n")
-    publisher.write("bcpkg/core.py", PKG_CORE)
-    publisher.publish()
+    _publish_init_only(publisher)
     repo, _ = _fresh_import(consumer)
     # The cold run compiled every verified module, bcpkg.core too (never
     # imported), and sealed each one; it seals no pack itself.
@@ -490,9 +498,7 @@ def test_prefetch_caches_sources_even_when_bytecode_would_serve_the_package(
 def test_cold_import_keeps_no_source_in_memory_once_its_code_is_sealed(
     publisher: Publisher, consumer: Consumer
 ) -> None:
-    publisher.write("bcpkg/__init__.py", "VALUE = 'init only'\n")
-    publisher.write("bcpkg/core.py", PKG_CORE)
-    publisher.publish()
+    _publish_init_only(publisher)
     repo, module = _fresh_import(consumer)
     assert module.VALUE == "init only"
     # bcpkg.core was verified with its package but not imported: its code is
@@ -530,10 +536,7 @@ def test_a_module_that_does_not_compile_fails_only_its_own_import(
     """The cold run compiles the whole package up front; a module that does
     not compile is not sealed, does not stop its siblings, and raises its
     SyntaxError (with its https URL) when, and only when, it is imported."""
-    publisher.write("bcpkg/__init__.py", "VALUE = 'init only'\n")
-    publisher.write("bcpkg/core.py", PKG_CORE)
-    publisher.write("bcpkg/broken.py", "def oops(:\n    pass\n")
-    publisher.publish()
+    _publish_init_only(publisher, {"bcpkg/broken.py": "def oops(:\n    pass\n"})
     repo, module = _fresh_import(consumer)
     assert module.VALUE == "init only"
     files = _bytecode_files(repo)
