@@ -360,9 +360,7 @@ class AuditLog:
                 if fds.pid != pid:
                     # Inherited across fork(): the parent's, not ours to use.
                     fds.close()
-                prev = self._write_held(head, tail)
-                if prev is None:
-                    prev = self._write(head, tail)
+                prev = self._write(head, tail)
             finally:
                 mutex.release()
         except OSError as exc:
@@ -390,9 +388,8 @@ class AuditLog:
     def _write(self, head: str, tail: str) -> str:
         """Lock the log, chain the line ``head + '"' + prev + '"' + tail``
         onto its last line, write it and the anchor, (re-)opening either file
-        as needed; return ``prev``.  Called with the mutex
-        held; on any failure the descriptors are closed so the next append
-        starts clean."""
+        as needed; return ``prev``.  Called with the mutex held; on any
+        failure the descriptors are closed so the next append starts clean."""
         fds = self._fds
         done = False
         log_fd = -1
@@ -409,55 +406,6 @@ class AuditLog:
         finally:
             if log_fd >= 0:
                 self._release(log_fd)
-            if not done:
-                fds.close()
-
-    def _write_held(self, head: str, tail: str) -> str | None:
-        """The common case of :meth:`_write`, in one frame (called with the
-        mutex held): both descriptors
-        are open, the lock is free, both paths still name the files held and
-        the log has not grown since our last append.  The same checks as the
-        general path, without its calls and loops; returns the ``prev`` it
-        chained to, or None, having written nothing, whenever any of it is
-        not so.
-        """
-        fds = self._fds
-        log, anchor, chain = fds.log, fds.anchor, fds.tail
-        if log is None or anchor is None or chain is None or fcntl is None:
-            return None
-        fd = log.fd
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return None  # held by another process (or unusable): the general path waits
-        done = False
-        try:
-            held = os.fstat(fd)
-            at_path = os.lstat(self._log_name)
-            if (
-                at_path.st_ino != held.st_ino
-                or at_path.st_dev != held.st_dev
-                or held.st_size != chain[0]
-            ):
-                done = True  # nothing written: the general path re-checks under its lock
-                return None
-            anchor_held = os.fstat(anchor.fd)
-            anchor_at = os.lstat(self._anchor_name)
-            if anchor_at.st_ino != anchor_held.st_ino or anchor_at.st_dev != anchor_held.st_dev:
-                done = True
-                return None
-            prev = chain[1]
-            self._put(f'{head}"{prev}"{tail}', fd, anchor.fd, held.st_size)
-            done = True
-            return prev
-        except FileNotFoundError:
-            done = True  # a path is gone (rotation, deletion): the general path re-opens
-            return None
-        finally:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            except OSError:
-                pass  # closing the descriptor releases it anyway
             if not done:
                 fds.close()
 
