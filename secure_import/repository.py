@@ -606,7 +606,8 @@ class Repository:
             # Compile every verified source now, while little else is in memory,
             # and seal its code: code() then loads it as on a warm import, so
             # no source stays in memory and no compile runs while the package's
-            # modules pile up.  A source that could not be sealed is kept.
+            # modules pile up.  A source that could not be sealed is kept (two
+            # files may share content: it is dropped only if every one was sealed).
             unsealed: set[str] = set()
             for entry in entries:
                 data = self._verified.get(entry.sha256)
