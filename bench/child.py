@@ -133,6 +133,8 @@ def run_import(cfg: dict[str, Any]) -> dict[str, Any]:
     if repo is not None:
         fetcher = repo._fetcher
         out["client_requests"] = 0 if fetcher is None else fetcher.stats.requests
+        # The network's share of the timed import: TLS client set-up and requests.
+        out["request_s"] = 0.0 if fetcher is None else fetcher.stats.seconds
         bytecode_dir = Path(cfg["dirs"]) / "cache" / "bytecode"
         out["bytecode_files"] = sum(1 for p in bytecode_dir.rglob("*") if p.is_file())
     return out

@@ -21,9 +21,12 @@ def bundle_entries(files: Mapping[str, FileEntry], top: str) -> list[FileEntry]:
     """The code entries of top-level package ``top``, in bundle order."""
     # Paths first: a repository may list many packages, and only this one's
     # entries need to be looked up (or built, for a memo's lazy table).
-    module, prefix = f"{top}.py", f"{top}/"
-    paths = [p for p in files if p.endswith(".py") and (p == module or p.startswith(prefix))]
-    return [files[path] for path in sorted(paths)]
+    prefix = f"{top}/"
+    paths = [p for p in files if p.startswith(prefix) and p.endswith(".py")]
+    if f"{top}.py" in files:
+        paths.append(f"{top}.py")
+    paths.sort()
+    return [files[path] for path in paths]
 
 
 def bundle_path(entries: list[FileEntry], top: str) -> str:

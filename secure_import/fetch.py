@@ -237,6 +237,10 @@ class FetchStats:
 
     requests: int = 0
     bytes: int = 0
+    #: Wall time spent building the client (TLS context) and inside
+    #: :meth:`Fetcher.get` (connections, round trips, bodies): the network's
+    #: share of an import, which a local import does not pay.
+    seconds: float = 0.0
 
 
 class Fetcher:
@@ -257,6 +261,7 @@ class Fetcher:
             ConfigError: bad client certificate, or ``truststore`` requested
                 but not installed or combined with ``ca_bundle``.
         """
+        built = time.perf_counter()
         self.origin, _ = parse_origin(base_url)
         self.base_url = base_url
         self.limits = limits
@@ -281,6 +286,7 @@ class Fetcher:
             ),
             headers={"Accept-Encoding": "identity", "User-Agent": "secure-import"},
         )
+        self.stats.seconds = time.perf_counter() - built
 
     def close(self) -> None:
         self._client.close()
@@ -298,12 +304,16 @@ class Fetcher:
             TransportError: and its subclasses; never an httpx exception.  The
                 credential, if any, is scrubbed from every message.
         """
+        start = time.perf_counter()
         try:
             return self._get(url, cap=cap, etag=etag, what=what)
         except TransportError as exc:
             if self._auth is not None:
                 _scrub(exc, self._auth.value)
             raise
+        finally:
+            with self._lock:
+                self.stats.seconds += time.perf_counter() - start
 
     def _get(self, url: str, *, cap: int, etag: str | None, what: str) -> Response:
         deadline = self._clock() + self.limits.download_deadline

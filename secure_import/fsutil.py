@@ -23,6 +23,7 @@ from .errors import UnsafePermissionsError
 __all__ = ["atomic_write", "read_file", "secure_dir"]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_READ_CHUNK = 1 << 16
 
 
 def secure_dir(path: Path, *, what: str) -> Path:
@@ -106,11 +107,20 @@ def read_file(path: Path) -> bytes | None:
     except OSError:
         return None  # ELOOP: a symlink was planted there
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             return None
-        with os.fdopen(fd, "rb") as handle:
-            fd = -1
-            return handle.read()
+        # os.read straight into bytes: no file object and no second buffer
+        # (this runs for every cache, memo and pack file a warm import opens).
+        # Asking for one byte more than fstat saw tells "all of it" without a
+        # second read (which would allocate its buffer only to find EOF).
+        size = info.st_size
+        data = os.read(fd, size + 1)
+        if len(data) == size:
+            return data
+        parts = [data]  # grown since the fstat, or a short read: go on to EOF
+        while chunk := os.read(fd, _READ_CHUNK):
+            parts.append(chunk)
+        return b"".join(parts)
     finally:
-        if fd >= 0:
-            os.close(fd)
+        os.close(fd)

@@ -14,6 +14,7 @@ import pytest
 import secure_import
 from secure_import import logbridge
 from secure_import.errors import NotListedError
+from secure_import.serve import Response
 
 from .conftest import Consumer, Publisher, forget_remote_modules
 
@@ -309,3 +310,25 @@ def test_every_audit_record_is_also_a_logging_record(
     assert refusal.levelno == logging.WARNING
     assert refusal.audit_code == "not-listed"  # type: ignore[attr-defined]
     assert "code=not-listed" in refusal.getMessage()
+
+
+def test_fetch_stats_time_the_requests_an_import_waits_for(
+    publisher: Publisher, consumer: Consumer
+) -> None:
+    """The benchmark separates an import's network share with ``stats.seconds``:
+    a manifest held back 0.3 s must show up there, and an offline repository
+    spends nothing."""
+    publish_shop(publisher)
+    body = (publisher.out / secure_import.repository.MANIFEST_NAME).read_bytes()
+    publisher.respond(secure_import.repository.MANIFEST_NAME, Response(body=body, delay=0.3))
+    repo = consumer.add()
+    assert importlib.import_module("single").ANSWER == 42  # type: ignore[attr-defined]
+    stats = repo.fetcher.stats
+    assert stats.requests == 2  # the delayed manifest, then the one-module package
+    assert 0.3 <= stats.seconds < 10
+    secure_import.remove_repo(repo)
+    forget_remote_modules()
+
+    offline = consumer.add(offline=True)
+    assert importlib.import_module("single").ANSWER == 42  # type: ignore[attr-defined]
+    assert offline._fetcher is None  # no client was even built
