@@ -30,6 +30,7 @@ project dependency), ``si-cold`` (empty cache, state and log), ``si-warm``
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -288,6 +289,14 @@ def _collections(row: Row) -> str:
     return f"{middle[0]}/{middle[1] + middle[2]}"
 
 
+def _environment() -> str:
+    """Where the children ran: what else is installed changes what httpx imports
+    at start-up, hence the heap the garbage collector walks."""
+    kind = "virtual environment" if sys.prefix != sys.base_prefix else "system interpreter"
+    count = len({d.metadata["Name"] for d in importlib.metadata.distributions()})
+    return f"{kind}, {count} distributions installed"
+
+
 def render(rows: list[Row], overhead: list[dict[str, Any]], args: argparse.Namespace,
            command: str) -> tuple[str, list[str]]:
     floor = {r.n: r for r in rows if r.variant == "local"}
@@ -298,7 +307,8 @@ def render(rows: list[Row], overhead: list[dict[str, Any]], args: argparse.Names
         f"Command: `{command}`",
         "",
         f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}; {args.runs} fresh processes per row (variants "
+        f"{platform.python_version()} ({_environment()}); {args.runs} fresh processes per "
+        "row (variants "
         f"interleaved); injected delay {args.delay_ms:g} ms per request, "
         f"{args.conn_delay_ms:g} ms per new connection; loopback HTTPS (trustme CA).",
         "",
