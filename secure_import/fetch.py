@@ -296,9 +296,19 @@ class Fetcher:
         return urljoin(self.base_url, relative_path)
 
     def get(
-        self, url: str, *, cap: int, etag: str | None = None, what: str = "file"
+        self,
+        url: str,
+        *,
+        cap: int,
+        etag: str | None = None,
+        what: str = "file",
+        waiting: Callable[[], None] | None = None,
     ) -> Response:
         """Download ``url`` fully, reading at most ``cap + 1`` bytes.
+
+        ``waiting`` is called each time a request has been sent and its answer
+        is awaited (httpcore's ``trace`` extension), for a caller that has
+        other work to do meanwhile.
 
         Raises:
             TransportError: and its subclasses; never an httpx exception.  The
@@ -306,7 +316,7 @@ class Fetcher:
         """
         start = time.perf_counter()
         try:
-            return self._get(url, cap=cap, etag=etag, what=what)
+            return self._get(url, cap=cap, etag=etag, what=what, waiting=waiting)
         except TransportError as exc:
             if self._auth is not None:
                 _scrub(exc, self._auth.value)
@@ -315,8 +325,12 @@ class Fetcher:
             with self._lock:
                 self.stats.seconds += time.perf_counter() - start
 
-    def _get(self, url: str, *, cap: int, etag: str | None, what: str) -> Response:
+    def _get(
+        self, url: str, *, cap: int, etag: str | None, what: str,
+        waiting: Callable[[], None] | None,
+    ) -> Response:
         deadline = self._clock() + self.limits.download_deadline
+        extensions = {} if waiting is None else {"trace": _on_answer_awaited(waiting)}
         current = url
         for _ in range(_MAX_REDIRECTS + 1):
             self._check_same_origin(current, original=url)
@@ -324,7 +338,9 @@ class Fetcher:
             if self._auth is not None and parse_origin(current)[0] == self.origin:
                 headers[self._auth.name] = self._auth.value
             try:
-                with self._client.stream("GET", current, headers=headers) as response:
+                with self._client.stream(
+                    "GET", current, headers=headers, extensions=extensions
+                ) as response:
                     with self._lock:
                         self.stats.requests += 1
                     if response.status_code in (301, 302, 303, 307, 308):
@@ -445,6 +461,19 @@ class Fetcher:
                 expected=str(self.origin),
                 got=str(origin),
             )
+
+
+def _on_answer_awaited(
+    waiting: Callable[[], None],
+) -> Callable[[str, dict[str, object]], None]:
+    """An httpcore trace callback calling ``waiting`` once the request has been
+    sent in full and the response headers are awaited."""
+
+    def trace(event: str, info: dict[str, object]) -> None:
+        if event.endswith("receive_response_headers.started"):
+            waiting()
+
+    return trace
 
 
 def _tls_context(

@@ -11,7 +11,10 @@ Order of work for a module (the finder calls these):
    pinned root *before parsing*, check expiry and the high-water mark, then
    record the new high-water mark (state dir) and cache the envelope.  When the
    server cannot be reached, a cached envelope that still passes every check is
-   used and the fallback is audited.
+   used and the fallback is audited.  While the conditional request is in
+   flight (a worker thread), the cached envelope is verified and the bytecode
+   pack of the package being imported is read; that work is used only if the
+   answer leaves the cached envelope in force (304 or unreachable server).
 2. :meth:`Repository.find` — name to manifest entry; a name that is not listed
    is refused without any request.
 3. :meth:`Repository.source` — the verified bytes: from this process's memory,
@@ -34,9 +37,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import CodeType
+from typing import NamedTuple
 
 from . import keys as keymod
-from ._guard import busy
+from ._guard import InBackground, busy
 from .audit import AuditLog
 from .bundle import bundle_entries, bundle_path
 from .bytecode import BytecodeStore, compile_verified
@@ -55,7 +59,7 @@ from .errors import (
     TooLargeError,
     TransportError,
 )
-from .fetch import Fetcher, TransportOptions, load_network_stack
+from .fetch import Fetcher, Response, TransportOptions, load_network_stack
 from .keys import PublicKey
 from .manifest import FileEntry, Manifest
 from .memo import ManifestMemo
@@ -80,6 +84,17 @@ _RETRY_AFTER = 30.0
 _BUNDLE_THRESHOLD = 2
 
 KeySpec = str | os.PathLike[str] | PublicKey
+
+_Request = InBackground[Response]
+
+
+class _Prepared(NamedTuple):
+    """The cached envelope verified, and the bytecode pack of the top-level
+    name being imported, while the freshness request was in flight."""
+
+    trusted: TrustedManifest
+    remembered: bool
+    pack: tuple[str, list[FileEntry], list[CodeType]] | None
 
 
 def verify_bytes(data: bytes, entry: FileEntry, *, url: str) -> None:
@@ -267,8 +282,13 @@ class Repository:
 
     # -- manifest ---------------------------------------------------------
 
-    def trusted_manifest(self) -> TrustedManifest:
+    def trusted_manifest(self, *, prepare: str | None = None) -> TrustedManifest:
         """The verified manifest, fetched and checked once per process.
+
+        ``prepare``: the top-level name about to be imported.  While the
+        freshness request is in flight, its authenticated bytecode pack is read
+        from the cache (see :meth:`_prepare`), so a 304 costs one round trip
+        and little else.
 
         Raises:
             TrustError, TransportError, LocalStateError: nothing was trusted.
@@ -281,7 +301,7 @@ class Repository:
                 if time.monotonic() - when < _RETRY_AFTER:
                     raise error
             try:
-                trusted = self._load_manifest()
+                trusted = self._load_manifest(prepare)
             except SecureImportError as exc:
                 if isinstance(exc, TransportError):
                     self._failure = (exc, time.monotonic())
@@ -290,14 +310,29 @@ class Repository:
             self._failure = None
             return trusted
 
-    def _load_manifest(self) -> TrustedManifest:
+    def _load_manifest(self, prepare: str | None) -> TrustedManifest:
         now = self._clock()
         high_water = self.state.high_water(self.id)
         cached = self.cache.get_metadata(self.id, MANIFEST_NAME)
-        body, fresh, etag, offline_reason = self._manifest_bytes(cached)
-        root = self.current_root()
+        request = self._ask_server(cached)
+        early = None
+        if request is not None and cached is not None:
+            # Nothing else runs until the request is out (both threads would
+            # compete for the interpreter lock); then the wait is ours to fill.
+            request.wait_ready()
+            root = self.current_root()
+            early = self._prepare(cached, root, now, high_water, prepare)
+        else:
+            root = self.current_root()
+        body, fresh, etag, offline_reason = self._manifest_bytes(cached, request)
         try:
-            trusted, remembered = self._verify(body, root, now, high_water)
+            if early is not None and fresh is None:
+                # The server left us with the cached envelope (304, or it is
+                # unreachable): the very bytes _prepare verified, with the
+                # same root, clock reading and high-water mark.
+                trusted, remembered = early.trusted, early.remembered
+            else:
+                trusted, remembered = self._verify(body, root, now, high_water)
         except (ThresholdError, RootRotationError) as exc:
             # Maybe the publisher rotated its keys: walk the signed root chain
             # (only ever forward, each step checked), then try once more.
@@ -335,10 +370,84 @@ class Repository:
             # Only now is the manifest accepted (root fresh, high-water mark
             # stored, load audited): nothing is remembered for one refused.
             self.memo.save(root, trusted.envelope_digest, trusted.manifest, trusted.key_ids)
+        if (
+            early is not None
+            and early.pack is not None
+            and early.trusted.envelope_digest == trusted.envelope_digest
+        ):
+            # Bound to the entries of the manifest now accepted: use it.
+            self._adopt_pack(*early.pack)
         return trusted
 
+    def _ask_server(self, cached: bytes | None) -> _Request | None:
+        """Start the manifest request, or ``None`` when none is to be made
+        (offline, or frozen with the locked envelope in the cache).
+
+        With a cached envelope the request is conditional and runs in a worker
+        thread, so that the caller can prepare the cached copy meanwhile.
+        """
+        if self.offline or (
+            cached is not None
+            and self.locked_digest is not None
+            and hashlib.sha256(cached).hexdigest() == self.locked_digest
+        ):
+            return None
+        etag = None
+        if cached is not None:
+            etag_bytes = self.cache.get_metadata(self.id, MANIFEST_NAME + ".etag")
+            etag = etag_bytes.decode("ascii", "replace") if etag_bytes else None
+
+        try:
+            fetcher = self.fetcher  # built here: setting up TLS needs the interpreter
+        except TransportError as exc:
+            failure = exc  # e.g. an unreadable CA bundle: a failed request, as ever
+
+            def fail(ready: Callable[[], None]) -> Response:
+                raise failure
+
+            return _Request(fail, background=False)
+
+        def ask(ready: Callable[[], None]) -> Response:
+            return fetcher.get(
+                self.manifest_url, cap=self.limits.manifest_max_bytes, etag=etag,
+                what="manifest", waiting=ready,
+            )
+
+        return _Request(ask, background=cached is not None)
+
+    def _prepare(
+        self,
+        cached: bytes,
+        root: Root,
+        now: datetime,
+        high_water: HighWater | None,
+        top: str | None,
+    ) -> _Prepared | None:
+        """Work done on the cached envelope while the server is being asked.
+
+        Verifies it exactly as :meth:`_verify` would once the answer comes,
+        and reads the authenticated bytecode pack of ``top`` for its entries.
+        Nothing here is trusted, cached, audited or run: if the server answers
+        with a new manifest, all of it is dropped; if the answer leaves us with
+        these bytes (304, or the server is unreachable), it is the same work
+        the import would do next, done during the wait.  ``None`` if the cached
+        copy does not verify: it is verified again, and refused with the
+        proper error, only if it is still needed.
+        """
+        try:
+            trusted, remembered = self._verify(cached, root, now, high_water)
+        except SecureImportError:
+            return None
+        pack = None
+        if top is not None and top in trusted.manifest.provides and top not in self._ready_tops:
+            entries = bundle_entries(trusted.manifest.files, top)
+            codes = self.bytecode.load_pack([(e.sha256, self.url_for(e.path)) for e in entries])
+            if codes is not None:
+                pack = (top, entries, codes)
+        return _Prepared(trusted, remembered, pack)
+
     def _manifest_bytes(
-        self, cached: bytes | None
+        self, cached: bytes | None, request: _Request | None
     ) -> tuple[bytes, bytes | None, str | None, TransportError | None]:
         """Untrusted manifest bytes to verify: ``(body, fresh, etag, offline_reason)``.
 
@@ -346,27 +455,17 @@ class Repository:
         it verifies); ``offline_reason`` when the server failed and the cached
         copy stands in (it is verified exactly like a fresh one).
         """
-        if (
-            cached is not None
-            and self.locked_digest is not None
-            and hashlib.sha256(cached).hexdigest() == self.locked_digest
-        ):
-            return cached, None, None, None  # frozen and prefetched: no request at all
         try:
-            if self.offline:
+            if request is None:
+                if not self.offline:
+                    assert cached is not None
+                    return cached, None, None, None  # frozen and prefetched: no request at all
                 raise ConnectionFailedError(
                     "offline mode: the server is not contacted",
                     check="offline",
                     url=self.manifest_url,
                 )
-            etag_bytes = self.cache.get_metadata(self.id, MANIFEST_NAME + ".etag")
-            etag = etag_bytes.decode("ascii", "replace") if etag_bytes and cached else None
-            response = self.fetcher.get(
-                self.manifest_url,
-                cap=self.limits.manifest_max_bytes,
-                etag=etag,
-                what="manifest",
-            )
+            response = request.result()
         except TransportError as exc:
             if cached is None:
                 raise
@@ -495,7 +594,7 @@ class Repository:
             return False
         if self.modules is not None:
             return top_level in self.modules
-        return top_level in self.trusted_manifest().manifest.provides
+        return top_level in self.trusted_manifest(prepare=top_level).manifest.provides
 
     def find(self, fullname: str) -> tuple[FileEntry, bool]:
         """The manifest entry of a module, and whether it is a package.
@@ -503,8 +602,8 @@ class Repository:
         Raises:
             NotListedError: the manifest does not list it (no request made).
         """
-        manifest = self.trusted_manifest().manifest
         top = fullname.partition(".")[0]
+        manifest = self.trusted_manifest(prepare=top).manifest
         hit = manifest.find_module(fullname) if top in manifest.provides else None
         if hit is None:
             raise NotListedError(
@@ -570,11 +669,7 @@ class Repository:
             modules = [(e.sha256, self.url_for(e.path)) for e in entries]
             packed = self.bytecode.load_pack(modules)
             if packed is not None:
-                # One sealed file bound to every (sha256, URL) of the package:
-                # as good as the verified sources, without reading them.
-                for entry, packed_code in zip(entries, packed, strict=True):
-                    self._code[(entry.sha256, entry.path)] = packed_code
-                self._ready_tops.add(top)
+                self._adopt_pack(top, entries, packed)
                 return
             codes: list[CodeType] = []
             missing: list[FileEntry] = []
@@ -625,6 +720,15 @@ class Repository:
             # done in the process that compiles, whose cold import already
             # holds every source and code object in memory.
             self.bytecode.save_pack(modules, codes)
+
+    def _adopt_pack(self, top: str, entries: list[FileEntry], codes: list[CodeType]) -> None:
+        """Use a bytecode pack for the modules of ``top``.  One sealed file bound
+        to every (sha256, URL) of the package's entries in the trusted
+        manifest: as good as the verified sources, without reading them."""
+        with self._lock:
+            for entry, code in zip(entries, codes, strict=True):
+                self._code[(entry.sha256, entry.path)] = code
+            self._ready_tops.add(top)
 
     def _fetch_bundle(self, entries: list[FileEntry], top: str) -> dict[str, bytes] | None:
         """All modules of ``top`` in one request, each verified and cached.

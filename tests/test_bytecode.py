@@ -15,7 +15,9 @@ import os
 import shutil
 import stat
 import sys
+import threading
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from types import CodeType, ModuleType
 
@@ -23,6 +25,9 @@ import pytest
 
 import secure_import
 from secure_import.bytecode import FORMAT, KEY_NAME, BytecodeStore, compile_verified
+from secure_import.config import MANIFEST_NAME
+from secure_import.errors import RollbackError
+from secure_import.serve import RequestInfo, Response
 
 from .conftest import Consumer, Publisher, canary_code, forget_remote_modules
 
@@ -477,6 +482,140 @@ def test_pack_of_an_older_release_never_supplies_a_module_of_the_new_one(
         per_module.unlink()
     _, module = _fresh_import(consumer, offline=True)
     assert module.VALUE == "release two"
+
+
+# -- the freshness wait: the cached copy is prepared while the server answers -----
+
+
+class _HeldManifest:
+    """Holds the server's manifest answer until the consumer reads a bytecode
+    pack (at most 10 s), and records whether the pack read came first: proof
+    that the read happened while the request was in flight."""
+
+    def __init__(self, publisher: Publisher, answer: Response | None = None) -> None:
+        self.released = threading.Event()
+        self.by_pack_read: bool | None = None
+        self.answer = answer
+        publisher.respond(MANIFEST_NAME, self)
+
+    def __call__(self, request: RequestInfo) -> Response | None:
+        self.by_pack_read = self.released.wait(10)
+        return self.answer  # None: served as usual (a 304 for the cached ETag)
+
+
+def _spy_packs(
+    monkeypatch: pytest.MonkeyPatch, repo: secure_import.Repository, held: _HeldManifest
+) -> list[list[CodeType] | None]:
+    """Every ``load_pack`` result of ``repo``; the first read releases ``held``."""
+    store = _store_of(repo)
+    real = store.load_pack
+    reads: list[list[CodeType] | None] = []
+
+    def spy(modules: Sequence[tuple[str, str]]) -> list[CodeType] | None:
+        codes = real(modules)
+        reads.append(codes)
+        held.released.set()
+        return codes
+
+    monkeypatch.setattr(store, "load_pack", spy)
+    return reads
+
+
+def _new_process(consumer: Consumer, **kw: object) -> secure_import.Repository:
+    for repo in list(secure_import.repositories()):
+        secure_import.remove_repo(repo)
+    forget_remote_modules()
+    return consumer.add(**kw)
+
+
+def test_package_pack_is_read_while_the_freshness_request_waits_and_used_once(
+    publisher: Publisher, consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _publish_bcpkg(publisher)
+    _until_packed(consumer)
+    held = _HeldManifest(publisher)
+    repo = _new_process(consumer)
+    reads = _spy_packs(monkeypatch, repo, held)
+
+    module = importlib.import_module("bcpkg")
+
+    assert held.by_pack_read is True  # read while the server still held its answer
+    assert len(reads) == 1 and reads[0] is not None  # and that read served the import
+    assert module.VALUE == "remote"
+    assert repo.fetcher.stats.requests == 1
+    [manifest] = [r for r in consumer.audit() if r["event"] == "manifest"][-1:]
+    assert manifest["outcome"] == "ok"
+    assert [r["module"] for r in consumer.audit()[-2:]] == ["bcpkg", "bcpkg.core"]
+
+
+def test_a_new_release_answered_during_the_wait_drops_the_prepared_pack(
+    publisher: Publisher, consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _publish_bcpkg(publisher, value="release one")
+    _until_packed(consumer)
+    _publish_bcpkg(publisher, value="release two")
+    held = _HeldManifest(publisher)
+    repo = _new_process(consumer)
+    reads = _spy_packs(monkeypatch, repo, held)
+
+    module = importlib.import_module("bcpkg")
+
+    # Release one's pack was read during the wait, genuine and authenticated,
+    # yet none of it ran: the server's answer was a new manifest.
+    assert held.by_pack_read is True and reads[0] is not None
+    assert reads[0][1].co_filename == repo.url_for("bcpkg/core.py")
+    assert module.VALUE == "release two"
+    assert repo.manifest.version == 2
+    assert not any(
+        code is prepared for code in repo._code.values() for prepared in reads[0]
+    )
+    loads = [r for r in consumer.audit() if r["event"] == "load"][-2:]
+    assert {r["sha256"] for r in loads} == {
+        repo.manifest.files["bcpkg/__init__.py"].sha256,
+        repo.manifest.files["bcpkg/core.py"].sha256,
+    }
+
+
+def test_server_failing_during_the_wait_falls_back_to_the_prepared_cached_copy(
+    publisher: Publisher, consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _publish_bcpkg(publisher)
+    _until_packed(consumer)
+    held = _HeldManifest(publisher, Response(503))
+    repo = _new_process(consumer)
+    reads = _spy_packs(monkeypatch, repo, held)
+
+    module = importlib.import_module("bcpkg")
+
+    assert held.by_pack_read is True and len(reads) == 1
+    assert module.VALUE == "remote"
+    [manifest] = [r for r in consumer.audit() if r["event"] == "manifest"][-1:]
+    assert manifest["outcome"] == "offline" and "503" in manifest["message"]
+
+
+def test_a_rollback_answered_during_the_wait_is_refused_though_the_cache_was_prepared(
+    publisher: Publisher, consumer: Consumer, monkeypatch: pytest.MonkeyPatch, canary: Path
+) -> None:
+    publisher.write("bcpkg/__init__.py", canary_code(canary) + PKG_INIT)
+    publisher.write("bcpkg/core.py", PKG_CORE)
+    publisher.publish()
+    _publish_bcpkg(publisher, value="release two")
+    _until_packed(consumer)
+    publisher.serve_snapshot(1)  # the attacker replays release one's signed manifest
+    held = _HeldManifest(publisher)
+    repo = _new_process(consumer)
+    reads = _spy_packs(monkeypatch, repo, held)
+
+    with pytest.raises(RollbackError) as caught:
+        importlib.import_module("bcpkg")
+
+    # The current release was prepared during the wait; the answer was a
+    # rollback, and that is refused: not a reason to use the cached copy.
+    assert held.by_pack_read is True and reads[0] is not None
+    assert caught.value.code == "rollback"
+    assert "bcpkg" not in sys.modules and not canary.exists()
+    assert repo._code == {}
+    assert consumer.refusals()[-1]["code"] == "rollback"
 
 
 def test_prefetch_caches_sources_even_when_bytecode_would_serve_the_package(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 import secure_import
 from secure_import import logbridge
-from secure_import.errors import NotListedError
+from secure_import.errors import NotListedError, TLSError
 from secure_import.serve import Response
 
 from .conftest import Consumer, Publisher, forget_remote_modules
@@ -242,6 +243,34 @@ def test_offline_repository_imports_from_cache_without_any_request(
     assert publisher.request_paths() == []
     manifest_records = [r for r in consumer.audit() if r["event"] == "manifest"]
     assert manifest_records[-1]["outcome"] == "offline"
+
+
+def test_a_ca_bundle_that_cannot_be_loaded_is_a_failed_request_like_any_other(
+    publisher: Publisher, consumer: Consumer, tmp_path: Path
+) -> None:
+    # Warm: the cached manifest stands in (audited as offline, with the TLS
+    # check named); cold: the import fails with that error.  Nothing reached
+    # the server either way.
+    publish_shop(publisher)
+    consumer.add()
+    importlib.import_module("shop.util")
+    bad_ca = tmp_path / "not-a-ca.pem"
+    bad_ca.write_text("not a certificate\n")
+    consumer.new_process(ca_bundle=bad_ca)
+    publisher.server.clear_requests()
+
+    assert importlib.import_module("shop.util").helper() == "$2.00"
+
+    assert publisher.request_paths() == []
+    record = [r for r in consumer.audit() if r["event"] == "manifest"][-1]
+    assert record["outcome"] == "offline" and "cannot load the CA bundle" in record["message"]
+
+    shutil.rmtree(consumer.paths.cache_dir)
+    consumer.new_process(ca_bundle=bad_ca)
+    with pytest.raises(TLSError) as caught:
+        importlib.import_module("shop.util")
+    assert caught.value.check == "ca-bundle"
+    assert publisher.request_paths() == []
 
 
 def test_context_manager_removes_the_repository(
