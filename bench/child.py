@@ -178,6 +178,52 @@ def run_overhead(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"local": local, "misses": missed}
 
 
+class _EmptyFinder:
+    """A meta-path finder that finds nothing: what importlib charges for any
+    entry on ``sys.meta_path``, the floor for a finder that must be there."""
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        return None
+
+
+def run_overhead_paired(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The finder's cost per import it does not serve, measured in one process.
+
+    A repository is added with ``modules=``; then, ``rounds`` times, ``misses``
+    imports of absent names are timed three ways, in rotating order: with the
+    secure finder removed from ``sys.meta_path`` (``none``), in place
+    (``secure``), and replaced by :class:`_EmptyFinder` (``empty``).  Adjacent
+    timings share the process's state, so their differences are the finder's
+    own cost, free of the noise between processes.
+    """
+    _secure_import_setup(cfg)
+    finder = sys.meta_path[-1]
+    if type(finder).__name__ != "SecureFinder":
+        raise SystemExit("the secure finder is not installed last on sys.meta_path")
+    empty = _EmptyFinder()
+    arrangements = {"none": None, "secure": finder, "empty": empty}
+    times: dict[str, list[float]] = {name: [] for name in arrangements}
+    counter = 0
+    names = list(arrangements)
+    for round_ in range(cfg["rounds"]):
+        for name in names[round_ % 3 :] + names[: round_ % 3]:
+            sys.meta_path[:] = [f for f in sys.meta_path if f is not finder and f is not empty]
+            installed = arrangements[name]
+            if installed is not None:
+                sys.meta_path.append(installed)
+            start = time.perf_counter()
+            for _ in range(cfg["misses"]):
+                counter += 1
+                try:
+                    importlib.import_module(f"absent_paired_{counter:07d}")
+                except ModuleNotFoundError:
+                    pass
+                else:
+                    raise SystemExit("an absent module was found")
+            times[name].append(time.perf_counter() - start)
+    return {"paired": times}
+
+
 def _peak_rss_kb() -> int:
     """Peak RSS of this process image.  ``ru_maxrss`` is not used on Linux: it
     keeps the parent's high-water mark across fork+exec; ``VmHWM`` does not."""
@@ -195,6 +241,8 @@ def main() -> None:
     cfg = json.loads(sys.argv[1])
     if cfg["mode"] == "overhead":
         out = run_overhead(cfg)
+    elif cfg["mode"] == "overhead-paired":
+        out = run_overhead_paired(cfg)
     else:
         out = run_import(cfg)
     out["maxrss_kb"] = _peak_rss_kb()

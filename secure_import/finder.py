@@ -436,11 +436,11 @@ class SecureFinder:
         path: Sequence[str] | None = None,
         target: ModuleType | None = None,
     ) -> ModuleSpec | None:
-        top = fullname.partition(".")[0]
         if path is None:
             allowed = self._allowed
-            if allowed is not None and top not in allowed:
+            if allowed is not None and fullname not in allowed and "." not in fullname:
                 return None  # the common miss: one set lookup, no manifest
+        top = fullname.partition(".")[0]
         if is_never_remote(top) or is_busy():
             return None
         if path is None:
