@@ -78,10 +78,12 @@ class InBackground(Generic[_T]):
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         if background:
-            self._thread = threading.Thread(
-                target=self._run, name="secure-import-request", daemon=True
-            )
-            self._thread.start()
+            thread = threading.Thread(target=self._run, name="secure-import-request", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:
+                return  # no thread to be had (interpreter shutting down, limits): run in result()
+            self._thread = thread
 
     def _run(self) -> None:
         with _BUSY:

@@ -80,3 +80,22 @@ def test_without_background_the_call_runs_in_result_in_the_callers_thread() -> N
     assert where == []
     assert request.result() == "here"
     assert where == [threading.current_thread().name]
+
+
+def test_when_no_thread_can_be_started_the_call_runs_in_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    where: list[str] = []
+
+    def call(ready: Callable[[], None]) -> str:
+        where.append(threading.current_thread().name)
+        return "done anyway"
+
+    request = InBackground(call)
+    request.wait_ready()
+    assert request.result() == "done anyway"
+    assert where == [threading.current_thread().name]
