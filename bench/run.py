@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import shlex
@@ -478,26 +479,30 @@ def targets(rows: list[Row], overhead: list[dict[str, Any]], args: argparse.Name
         allow = statistics.median(o["repo-allow"]["local"])
         miss_base = statistics.median(o["none"]["misses"])
         miss_allow = statistics.median(o["repo-allow"]["misses"])
-        # "Not measurable": the medians with and without secure_import differ
-        # by less than the runs without it differ among themselves.
-        spread = max(o["none"]["local"]) - min(o["none"]["local"])
-        miss_spread = max(o["none"]["misses"]) - min(o["none"]["misses"])
-        ok = abs(allow - base) <= spread and abs(miss_allow - miss_base) <= miss_spread
-        out.append(
-            f"{mark(ok)} the finder adds no measurable cost to imports it does not serve "
-            f"(repository with modules=; the medians with and without secure_import differ "
-            f"by less than the spread of the runs without it) — "
-            f"local package {(allow - base) * 1000:+.2f} ms vs spread {spread * 1000:.2f} ms, "
-            f"{args.misses} absent names {(miss_allow - miss_base) * 1000:+.2f} ms vs spread "
-            f"{miss_spread * 1000:.2f} ms"
-        )
+        # Any entry at the end of sys.meta_path costs every import that reaches
+        # it (importlib's lock and call): the floor.  "Not measurable" for our
+        # finder: paired in the same rounds, it is not slower than an empty
+        # finder more often than chance allows (sign test, ~2 sigma).
         paired = _paired_costs(overhead)
         secure, floor = (statistics.median(paired[k]) for k in ("secure", "empty"))
+        rounds = len(paired["secure"])
+        slower = sum(1 for a, b in zip(paired["secure"], paired["empty"], strict=True) if a > b)
+        limit = rounds / 2 + math.sqrt(rounds)
         out.append(
-            f"INFO in one process, per import not served: secure_import's finder adds "
-            f"{secure * 1e6:.2f} µs, an empty finder {floor * 1e6:.2f} µs (what importlib "
-            f"charges for any entry on sys.meta_path); an absent name costs "
-            f"{miss_base / args.misses * 1e6:.1f} µs without secure_import"
+            f"{mark(slower <= limit)} the finder adds no measurable cost to imports it does not "
+            f"serve beyond what any sys.meta_path entry costs (one process, {rounds} rounds of "
+            f"{PAIRED_MISSES} absent names; ours slower than an empty finder in {slower} rounds, "
+            f"measurable above {limit:.0f}) — per import not served: ours {secure * 1e6:.2f} µs, "
+            f"empty finder {floor * 1e6:.2f} µs, the absent name itself "
+            f"{miss_base / args.misses * 1e6:.1f} µs; local modules never reach it"
+        )
+        spread = max(o["none"]["local"]) - min(o["none"]["local"])
+        miss_spread = max(o["none"]["misses"]) - min(o["none"]["misses"])
+        out.append(
+            f"INFO across fresh processes, repository with modules= vs no secure_import "
+            f"(difference of medians vs spread of the runs without): local package "
+            f"{(allow - base) * 1000:+.2f} ms vs {spread * 1000:.2f} ms, {args.misses} absent "
+            f"names {(miss_allow - miss_base) * 1000:+.2f} ms vs {miss_spread * 1000:.2f} ms"
         )
         out.append(
             f"INFO without modules= the first unknown top-level name fetches the manifest "
