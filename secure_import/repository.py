@@ -393,7 +393,7 @@ class Repository:
         ):
             return None
         etag = None
-        if cached is not None:
+        if cached:
             etag_bytes = self.cache.get_metadata(self.id, MANIFEST_NAME + ".etag")
             etag = etag_bytes.decode("ascii", "replace") if etag_bytes else None
 
@@ -455,11 +455,11 @@ class Repository:
         it verifies); ``offline_reason`` when the server failed and the cached
         copy stands in (it is verified exactly like a fresh one).
         """
+        if request is None and not self.offline:
+            assert cached is not None
+            return cached, None, None, None  # frozen and prefetched: no request at all
         try:
             if request is None:
-                if not self.offline:
-                    assert cached is not None
-                    return cached, None, None, None  # frozen and prefetched: no request at all
                 raise ConnectionFailedError(
                     "offline mode: the server is not contacted",
                     check="offline",

@@ -14,6 +14,7 @@ import pytest
 
 import secure_import
 from secure_import import logbridge
+from secure_import.config import MANIFEST_NAME
 from secure_import.errors import NotListedError, TLSError
 from secure_import.serve import Response
 
@@ -243,6 +244,27 @@ def test_offline_repository_imports_from_cache_without_any_request(
     assert publisher.request_paths() == []
     manifest_records = [r for r in consumer.audit() if r["event"] == "manifest"]
     assert manifest_records[-1]["outcome"] == "offline"
+
+
+def test_an_emptied_cached_manifest_is_fetched_again_not_asked_about(
+    publisher: Publisher, consumer: Consumer
+) -> None:
+    # A cached envelope truncated to nothing (a full disk) must not be kept by
+    # a 304: the request goes out without its ETag and the full manifest heals it.
+    publish_shop(publisher)
+    repo = consumer.add()
+    importlib.import_module("shop.util")
+    cached = consumer.paths.cache_dir / "metadata" / repo.id / MANIFEST_NAME
+    assert (cached.parent / (MANIFEST_NAME + ".etag")).exists()
+    cached.write_bytes(b"")
+    publisher.server.clear_requests()
+    consumer.new_process()
+
+    assert importlib.import_module("shop.util").helper() == "$2.00"
+
+    [request] = [r for r in publisher.server.requests if r.path == "/" + MANIFEST_NAME]
+    assert "if-none-match" not in request.headers
+    assert cached.read_bytes() == publisher.manifest_bytes()
 
 
 def test_a_ca_bundle_that_cannot_be_loaded_is_a_failed_request_like_any_other(
