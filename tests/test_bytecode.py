@@ -292,11 +292,15 @@ def _bytecode_files(repo: secure_import.Repository) -> dict[str, Path]:
 
 
 def _fresh_import(consumer: Consumer, **kw: object) -> tuple[secure_import.Repository, ModuleType]:
+    repo = _new_process(consumer, **kw)
+    return repo, importlib.import_module("bcpkg")
+
+
+def _new_process(consumer: Consumer, **kw: object) -> secure_import.Repository:
     for repo in list(secure_import.repositories()):
         secure_import.remove_repo(repo)
     forget_remote_modules()
-    repo = consumer.add(**kw)
-    return repo, importlib.import_module("bcpkg")
+    return consumer.add(**kw)
 
 
 def test_warm_import_runs_cached_bytecode_with_https_tracebacks(
@@ -519,13 +523,6 @@ def _spy_packs(
 
     monkeypatch.setattr(store, "load_pack", spy)
     return reads
-
-
-def _new_process(consumer: Consumer, **kw: object) -> secure_import.Repository:
-    for repo in list(secure_import.repositories()):
-        secure_import.remove_repo(repo)
-    forget_remote_modules()
-    return consumer.add(**kw)
 
 
 def test_package_pack_is_read_while_the_freshness_request_waits_and_used_once(
