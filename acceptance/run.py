@@ -50,8 +50,8 @@ HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 sys.path.insert(0, str(PROJECT))
 
-from secure_import.devtls import make_dev_certificates, server_ssl_context  # noqa: E402
-from secure_import.serve import RepoServer  # noqa: E402
+from secure_import.publish.devtls import make_dev_certificates, server_ssl_context  # noqa: E402
+from secure_import.publish.serve import RepoServer  # noqa: E402
 
 
 @dataclass
@@ -78,27 +78,37 @@ class Library:
 
 LIBRARIES = [
     Library(
-        "six", "1.17.0",
+        "six",
+        "1.17.0",
         "single module; installs its own meta-path importer (six.moves)",
-        code=["six.py"], tests={"test_six.py": "test_six.py"}, tops=["six"],
+        code=["six.py"],
+        tests={"test_six.py": "test_six.py"},
+        tops=["six"],
     ),
     Library(
-        "toolz", "1.0.0",
+        "toolz",
+        "1.0.0",
         "deep package with relative imports; tlz meta-path importer; pickle, inspect",
-        code=["toolz", "tlz"], tests={"toolz/tests": "tests"}, exclude=["toolz/tests"],
+        code=["toolz", "tlz"],
+        tests={"toolz/tests": "tests"},
+        exclude=["toolz/tests"],
         tops=["toolz", "tlz"],
     ),
     Library(
-        "pyphen", "0.17.2",
+        "pyphen",
+        "0.17.2",
         "package data via importlib.resources (84 files in a data-only directory)",
-        code=["pyphen"], tests={"tests/test_pyphen.py": "tests/test_pyphen.py"},
+        code=["pyphen"],
+        tests={"tests/test_pyphen.py": "tests/test_pyphen.py"},
         test_data={"pyphen/dictionaries/hyph_fr.dic": "pyphen/dictionaries/hyph_fr.dic"},
         tops=["pyphen"],
     ),
     Library(
-        "attrs", "25.3.0",
+        "attrs",
+        "25.3.0",
         "inspect/pickle/importlib.metadata heavy (hypothesis tests)",
-        code=["src/attr", "src/attrs"], tests={"tests": "tests", "conftest.py": "conftest.py"},
+        code=["src/attr", "src/attrs"],
+        tests={"tests": "tests", "conftest.py": "conftest.py"},
         pytest_ini="xfail_strict = true\ntestpaths = tests\nfilterwarnings = once::Warning\n",
         tops=["attr", "attrs"],
     ),
@@ -107,7 +117,7 @@ QUICK = "six"
 
 #: The pytest plugin injected into both runs (imported by ``-p`` before any
 #: conftest, so the repository is added before the library's conftest imports it).
-PLUGIN = '''
+PLUGIN = """
 import importlib.util, json, os, sys
 
 MODE = os.environ["SI_MODE"]
@@ -118,7 +128,7 @@ if MODE == "remote":
     present = [t for t in TOPS if importlib.util.find_spec(t) is not None]
     assert not present, f"library present locally: {present}"
     import secure_import
-    from secure_import.config import Paths
+    from secure_import.store.paths import Paths
     _dirs = os.environ["SI_DIRS"]
     REPO = secure_import.add_repo(
         URL, keys=[os.environ["SI_KEY"]], ca_bundle=os.environ["SI_CA"],
@@ -155,7 +165,7 @@ def pytest_terminal_summary(terminalreporter):
             "failed_ids": sorted(set(failed)),
             "remote_modules": remote, "local_modules": local, "virtual_modules": virtual,
         }, out, indent=1)
-'''
+"""
 
 
 def log(message: str) -> None:
@@ -226,8 +236,19 @@ def fetch_sdist(lib: Library, downloads: Path) -> Path:
     found = [p for p in downloads.iterdir() if pattern.fullmatch(p.name.replace("_", "-"))]
     if not found:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--no-binary", ":all:", f"{lib.name}=={lib.version}", "-d", str(downloads)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"{lib.name}=={lib.version}",
+                "-d",
+                str(downloads),
+            ],
             check=True,
         )
         found = [p for p in downloads.iterdir() if pattern.fullmatch(p.name.replace("_", "-"))]
@@ -276,14 +297,33 @@ def prepare(lib: Library, work: Path, downloads: Path) -> tuple[Path, Path]:
 
 def sign(tree: Path, out: Path, key: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "secure_import", "sign", str(tree), "--key", str(key),
-         "--out", str(out)],
-        check=True, cwd=PROJECT, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "secure_import",
+            "sign",
+            str(tree),
+            "--key",
+            str(key),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        cwd=PROJECT,
+        capture_output=True,
     )
 
 
-def run_suite(lib: Library, tests: Path, site: Path, plugin_dir: Path, result: Path,
-              *, tree: Path | None, remote: dict[str, str] | None) -> dict[str, object]:
+def run_suite(
+    lib: Library,
+    tests: Path,
+    site: Path,
+    plugin_dir: Path,
+    result: Path,
+    *,
+    tree: Path | None,
+    remote: dict[str, str] | None,
+) -> dict[str, object]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tests.parent),
@@ -292,19 +332,31 @@ def run_suite(lib: Library, tests: Path, site: Path, plugin_dir: Path, result: P
         "SI_MODE": "remote" if remote else "local",
         "SI_TOPS": ",".join(lib.tops),
         "SI_RESULT": str(result),
-        "PYTHONPATH": os.pathsep.join(
-            [str(site), str(plugin_dir), *([str(tree)] if tree else [])]
-        ),
+        "PYTHONPATH": os.pathsep.join([str(site), str(plugin_dir), *([str(tree)] if tree else [])]),
         **(remote or {}),
     }
-    command = [sys.executable, "-S", "-s", "-P", "-m", "pytest", "-q", "-p", "si_accept",
-               "-p", "no:cacheprovider", "-o", "console_output_style=classic"]
-    proc = subprocess.run(command, cwd=tests, env=env, capture_output=True, text=True,
-                          timeout=900)
+    command = [
+        sys.executable,
+        "-S",
+        "-s",
+        "-P",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "si_accept",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "console_output_style=classic",
+    ]
+    proc = subprocess.run(command, cwd=tests, env=env, capture_output=True, text=True, timeout=900)
     result.with_suffix(".log").write_text(proc.stdout + proc.stderr)
     if not result.exists():
-        raise SystemExit(f"{lib.name}: the test run produced no result\n{proc.stdout[-3000:]}"
-                         f"\n{proc.stderr[-3000:]}")
+        raise SystemExit(
+            f"{lib.name}: the test run produced no result\n{proc.stdout[-3000:]}"
+            f"\n{proc.stderr[-3000:]}"
+        )
     data: dict[str, object] = json.loads(result.read_text())
     data["tail"] = proc.stdout.strip().splitlines()[-1:] if proc.stdout.strip() else []
     return data
@@ -328,21 +380,32 @@ class Outcome:
         return not self.remote["local_modules"] and bool(self.remote["remote_modules"])
 
 
-def run_library(lib: Library, work: Path, downloads: Path, site: Path, plugin_dir: Path,
-                key: Path, ca: Path) -> Outcome:
+def run_library(
+    lib: Library, work: Path, downloads: Path, site: Path, plugin_dir: Path, key: Path, ca: Path
+) -> Outcome:
     started = time.monotonic()
     tree, tests = prepare(lib, work, downloads)
     out = work / lib.name / "repo"
     sign(tree, out, key)
-    local = run_suite(lib, tests, site, plugin_dir, work / lib.name / "local.json",
-                      tree=tree, remote=None)
+    local = run_suite(
+        lib, tests, site, plugin_dir, work / lib.name / "local.json", tree=tree, remote=None
+    )
     server = RepoServer(out, ssl_context=SERVER_CONTEXT)
     server.start()
     try:
         remote = run_suite(
-            lib, tests, site, plugin_dir, work / lib.name / "remote.json", tree=None,
-            remote={"SI_URL": server.url, "SI_KEY": str(key.with_suffix(".pub")),
-                    "SI_CA": str(ca), "SI_DIRS": str(work / lib.name / "consumer")},
+            lib,
+            tests,
+            site,
+            plugin_dir,
+            work / lib.name / "remote.json",
+            tree=None,
+            remote={
+                "SI_URL": server.url,
+                "SI_KEY": str(key.with_suffix(".pub")),
+                "SI_CA": str(ca),
+                "SI_DIRS": str(work / lib.name / "consumer"),
+            },
         )
     finally:
         server.stop()
@@ -356,6 +419,7 @@ def table(outcomes: list[Outcome]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
+
         def pf(d: dict[str, object]) -> str:
             errors = f" (+{d['errors']} errors)" if d["errors"] else ""
             return f"{d['passed']}/{d['failed']}{errors}"
@@ -393,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=HERE / ".work")
     args = parser.parse_args(argv)
     selected = [
-        lib for lib in LIBRARIES
+        lib
+        for lib in LIBRARIES
         if (not args.quick or lib.name == QUICK) and (not args.only or lib.name in args.only)
     ]
     work: Path = args.work.resolve()
@@ -411,8 +476,12 @@ def main(argv: list[str] | None = None) -> int:
     keys = work / "keys"
     if keys.exists():
         shutil.rmtree(keys)
-    subprocess.run([sys.executable, "-m", "secure_import", "keygen", "acceptance",
-                    "--dir", str(keys)], check=True, cwd=PROJECT, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "secure_import", "keygen", "acceptance", "--dir", str(keys)],
+        check=True,
+        cwd=PROJECT,
+        capture_output=True,
+    )
     certs = make_dev_certificates()
     ca = work / "ca.pem"
     ca.write_bytes(certs.ca_pem)
@@ -421,10 +490,11 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = []
     for lib in selected:
         log(f"{lib.name} {lib.version}: download, sign, serve, run the suite twice")
-        outcome = run_library(lib, work, downloads, site, plugin_dir,
-                              keys / "acceptance.key", ca)
-        log(f"{lib.name}: local {outcome.local['tail']} remote {outcome.remote['tail']} "
-            f"({outcome.seconds:.1f} s)")
+        outcome = run_library(lib, work, downloads, site, plugin_dir, keys / "acceptance.key", ca)
+        log(
+            f"{lib.name}: local {outcome.local['tail']} remote {outcome.remote['tail']} "
+            f"({outcome.seconds:.1f} s)"
+        )
         outcomes.append(outcome)
     report = table(outcomes)
     print(report)

@@ -84,7 +84,7 @@ def _check_origins(cfg: dict[str, Any], *, remote: bool) -> dict[str, Any]:
 def _secure_import_setup(cfg: dict[str, Any]) -> Any:
     sys.path.insert(0, cfg["project"])
     import secure_import
-    from secure_import.config import Paths
+    from secure_import.store.paths import Paths
 
     paths = Paths(
         cache_dir=Path(cfg["dirs"]) / "cache",

@@ -55,8 +55,8 @@ sys.path.insert(0, str(HERE))
 from genpkg import expected_check, generate, package_name  # noqa: E402
 from server import BenchServer, Tally  # noqa: E402
 
-from secure_import.keys import generate_keypair, load_private_key_file  # noqa: E402
-from secure_import.publish import publish  # noqa: E402
+from secure_import.publish.sign import publish  # noqa: E402
+from secure_import.store.keyfiles import generate_keypair, load_private_key_file  # noqa: E402
 
 CHILD = HERE / "child.py"
 HTTPIMPORT_VENV = HERE / ".venv-httpimport"
@@ -115,8 +115,9 @@ def httpimport_python() -> Path:
     return python
 
 
-def run_child(python: Path | str, cfg: dict[str, Any], *, no_bytecode: bool = False
-              ) -> tuple[float, dict[str, Any]]:
+def run_child(
+    python: Path | str, cfg: dict[str, Any], *, no_bytecode: bool = False
+) -> tuple[float, dict[str, Any]]:
     cmd = [str(python), "-I"] + (["-B"] if no_bytecode else []) + [str(CHILD), json.dumps(cfg)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -229,8 +230,11 @@ class Bench:
                 for variant in self.variants:
                     if variant == "httpimport":
                         continue
-                    dirs = self.fresh_dirs(f"mem{n}") if variant == "si-cold" else (
-                        warm_dirs if variant.startswith("si-") else None)
+                    dirs = (
+                        self.fresh_dirs(f"mem{n}")
+                        if variant == "si-cold"
+                        else (warm_dirs if variant.startswith("si-") else None)
+                    )
                     mem = self.once(variant, n, dirs, trace=True)
                     by_variant[variant].traced_peak = int(mem.result["traced_peak"])
             print(f" N={n} done", file=sys.stderr, flush=True)
@@ -245,8 +249,9 @@ class Bench:
         results: dict[str, list[dict[str, Any]]] = {"none": [], "repo": [], "repo-allow": []}
         for _ in range(self.args.runs):
             for variant in results:
-                cfg = self.config("overhead", n, dirs, misses=self.args.misses,
-                                  pkgroot=str(self.pyc_root))
+                cfg = self.config(
+                    "overhead", n, dirs, misses=self.args.misses, pkgroot=str(self.pyc_root)
+                )
                 cfg["variant"] = variant
                 if variant == "repo-allow":
                     cfg["allow"] = [package_name(n)]
@@ -254,18 +259,26 @@ class Bench:
                 _, out = run_child(sys.executable, cfg)
                 out["requests"] = self.server.tally().requests
                 results[variant].append(out)
-        cfg = self.config("overhead-paired", n, dirs, rounds=self.args.paired_rounds,
-                          misses=PAIRED_MISSES, allow=[package_name(n)])
+        cfg = self.config(
+            "overhead-paired",
+            n,
+            dirs,
+            rounds=self.args.paired_rounds,
+            misses=PAIRED_MISSES,
+            allow=[package_name(n)],
+        )
         _, paired = run_child(sys.executable, cfg)
         summary: list[dict[str, Any]] = [{"variant": "paired", "n": n, **paired["paired"]}]
         for variant, outs in results.items():
-            summary.append({
-                "variant": variant,
-                "n": n,
-                "local": [o["local"] for o in outs],
-                "misses": [o["misses"] for o in outs],
-                "requests": max(o["requests"] for o in outs),
-            })
+            summary.append(
+                {
+                    "variant": variant,
+                    "n": n,
+                    "local": [o["local"] for o in outs],
+                    "misses": [o["misses"] for o in outs],
+                    "requests": max(o["requests"] for o in outs),
+                }
+            )
         return summary
 
     def close(self) -> None:
@@ -299,8 +312,9 @@ def _paired_costs(overhead: list[dict[str, Any]]) -> dict[str, list[float]]:
     """Per round, the seconds per absent name a finder adds over no finder."""
     [paired] = [x for x in overhead if x["variant"] == "paired"]
     return {
-        name: [(t - none) / PAIRED_MISSES for t, none in zip(paired[name], paired["none"],
-                                                             strict=True)]
+        name: [
+            (t - none) / PAIRED_MISSES for t, none in zip(paired[name], paired["none"], strict=True)
+        ]
         for name in ("secure", "empty")
     }
 
@@ -318,8 +332,9 @@ def _environment() -> str:
     return f"{kind}, {count} distributions installed"
 
 
-def render(rows: list[Row], overhead: list[dict[str, Any]], args: argparse.Namespace,
-           command: str) -> tuple[str, list[str]]:
+def render(
+    rows: list[Row], overhead: list[dict[str, Any]], args: argparse.Namespace, command: str
+) -> tuple[str, list[str]]:
     floor = {r.n: r for r in rows if r.variant == "local"}
     incumbent = {r.n: r for r in rows if r.variant == "httpimport"}
     lines = [
@@ -376,12 +391,17 @@ def render(rows: list[Row], overhead: list[dict[str, Any]], args: argparse.Names
             "| secure_import | local package ms | absent names ms | requests |",
             "|---|---:|---:|---:|",
         ]
-        names = {"none": "not imported", "repo": "repo added (names from manifest)",
-                 "repo-allow": "repo added with modules=[...]"}
+        names = {
+            "none": "not imported",
+            "repo": "repo added (names from manifest)",
+            "repo-allow": "repo added with modules=[...]",
+        }
         for item in overhead:
             if item["variant"] in names:
-                lines.append(f"| {names[item['variant']]} | {ms(item['local'])} | "
-                             f"{ms(item['misses'])} | {item['requests']} |")
+                lines.append(
+                    f"| {names[item['variant']]} | {ms(item['local'])} | "
+                    f"{ms(item['misses'])} | {item['requests']} |"
+                )
         paired = _paired_costs(overhead)
         lines += [
             "",
@@ -400,8 +420,7 @@ def render(rows: list[Row], overhead: list[dict[str, Any]], args: argparse.Names
     return "\n".join(lines) + "\n", verdicts
 
 
-def targets(rows: list[Row], overhead: list[dict[str, Any]], args: argparse.Namespace
-            ) -> list[str]:
+def targets(rows: list[Row], overhead: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
     get = {(r.variant, r.n): r for r in rows}
     out: list[str] = []
     big = [n for n in (50, 200) if n in {r.n for r in rows}]
@@ -446,8 +465,10 @@ def targets(rows: list[Row], overhead: list[dict[str, Any]], args: argparse.Name
             samples = get[("si-warm", n)].samples
             request = statistics.median(float(s.result.get("request_s", 0.0)) for s in samples)
             older = sum(1 for s in samples if _older(s))
-            return (f"N={n}: {rest_ratio(n):.2f}x (network {request * 1000:.1f} ms; an older "
-                    f"GC pass in {older} of {len(samples)} runs)")
+            return (
+                f"N={n}: {rest_ratio(n):.2f}x (network {request * 1000:.1f} ms; an older "
+                f"GC pass in {older} of {len(samples)} runs)"
+            )
 
         figures = ", ".join(detail(n) for n in big)
         if big:
@@ -457,22 +478,30 @@ def targets(rows: list[Row], overhead: list[dict[str, Any]], args: argparse.Name
                 f"request) ≤ 1.2x local .pyc — {figures}"
             )
     if big and ("httpimport", big[0]) in get:
-        figures = ", ".join(
-            f"N={n}: 1/{1 / ratio('si-cold', n, 'httpimport'):.0f}" for n in big
-        )
+        figures = ", ".join(f"N={n}: 1/{1 / ratio('si-cold', n, 'httpimport'):.0f}" for n in big)
         ok = all(ratio("si-cold", n, "httpimport") <= 0.1 for n in big)
-        out.append(f"{mark(ok)} cold ≤ 1/10 of httpimport at {args.delay_ms:g} ms/request — "
-                   f"{figures}")
-    cold = {n: max(s.tally.requests for s in get[("si-cold", n)].samples) for n in args.sizes
-            if ("si-cold", n) in get}
-    conns = {n: max(s.tally.connections for s in get[("si-cold", n)].samples)
-             for n in args.sizes if ("si-cold", n) in get}
-    out.append(f"{mark(len(set(cold.values())) == 1)} cold round trips independent of N — "
-               f"requests per N {cold}, new connections {conns}")
+        out.append(
+            f"{mark(ok)} cold ≤ 1/10 of httpimport at {args.delay_ms:g} ms/request — {figures}"
+        )
+    cold = {
+        n: max(s.tally.requests for s in get[("si-cold", n)].samples)
+        for n in args.sizes
+        if ("si-cold", n) in get
+    }
+    conns = {
+        n: max(s.tally.connections for s in get[("si-cold", n)].samples)
+        for n in args.sizes
+        if ("si-cold", n) in get
+    }
+    out.append(
+        f"{mark(len(set(cold.values())) == 1)} cold round trips independent of N — "
+        f"requests per N {cold}, new connections {conns}"
+    )
     fours = sum(s.tally.not_found for r in rows if r.variant.startswith("si-") for s in r.samples)
     hi = sum(s.tally.not_found for r in rows if r.variant == "httpimport" for s in r.samples)
-    out.append(f"{mark(fours == 0)} zero 404s — secure_import: {fours} in all runs "
-               f"(httpimport: {hi})")
+    out.append(
+        f"{mark(fours == 0)} zero 404s — secure_import: {fours} in all runs (httpimport: {hi})"
+    )
     if overhead:
         o = {x["variant"]: x for x in overhead}
         base = statistics.median(o["none"]["local"])
@@ -520,28 +549,44 @@ def targets(rows: list[Row], overhead: list[dict[str, Any]], args: argparse.Name
             f"{cold_peak / 1024:.0f} KiB vs {local_peak / 1024:.0f} KiB = "
             f"{cold_peak / local_peak:.2f}x"
         )
-    wired = [s.result.get("bytecode_files", 0) for r in rows if r.variant == "si-offline"
-             for s in r.samples]
-    out.append(f"INFO bytecode cache files present on warm runs: {max(wired, default=0)} "
-               "(0 means the BytecodeStore is not wired into the loader)")
+    wired = [
+        s.result.get("bytecode_files", 0)
+        for r in rows
+        if r.variant == "si-offline"
+        for s in r.samples
+    ]
+    out.append(
+        f"INFO bytecode cache files present on warm runs: {max(wired, default=0)} "
+        "(0 means the BytecodeStore is not wired into the loader)"
+    )
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="CI smoke: N in {1,10}, 1 run, no delay, no httpimport")
+    parser.add_argument(
+        "--quick", action="store_true", help="CI smoke: N in {1,10}, 1 run, no delay, no httpimport"
+    )
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[1, 10, 50, 200])
+    parser.add_argument(
+        "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50, 200]
+    )
     parser.add_argument("--delay-ms", type=float, default=20.0)
     parser.add_argument("--conn-delay-ms", type=float, default=0.0)
     parser.add_argument("--misses", type=int, default=1000)
-    parser.add_argument("--paired-rounds", type=int, default=150,
-                        help="rounds of the in-process finder-cost measurement")
+    parser.add_argument(
+        "--paired-rounds",
+        type=int,
+        default=150,
+        help="rounds of the in-process finder-cost measurement",
+    )
     parser.add_argument("--no-httpimport", dest="httpimport", action="store_false")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="markdown output (default bench/results/latest.md; none in --quick)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="markdown output (default bench/results/latest.md; none in --quick)",
+    )
     args = parser.parse_args(argv)
     command = "python bench/run.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     if args.quick:

@@ -29,7 +29,7 @@ from typing import Any
 
 import trustme
 
-from secure_import.serve import RepoServer, RequestInfo, Response
+from secure_import.publish.serve import RepoServer, RequestInfo, Response
 
 __all__ = ["BenchServer", "Tally"]
 
@@ -64,13 +64,15 @@ class Tally:
 class BenchServer:
     """Serve ``root`` on 127.0.0.1 over HTTPS with injectable latency."""
 
-    def __init__(self, root: Path, workdir: Path, *, delay: float = 0.0,
-                 conn_delay: float = 0.0) -> None:
+    def __init__(
+        self, root: Path, workdir: Path, *, delay: float = 0.0, conn_delay: float = 0.0
+    ) -> None:
         self.delay = delay
         ca = trustme.CA()
         cert = ca.issue_cert("127.0.0.1", "localhost")
-        context_class = type("_Ctx", (_CountingContext,), {"connections": 0,
-                                                           "_count_lock": threading.Lock()})
+        context_class = type(
+            "_Ctx", (_CountingContext,), {"connections": 0, "_count_lock": threading.Lock()}
+        )
         ctx = context_class(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         cert.configure_cert(ctx)

@@ -19,15 +19,17 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
-from . import errors, githost
-from .audit import AuditLog
-from .config import Limits, Paths
-from .errors import SecureImportError
-from .extend import extend_package
-from .finder import get_finder
-from .keys import PublicKey
-from .repository import KeySpec, Repository
-from .settings import configure
+from secure_import import errors
+from secure_import.config import Limits
+from secure_import.errors import SecureImportError
+from secure_import.hook.extend import extend_package
+from secure_import.hook.finder import get_finder
+from secure_import.publish import githost
+from secure_import.repository import KeySpec, Repository
+from secure_import.settings import configure
+from secure_import.store.audit import AuditLog
+from secure_import.store.paths import Paths
+from secure_import.verify.keys import PublicKey
 
 __all__ = [
     "Limits",
@@ -83,7 +85,7 @@ def add_repo(
             ``SECURE_IMPORT_*_DIR`` environment variables).
         offline: never contact the server; use the cached manifest (verified
             as usual: unexpired, not below the high-water mark) and cached files.
-        lock: a lock file (see :func:`secure_import.lock.write_lock`): frozen
+        lock: a lock file (see :func:`secure_import.store.lock.write_lock`): frozen
             mode, only the locked manifest is accepted; when it is cached (after
             ``prefetch``), no request is made at all.
 

@@ -39,17 +39,11 @@ from pathlib import Path
 from types import CodeType
 from typing import NamedTuple
 
-from . import keys as keymod
-from ._guard import InBackground, busy
-from .audit import AuditLog
-from .bundle import bundle_entries, bundle_path
-from .bytecode import BytecodeStore, compile_verified
-from .cache import Cache
-from .config import MANIFEST_NAME, Limits, Paths, is_never_remote, parse_origin
-from .errors import (
+from secure_import._guard import busy
+from secure_import.config import MANIFEST_NAME, Limits
+from secure_import.errors import (
     ConfigError,
     ConnectionFailedError,
-    HashMismatchError,
     HTTPStatusError,
     LengthMismatchError,
     NotListedError,
@@ -59,13 +53,22 @@ from .errors import (
     TooLargeError,
     TransportError,
 )
-from .fetch import Fetcher, Response, TransportOptions, load_network_stack
-from .keys import PublicKey
-from .manifest import FileEntry, Manifest
-from .memo import ManifestMemo
-from .root import ROOTS_DIR, Root
-from .state import StateStore, repo_id
-from .trust import (
+from secure_import.store.audit import AuditLog
+from secure_import.store.bytecode import BytecodeStore, compile_verified
+from secure_import.store.cache import Cache
+from secure_import.store.keyfiles import load_public_key_file
+from secure_import.store.memo import ManifestMemo
+from secure_import.store.paths import Paths
+from secure_import.store.state import StateStore, repo_id
+from secure_import.transport.background import InBackground
+from secure_import.transport.https import Fetcher, Response, TransportOptions, load_network_stack
+from secure_import.verify.bundle import bundle_entries, bundle_path
+from secure_import.verify.hashes import verify_bytes
+from secure_import.verify.keys import PublicKey
+from secure_import.verify.manifest import FileEntry, Manifest
+from secure_import.verify.names import is_never_remote, parse_origin
+from secure_import.verify.root import ROOTS_DIR, Root
+from secure_import.verify.trust import (
     HighWater,
     TrustedManifest,
     authenticate_manifest,
@@ -74,7 +77,7 @@ from .trust import (
     verify_root_update,
 )
 
-__all__ = ["MANIFEST_NAME", "KeySpec", "Repository", "verify_bytes"]
+__all__ = ["MANIFEST_NAME", "KeySpec", "Repository"]
 
 #: After a failed manifest fetch, imports fail fast with the same error for
 #: this many seconds instead of hitting the server for every unknown name.
@@ -97,38 +100,13 @@ class _Prepared(NamedTuple):
     pack: tuple[str, list[FileEntry], list[CodeType]] | None
 
 
-def verify_bytes(data: bytes, entry: FileEntry, *, url: str) -> None:
-    """Check length then sha256 of ``data`` against its signed entry (pure).
-
-    Raises:
-        LengthMismatchError, HashMismatchError.
-    """
-    if len(data) != entry.length:
-        raise LengthMismatchError(
-            f"{entry.path} does not have its signed length",
-            check="length",
-            url=url,
-            expected=f"{entry.length} bytes",
-            got=f"{len(data)} bytes",
-        )
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != entry.sha256:
-        raise HashMismatchError(
-            f"{entry.path} does not match its signed sha256",
-            check="sha256",
-            url=url,
-            expected=entry.sha256,
-            got=digest,
-        )
-
-
 def _load_keys(keys: Iterable[KeySpec]) -> list[PublicKey]:
     loaded: list[PublicKey] = []
     for item in keys:
         if isinstance(item, PublicKey):
             loaded.append(item)
         elif isinstance(item, str | os.PathLike):
-            loaded.append(keymod.load_public_key_file(item))
+            loaded.append(load_public_key_file(item))
         else:
             raise ConfigError(
                 "keys must be public key files or loaded PublicKey objects",
@@ -208,7 +186,7 @@ class Repository:
         #: Frozen mode: the sha256 of the only manifest envelope accepted.
         self.locked_digest: str | None = None
         if lock is not None:
-            from .lock import read_lock
+            from secure_import.store.lock import read_lock
 
             entry = read_lock(lock).get(self.url)
             if entry is None:
@@ -239,8 +217,9 @@ class Repository:
     @property
     def fetcher(self) -> Fetcher:
         if self._fetcher is None:
-            self._fetcher = Fetcher(self.url, limits=self.limits, ca_bundle=self.ca_bundle,
-                                    transport=self.transport)
+            self._fetcher = Fetcher(
+                self.url, limits=self.limits, ca_bundle=self.ca_bundle, transport=self.transport
+            )
         return self._fetcher
 
     def close(self) -> None:
@@ -409,8 +388,11 @@ class Repository:
 
         def ask(ready: Callable[[], None]) -> Response:
             return fetcher.get(
-                self.manifest_url, cap=self.limits.manifest_max_bytes, etag=etag,
-                what="manifest", waiting=ready,
+                self.manifest_url,
+                cap=self.limits.manifest_max_bytes,
+                etag=etag,
+                what="manifest",
+                waiting=ready,
             )
 
         return _Request(ask, background=cached is not None)
@@ -520,10 +502,7 @@ class Repository:
                     # without them, but get_source and tracebacks need them later.
                     if path.split("/", 1)[0] == top or path == f"{top}.py":
                         self._obtain(entry)
-                count += sum(
-                    1 for p in manifest.files
-                    if p.split("/", 1)[0] in (top, f"{top}.py")
-                )
+                count += sum(1 for p in manifest.files if p.split("/", 1)[0] in (top, f"{top}.py"))
             for dist in manifest.dist_info_dirs():
                 for path, entry in sorted(manifest.files.items()):
                     if path.startswith(dist + "/"):
@@ -564,8 +543,7 @@ class Repository:
                 break
             url = self.url_for(f"{ROOTS_DIR}/{current.version + 1}.json")
             try:
-                response = self.fetcher.get(url, cap=self.limits.root_max_bytes,
-                                            what="trust root")
+                response = self.fetcher.get(url, cap=self.limits.root_max_bytes, what="trust root")
             except HTTPStatusError as exc:
                 if exc.got == 404:
                     break
@@ -633,8 +611,8 @@ class Repository:
         if entry.path.endswith(".py") and top not in self._ready_tops:
             self._verify_package(top)
         with self._lock:
-            data = self._verified.get(entry.sha256) if keep else self._verified.pop(
-                entry.sha256, None
+            data = (
+                self._verified.get(entry.sha256) if keep else self._verified.pop(entry.sha256, None)
             )
         if data is not None:
             return data
@@ -656,8 +634,9 @@ class Repository:
         url = self.url_for(entry.path)
         code = self.bytecode.load(sha256=entry.sha256, url=url)
         if code is None:
-            code = compile_verified(self.source(entry), sha256=entry.sha256, url=url,
-                                    store=self.bytecode)
+            code = compile_verified(
+                self.source(entry), sha256=entry.sha256, url=url, store=self.bytecode
+            )
         return code
 
     def _verify_package(self, top: str) -> None:
@@ -751,14 +730,19 @@ class Repository:
         except TooLargeError as exc:
             raise LengthMismatchError(
                 "the package bundle is longer than its signed files (stopped reading)",
-                check="length", url=url, expected=f"{total} bytes",
+                check="length",
+                url=url,
+                expected=f"{total} bytes",
                 got=f"more than {total} bytes",
             ) from exc
         body = response.body or b""
         if len(body) != total:
             raise LengthMismatchError(
                 "the package bundle is shorter than its signed files",
-                check="length", url=url, expected=f"{total} bytes", got=f"{len(body)} bytes",
+                check="length",
+                url=url,
+                expected=f"{total} bytes",
+                got=f"{len(body)} bytes",
             )
         pieces: dict[str, bytes] = {}
         offset = 0
@@ -814,7 +798,8 @@ class Repository:
         if self.offline:
             raise ConnectionFailedError(
                 f"{entry.path} is not in the cache and this repository is offline",
-                check="offline", url=url,
+                check="offline",
+                url=url,
             )
         try:
             response = self.fetcher.get(url, cap=entry.length, what=entry.path)
@@ -833,4 +818,3 @@ class Repository:
         except OSError as exc:
             warnings.warn(f"secure_import: could not cache {url}: {exc}", stacklevel=2)
         return response.body
-

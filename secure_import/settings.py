@@ -53,19 +53,13 @@ from typing import Any
 
 import platformdirs
 
-from .config import (
-    APP_NAME,
-    DEFAULT_CLOCK_SLACK,
-    Limits,
-    Paths,
-    is_never_remote,
-    parse_origin,
-    site_mode_from_env,
-)
-from .errors import ConfigError, SecureImportError
-from .fetch import AuthHeader, TransportOptions
-from .keys import load_public_key_file
-from .repository import Repository
+from secure_import.config import APP_NAME, DEFAULT_CLOCK_SLACK, Limits
+from secure_import.errors import ConfigError, SecureImportError
+from secure_import.repository import Repository
+from secure_import.store.keyfiles import load_public_key_file
+from secure_import.store.paths import Paths, site_mode_from_env
+from secure_import.transport.https import AuthHeader, TransportOptions
+from secure_import.verify.names import is_never_remote, parse_origin
 
 __all__ = [
     "CONFIG_FILE_NAME",
@@ -94,7 +88,7 @@ _MAX_CONFIG_BYTES = 1024 * 1024
 MAX_SAFE_CLOCK_SLACK = timedelta(hours=1)
 
 #: Environment variables read by :func:`load_settings` (the directory
-#: variables are also read by :meth:`secure_import.config.Paths.default`).
+#: variables are also read by :meth:`secure_import.store.paths.Paths.default`).
 ENVIRONMENT = {
     "SECURE_IMPORT_CONFIG": "explicit configuration file",
     "SECURE_IMPORT_NO_PROJECT": "1: do not look for a project file (services)",
@@ -111,22 +105,41 @@ ENVIRONMENT = {
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
-_GLOBAL_KEYS = frozenset({
-    "cache_dir", "state_dir", "log_dir", "site", "clock_slack", "unsafe_clock_slack",
-    "lock_file", "frozen", "repositories",
-})
-_REPO_KEYS = frozenset({
-    "url", "keys", "threshold", "root_version", "modules", "ca_bundle", "truststore", "refresh",
-    "client_cert", "client_key", "auth", "unsafe_all_modules",
-})
+_GLOBAL_KEYS = frozenset(
+    {
+        "cache_dir",
+        "state_dir",
+        "log_dir",
+        "site",
+        "clock_slack",
+        "unsafe_clock_slack",
+        "lock_file",
+        "frozen",
+        "repositories",
+    }
+)
+_REPO_KEYS = frozenset(
+    {
+        "url",
+        "keys",
+        "threshold",
+        "root_version",
+        "modules",
+        "ca_bundle",
+        "truststore",
+        "refresh",
+        "client_cert",
+        "client_key",
+        "auth",
+        "unsafe_all_modules",
+    }
+)
 _AUTH_KEYS = frozenset({"env", "file", "header", "scheme"})
 _REFRESH = ("always", "offline")
 
 
 class UnsafeConfigWarning(UserWarning):
     """An ``unsafe_*`` setting is in effect: security is weaker than the defaults."""
-
-
 
 
 # --- the resolved settings -------------------------------------------------
@@ -237,7 +250,9 @@ class Settings:
     @property
     def paths(self) -> Paths:
         return Paths.default(
-            cache_dir=self.cache_dir, state_dir=self.state_dir, log_dir=self.log_dir,
+            cache_dir=self.cache_dir,
+            state_dir=self.state_dir,
+            log_dir=self.log_dir,
             site=self.site,
         )
 
@@ -310,14 +325,16 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(
             f"{path}: cannot read the configuration file ({exc.strerror or exc})",
-            check="config-file", got=str(path),
+            check="config-file",
+            got=str(path),
         ) from exc
     if not stat.S_ISREG(info.st_mode):
         raise ConfigError(f"{path}: not a regular file", check="config-file", got=str(path))
     if info.st_mode & 0o002:
         raise ConfigError(
             f"{path}: the configuration file is writable by every user; refusing it",
-            check="config-file-mode", got=stat.filemode(info.st_mode),
+            check="config-file-mode",
+            got=stat.filemode(info.st_mode),
         )
     if info.st_size > _MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: the configuration file is too large", check="config-file")
@@ -327,8 +344,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}", check="config-syntax") from exc
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration file ({exc})",
-                          check="config-file") from exc
+        raise ConfigError(
+            f"{path}: cannot read the configuration file ({exc})", check="config-file"
+        ) from exc
 
 
 def _table_of(path: Path, data: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
@@ -402,11 +420,16 @@ def _parse_repo(label: str, name: str, table: object, base: Path) -> dict[str, A
             names = _strings(label, k, value)
             for item in names:
                 if not (item.isidentifier() and item.isascii()):
-                    raise _fail(label, k, "allowed modules are top-level identifiers",
-                                got=repr(item))
+                    raise _fail(
+                        label, k, "allowed modules are top-level identifiers", got=repr(item)
+                    )
                 if is_never_remote(item):
-                    raise _fail(label, k, f"{item!r} is never served remotely (start-up hook, "
-                                "standard library, or secure_import itself)")
+                    raise _fail(
+                        label,
+                        k,
+                        f"{item!r} is never served remotely (start-up hook, "
+                        "standard library, or secure_import itself)",
+                    )
             out[key] = frozenset(names)
         elif key in ("ca_bundle", "client_cert", "client_key"):
             out[key] = _path(label, k, value, base)
@@ -423,7 +446,7 @@ def _parse_repo(label: str, name: str, table: object, base: Path) -> dict[str, A
 
 def _parse_auth(label: str, where: str, value: object, base: Path) -> AuthSettings:
     if not isinstance(value, dict):
-        raise _fail(label, where, "must be a table such as { env = \"ACME_TOKEN\" }")
+        raise _fail(label, where, 'must be a table such as { env = "ACME_TOKEN" }')
     for key in value:
         if key not in _AUTH_KEYS:
             raise _unknown(label, f"{where}.{key}", _AUTH_KEYS)
@@ -431,17 +454,18 @@ def _parse_auth(label: str, where: str, value: object, base: Path) -> AuthSettin
     if (env is None) == (file is None):
         raise _fail(label, where, "give exactly one of env (a variable name) or file")
     if env is not None and (not isinstance(env, str) or not env.isidentifier()):
-        raise _fail(label, f"{where}.env", "must be an environment variable name",
-                    got=repr(env))
+        raise _fail(label, f"{where}.env", "must be an environment variable name", got=repr(env))
     header = value.get("header", "Authorization")
     if not isinstance(header, str) or not header:
         raise _fail(label, f"{where}.header", "must be a header name", got=repr(header))
     default_scheme = "Bearer" if header.lower() == "authorization" else None
     scheme = value.get("scheme", default_scheme)
-    if scheme is not None and (not isinstance(scheme, str) or not scheme.isprintable()
-                               or " " in scheme):
-        raise _fail(label, f"{where}.scheme", "must be one word such as Bearer or token",
-                    got=repr(scheme))
+    if scheme is not None and (
+        not isinstance(scheme, str) or not scheme.isprintable() or " " in scheme
+    ):
+        raise _fail(
+            label, f"{where}.scheme", "must be one word such as Bearer or token", got=repr(scheme)
+        )
     return AuthSettings(
         env=env,
         file=None if file is None else _path(label, f"{where}.file", file, base),
@@ -468,8 +492,12 @@ def _parse_layer(kind: str, path: Path) -> _Layer | None:
         elif key == "clock_slack":
             slack = _seconds(label, key, value)
             if slack > MAX_SAFE_CLOCK_SLACK:
-                raise _fail(label, key, f"more than {MAX_SAFE_CLOCK_SLACK.total_seconds():.0f} "
-                            "seconds weakens expiry; spell it unsafe_clock_slack if you must")
+                raise _fail(
+                    label,
+                    key,
+                    f"more than {MAX_SAFE_CLOCK_SLACK.total_seconds():.0f} "
+                    "seconds weakens expiry; spell it unsafe_clock_slack if you must",
+                )
             values[key] = slack
         elif key == "unsafe_clock_slack":
             if "clock_slack" in table:
@@ -533,43 +561,69 @@ def _apply_project(merged: _Merged, layer: _Layer) -> None:
     slack = layer.values.get("clock_slack")
     current = merged.values.get("clock_slack", DEFAULT_CLOCK_SLACK)
     if slack is not None and slack > current:
-        raise _fail(label, "clock_slack", "a project file may only lower the clock slack",
-                    expected=f"<= {current.total_seconds():g} s",
-                    got=f"{slack.total_seconds():g} s")
+        raise _fail(
+            label,
+            "clock_slack",
+            "a project file may only lower the clock slack",
+            expected=f"<= {current.total_seconds():g} s",
+            got=f"{slack.total_seconds():g} s",
+        )
     if layer.values.get("frozen") is False and merged.values.get("frozen"):
         raise _fail(label, "frozen", "a project file may not leave frozen mode")
-    if "lock_file" in layer.values and "lock_file" in merged.values and (
-        layer.values["lock_file"] != merged.values["lock_file"]
+    if (
+        "lock_file" in layer.values
+        and "lock_file" in merged.values
+        and (layer.values["lock_file"] != merged.values["lock_file"])
     ):
-        raise _fail(label, "lock_file", "a project file may not replace the lock file set by "
-                    f"{merged.origins.get('lock_file')}")
+        raise _fail(
+            label,
+            "lock_file",
+            "a project file may not replace the lock file set by "
+            f"{merged.origins.get('lock_file')}",
+        )
     served = _served_by(merged)
     urls = {fields.get("url"): name for name, fields in merged.repos.items()}
     for name, fields in layer.repos.items():
         where = f"repositories.{name}"
         if fields.get("unsafe_all_modules"):
-            raise _fail(label, f"{where}.unsafe_all_modules",
-                        "unsafe_* settings are refused in a project file")
+            raise _fail(
+                label,
+                f"{where}.unsafe_all_modules",
+                "unsafe_* settings are refused in a project file",
+            )
         if "auth" in fields:
-            raise _fail(label, f"{where}.auth",
-                        "credentials may only be configured in the user, site or explicit "
-                        "configuration, or the environment: a project file could send them "
-                        "to a server of its choosing")
+            raise _fail(
+                label,
+                f"{where}.auth",
+                "credentials may only be configured in the user, site or explicit "
+                "configuration, or the environment: a project file could send them "
+                "to a server of its choosing",
+            )
         base = merged.repos.get(name)
         if base is None:
             other = urls.get(fields.get("url"))
             if other is not None:
-                raise _fail(label, f"{where}.url", f"this URL is already configured as "
-                            f"repositories.{other} by {merged.repo_sources[other]}; restate it "
-                            "under that name to restrict it")
+                raise _fail(
+                    label,
+                    f"{where}.url",
+                    f"this URL is already configured as "
+                    f"repositories.{other} by {merged.repo_sources[other]}; restate it "
+                    "under that name to restrict it",
+                )
             if "modules" not in fields:
-                raise _fail(label, f"{where}.modules",
-                            "a repository added by a project file must list its modules")
+                raise _fail(
+                    label,
+                    f"{where}.modules",
+                    "a repository added by a project file must list its modules",
+                )
             for module in sorted(fields["modules"]):
                 if module in served:
-                    raise _fail(label, f"{where}.modules",
-                                f"{module!r} is already served by repositories."
-                                f"{served[module]}; a project file may not claim it")
+                    raise _fail(
+                        label,
+                        f"{where}.modules",
+                        f"{module!r} is already served by repositories."
+                        f"{served[module]}; a project file may not claim it",
+                    )
             continue
         _check_restriction(label, where, base, fields)
     merged.files.append(str(layer.path))
@@ -581,29 +635,50 @@ def _apply_project(merged: _Merged, layer: _Layer) -> None:
         merged.repo_sources[name] = label
 
 
-def _check_restriction(label: str, where: str, base: dict[str, Any],
-                       fields: dict[str, Any]) -> None:
+def _check_restriction(
+    label: str, where: str, base: dict[str, Any], fields: dict[str, Any]
+) -> None:
     """A project restating a trusted repository may only narrow it."""
     if "keys" in fields and _key_ids(fields["keys"]) != _key_ids(base.get("keys", ())):
-        raise _fail(label, f"{where}.keys", "a project file may not change the keys pinned for "
-                    "a repository configured elsewhere")
+        raise _fail(
+            label,
+            f"{where}.keys",
+            "a project file may not change the keys pinned for a repository configured elsewhere",
+        )
     for key in ("url", "root_version", "ca_bundle", "truststore", "client_cert", "client_key"):
         if key in fields and fields[key] != base.get(key, _DEFAULTS.get(key)):
-            raise _fail(label, f"{where}.{key}", "a project file may not change this field of "
-                        "a repository configured elsewhere (only narrow modules, raise the "
-                        "threshold or set refresh)")
+            raise _fail(
+                label,
+                f"{where}.{key}",
+                "a project file may not change this field of "
+                "a repository configured elsewhere (only narrow modules, raise the "
+                "threshold or set refresh)",
+            )
     if "threshold" in fields and fields["threshold"] < base.get("threshold", 1):
-        raise _fail(label, f"{where}.threshold", "a project file may not lower the threshold",
-                    expected=f">= {base.get('threshold', 1)}", got=fields["threshold"])
+        raise _fail(
+            label,
+            f"{where}.threshold",
+            "a project file may not lower the threshold",
+            expected=f">= {base.get('threshold', 1)}",
+            got=fields["threshold"],
+        )
     if "modules" in fields and base.get("modules") is not None:
         extra = sorted(fields["modules"] - base["modules"])
         if extra:
-            raise _fail(label, f"{where}.modules", "a project file may not allow more modules "
-                        f"than the repository's own configuration: {', '.join(extra)}")
+            raise _fail(
+                label,
+                f"{where}.modules",
+                "a project file may not allow more modules "
+                f"than the repository's own configuration: {', '.join(extra)}",
+            )
 
 
-_DEFAULTS: dict[str, Any] = {"truststore": False, "threshold": 1, "refresh": "always",
-                             "root_version": 1}
+_DEFAULTS: dict[str, Any] = {
+    "truststore": False,
+    "threshold": 1,
+    "refresh": "always",
+    "root_version": 1,
+}
 
 
 def _key_ids(paths: Sequence[Path]) -> frozenset[str] | None:
@@ -623,8 +698,9 @@ def _env_bool(env: Mapping[str, str], name: str) -> bool | None:
         return True
     if lowered in _FALSE:
         return False
-    raise ConfigError(f"${name}: expected 1/0, true/false, yes/no or on/off",
-                      check="config-env", got=repr(value))
+    raise ConfigError(
+        f"${name}: expected 1/0, true/false, yes/no or on/off", check="config-env", got=repr(value)
+    )
 
 
 def _apply_env(merged: _Merged, env: Mapping[str, str]) -> bool | None:
@@ -645,13 +721,17 @@ def _apply_env(merged: _Merged, env: Mapping[str, str]) -> bool | None:
         try:
             seconds = float(raw)
         except ValueError as exc:
-            raise ConfigError("$SECURE_IMPORT_CLOCK_SLACK: expected seconds",
-                              check="config-env", got=repr(raw)) from exc
+            raise ConfigError(
+                "$SECURE_IMPORT_CLOCK_SLACK: expected seconds", check="config-env", got=repr(raw)
+            ) from exc
         slack = _seconds("$SECURE_IMPORT_CLOCK_SLACK", "value", seconds)
         if slack > MAX_SAFE_CLOCK_SLACK:
-            raise ConfigError("$SECURE_IMPORT_CLOCK_SLACK: at most 3600 seconds (a larger slack "
-                              "is only possible as unsafe_clock_slack in a configuration file)",
-                              check="config-env", got=raw)
+            raise ConfigError(
+                "$SECURE_IMPORT_CLOCK_SLACK: at most 3600 seconds (a larger slack "
+                "is only possible as unsafe_clock_slack in a configuration file)",
+                check="config-env",
+                got=raw,
+            )
         merged.values["clock_slack"] = slack
         merged.values.pop("unsafe_clock_slack", None)
         merged.origins["clock_slack"] = "$SECURE_IMPORT_CLOCK_SLACK"
@@ -659,21 +739,24 @@ def _apply_env(merged: _Merged, env: Mapping[str, str]) -> bool | None:
 
 
 def _apply_overrides(merged: _Merged, overrides: Overrides) -> None:
-    for key in ("cache_dir", "state_dir", "log_dir", "site", "clock_slack", "lock_file",
-                "frozen"):
+    for key in ("cache_dir", "state_dir", "log_dir", "site", "clock_slack", "lock_file", "frozen"):
         value = getattr(overrides, key)
         if value is not None:
             merged.values[key] = value
             merged.origins[key] = "command line"
             if key == "clock_slack":
                 if value > MAX_SAFE_CLOCK_SLACK:
-                    raise ConfigError("--clock-slack: at most 3600 seconds", check="config",
-                                      got=value.total_seconds())
+                    raise ConfigError(
+                        "--clock-slack: at most 3600 seconds",
+                        check="config",
+                        got=value.total_seconds(),
+                    )
                 merged.values.pop("unsafe_clock_slack", None)
 
 
-def _finish_repo(name: str, fields: dict[str, Any], source: str,
-                 offline: bool | None) -> RepositorySettings:
+def _finish_repo(
+    name: str, fields: dict[str, Any], source: str, offline: bool | None
+) -> RepositorySettings:
     label = source
     where = f"repositories.{name}"
     for required in ("url", "keys"):
@@ -682,19 +765,29 @@ def _finish_repo(name: str, fields: dict[str, Any], source: str,
     keys = fields["keys"]
     threshold = fields.get("threshold", 1)
     if threshold > len(set(keys)):
-        raise _fail(label, f"{where}.threshold", "cannot exceed the number of pinned key files",
-                    expected=f"<= {len(set(keys))}", got=threshold)
+        raise _fail(
+            label,
+            f"{where}.threshold",
+            "cannot exceed the number of pinned key files",
+            expected=f"<= {len(set(keys))}",
+            got=threshold,
+        )
     modules = fields.get("modules")
     unsafe_all = fields.get("unsafe_all_modules", False)
     if modules is None and not unsafe_all:
-        raise _fail(label, f"{where}.modules", "list the top-level modules this repository may "
-                    "provide (or, to accept whatever its manifest declares, set "
-                    "unsafe_all_modules = true)")
+        raise _fail(
+            label,
+            f"{where}.modules",
+            "list the top-level modules this repository may "
+            "provide (or, to accept whatever its manifest declares, set "
+            "unsafe_all_modules = true)",
+        )
     if modules is not None and unsafe_all:
         raise _fail(label, f"{where}.unsafe_all_modules", "contradicts the modules list")
     if fields.get("truststore") and "ca_bundle" in fields:
-        raise _fail(label, f"{where}.truststore", "use either ca_bundle or the system trust "
-                    "store, not both")
+        raise _fail(
+            label, f"{where}.truststore", "use either ca_bundle or the system trust store, not both"
+        )
     if "client_key" in fields and "client_cert" not in fields:
         raise _fail(label, f"{where}.client_key", "needs client_cert")
     refresh = fields.get("refresh", "always")
@@ -773,16 +866,20 @@ def load_settings(
     env = os.environ if env is None else env
     overrides = overrides or Overrides()
     merged = _Merged()
-    for kind, candidate in (("site", site_file or _site_file()),
-                            ("user", user_file or _user_file())):
+    for kind, candidate in (
+        ("site", site_file or _site_file()),
+        ("user", user_file or _user_file()),
+    ):
         if candidate.is_file():
             layer = _parse_layer(kind, candidate)
             if layer is not None:
                 _apply(merged, layer)
     if discover_project is None:
         discover_project = not _env_bool(env, "SECURE_IMPORT_NO_PROJECT")
-    explicit = Path(path) if path is not None else (
-        Path(env["SECURE_IMPORT_CONFIG"]) if env.get("SECURE_IMPORT_CONFIG") else None
+    explicit = (
+        Path(path)
+        if path is not None
+        else (Path(env["SECURE_IMPORT_CONFIG"]) if env.get("SECURE_IMPORT_CONFIG") else None)
     )
     if discover_project:
         project = find_project_file(cwd)
@@ -793,8 +890,7 @@ def load_settings(
     if explicit is not None:
         layer = _parse_layer("explicit", explicit)
         if layer is None:
-            raise ConfigError(f"{explicit}: has no [tool.secure-import] table",
-                              check="config-file")
+            raise ConfigError(f"{explicit}: has no [tool.secure-import] table", check="config-file")
         _apply(merged, layer)
     offline = _apply_env(merged, env)
     _apply_overrides(merged, overrides)
@@ -816,7 +912,8 @@ def load_settings(
         if normal in seen:
             raise ConfigError(
                 f"{repo.source}: repositories.{repo.name}.url: the same URL is configured "
-                f"twice (also as {seen[normal]})", check="config",
+                f"twice (also as {seen[normal]})",
+                check="config",
             )
         seen[normal] = repo.name
     values = merged.values
@@ -831,8 +928,18 @@ def load_settings(
         frozen=values.get("frozen", False),
         files=tuple(merged.files),
         unsafe=tuple(_effective_unsafe(merged, repos)),
-        origins={k: merged.origins.get(k, "default") for k in (
-            "cache_dir", "state_dir", "log_dir", "site", "clock_slack", "lock_file", "frozen")},
+        origins={
+            k: merged.origins.get(k, "default")
+            for k in (
+                "cache_dir",
+                "state_dir",
+                "log_dir",
+                "site",
+                "clock_slack",
+                "lock_file",
+                "frozen",
+            )
+        },
     )
     if settings.frozen and settings.unsafe:
         raise ConfigError(
@@ -840,8 +947,10 @@ def load_settings(
             check="frozen-unsafe",
         )
     if settings.frozen and settings.lock_file is None:
-        raise ConfigError("frozen mode needs a lock file (lock_file or $SECURE_IMPORT_LOCK_FILE)",
-                          check="frozen-lock")
+        raise ConfigError(
+            "frozen mode needs a lock file (lock_file or $SECURE_IMPORT_LOCK_FILE)",
+            check="frozen-lock",
+        )
     if warn:
         for item in settings.unsafe:
             _warn_unsafe(item)
@@ -944,7 +1053,7 @@ def install(settings: Settings) -> list[Repository]:
     Raises:
         SecureImportError: a repository cannot be built; nothing changed.
     """
-    from .finder import get_finder
+    from secure_import.hook.finder import get_finder
 
     repositories = build_repositories(settings)
     finder = get_finder()

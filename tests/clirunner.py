@@ -29,20 +29,25 @@ def child_env(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def run_cli(
-    tmp: Path, *args: str | os.PathLike[str], cwd: Path | None = None, timeout: float = 60,
+    tmp: Path,
+    *args: str | os.PathLike[str],
+    cwd: Path | None = None,
+    timeout: float = 60,
     **extra: str,
 ) -> subprocess.CompletedProcess[str]:
     """``python -m secure_import ARGS`` in ``cwd`` (default: ``tmp``)."""
     return subprocess.run(
         [sys.executable, "-m", "secure_import", *map(str, args)],
-        cwd=cwd or tmp, env=child_env(tmp, **extra), capture_output=True, text=True,
+        cwd=cwd or tmp,
+        env=child_env(tmp, **extra),
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
 
 
 def run_json(tmp: Path, *args: str | os.PathLike[str], expect: int = 0, **kw: Any) -> Any:
     """Run with ``--json``; check the exit code; return the parsed stdout."""
-    result = run_cli(tmp, *args, "--json", **kw) if "run" not in args else run_cli(
-        tmp, *args, **kw)
+    result = run_cli(tmp, *args, "--json", **kw) if "run" not in args else run_cli(tmp, *args, **kw)
     assert result.returncode == expect, (result.returncode, result.stdout, result.stderr)
     return json.loads(result.stdout)

@@ -1,6 +1,6 @@
 """Shared fixtures: a publisher simulator over real HTTPS, and an isolated consumer.
 
-The simulator drives a real :class:`~secure_import.serve.RepoServer` on
+The simulator drives a real :class:`~secure_import.publish.serve.RepoServer` on
 127.0.0.1 with a certificate from a throwaway trustme CA.  It can publish,
 tamper with a served file or the manifest, roll back to an earlier snapshot,
 and script misbehaving answers (redirect, delay, drip, truncate, endless).
@@ -24,15 +24,16 @@ from typing import Any
 import pytest
 
 import secure_import
-from secure_import import manifest as manifest_mod
-from secure_import.audit import AuditLog
-from secure_import.bundle import bundle_entries
-from secure_import.config import BUNDLE_DIR, MANIFEST_NAME, Paths
-from secure_import.finder import RemoteLoader, get_finder
-from secure_import.keys import generate_keypair, load_private_key_file
-from secure_import.manifest import FileEntry
-from secure_import.publish import PublishResult, publish
-from secure_import.serve import RepoServer, RequestInfo, Response
+from secure_import.config import BUNDLE_DIR, MANIFEST_NAME
+from secure_import.hook.finder import RemoteLoader, get_finder
+from secure_import.publish.serve import RepoServer, RequestInfo, Response
+from secure_import.publish.sign import PublishResult, publish
+from secure_import.store.audit import AuditLog
+from secure_import.store.keyfiles import generate_keypair, load_private_key_file
+from secure_import.store.paths import Paths
+from secure_import.verify import manifest as manifest_mod
+from secure_import.verify.bundle import bundle_entries
+from secure_import.verify.manifest import FileEntry
 
 from .httpsrig import TLSServerFactory, make_rig
 

@@ -1,7 +1,7 @@
 """TLS fixtures for tests: a trustme CA and the bad servers threat T4 lists.
 
 The test suite's CA comes from trustme, an implementation independent of
-``secure_import.devtls``, so a bug in our own certificate code cannot make the
+``secure_import.publish.devtls``, so a bug in our own certificate code cannot make the
 tests agree with it.  Each helper returns a *server-side* ``ssl.SSLContext``
 to hand to ``RepoServer(ssl_context=...)``; clients trust only
 ``TLSServerFactory.ca_pem_path`` (via :meth:`TLSServerFactory.client_context`).

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from secure_import import audit
-from secure_import.audit import GENESIS, AuditLog, anchor_path, verify_chain
 from secure_import.errors import AuditWriteError
+from secure_import.store import audit
+from secure_import.store.audit import GENESIS, AuditLog, anchor_path, verify_chain
 
 HAS_PROC_FD = Path("/proc/self/fd").is_dir()
 
@@ -44,8 +44,14 @@ def _append(log: AuditLog, n: int, event: str = "load") -> None:
     for i in range(n):
         module, url = f"pkg.m{i}", f"https://example.org/m{i}.py"
         if event == "load" and _VIA["load"] == "append_load":
-            log.append_load(module=module, url=url, sha256="ab" * 32,
-                            repo="https://example.org/", manifest_version=i, key_id="k1")
+            log.append_load(
+                module=module,
+                url=url,
+                sha256="ab" * 32,
+                repo="https://example.org/",
+                manifest_version=i,
+                key_id="k1",
+            )
         else:
             log.append(event, outcome="ok", module=module, url=url)
 
@@ -81,7 +87,8 @@ def _open_files() -> set[str]:
 
 def _descriptor_of(path: Path) -> int:
     matches = [
-        int(name) for name in os.listdir("/proc/self/fd")
+        int(name)
+        for name in os.listdir("/proc/self/fd")
         if os.path.realpath(f"/proc/self/fd/{name}") == str(path)
     ]
     assert len(matches) == 1, matches
@@ -384,7 +391,10 @@ def test_subprocesses_do_not_inherit_the_descriptors(path: Path) -> None:
         "    except OSError: pass\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", child], close_fds=False, capture_output=True, text=True,
+        [sys.executable, "-c", child],
+        close_fds=False,
+        capture_output=True,
+        text=True,
         check=True,
     ).stdout.splitlines()
     assert str(path) not in out and str(anchor_path(path)) not in out
@@ -448,8 +458,14 @@ def test_lock_held_too_long_fails_closed_and_the_next_append_recovers(
 
 def test_filelock_is_not_imported_where_flock_exists() -> None:
     out = subprocess.run(
-        [sys.executable, "-c", "import sys, secure_import.audit; print('filelock' in sys.modules)"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, secure_import.store.audit; print('filelock' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert out.strip() == "False"
 
@@ -463,9 +479,7 @@ _json = st.recursive(
 
 @given(st.dictionaries(st.text(), _json))
 def test_the_shared_encoder_writes_exactly_what_json_dumps_writes(value: object) -> None:
-    assert audit._ENCODER.encode(value) == json.dumps(
-        value, sort_keys=True, separators=(",", ":")
-    )
+    assert audit._ENCODER.encode(value) == json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 @given(
@@ -519,10 +533,19 @@ def test_a_load_record_is_the_line_append_writes_for_the_same_fields(
     must be exactly ``json.dumps`` of the record ``append`` would have built
     (whatever the strings hold: quotes, newlines, non-ASCII)."""
     log = AuditLog(path)
-    log.append_load(module=module, url=url, sha256=sha256, repo=repo,
-                    manifest_version=version, key_id=key_id)
-    general = log.append("load", outcome="ok", module=module, url=url, sha256=sha256,
-                         repo=repo, manifest_version=version, key_id=key_id)
+    log.append_load(
+        module=module, url=url, sha256=sha256, repo=repo, manifest_version=version, key_id=key_id
+    )
+    general = log.append(
+        "load",
+        outcome="ok",
+        module=module,
+        url=url,
+        sha256=sha256,
+        repo=repo,
+        manifest_version=version,
+        key_id=key_id,
+    )
     log.close()
     fast_line, general_line = _lines(path)[-2:]
     fast = json.loads(fast_line)
@@ -540,10 +563,12 @@ def test_a_load_record_with_unexpected_types_is_still_valid_json(path: Path) -> 
     """A non-int version or non-str field takes the general encoder, never
     the template (which would write it unquoted)."""
     log = AuditLog(path)
-    log.append_load(module="m", url="u", sha256="s", repo="r",
-                    manifest_version=True, key_id="k")  # a bool is not an int here
-    log.append_load(module="m", url="u", sha256="s", repo="r",
-                    manifest_version="3,\"pid\":1", key_id="k")  # type: ignore[arg-type]
+    log.append_load(
+        module="m", url="u", sha256="s", repo="r", manifest_version=True, key_id="k"
+    )  # a bool is not an int here
+    log.append_load(
+        module="m", url="u", sha256="s", repo="r", manifest_version='3,"pid":1', key_id="k"
+    )  # type: ignore[arg-type]
     log.close()
     first, second = (json.loads(line) for line in _lines(path))
     assert first["manifest_version"] is True

@@ -24,10 +24,10 @@ from types import CodeType, ModuleType
 import pytest
 
 import secure_import
-from secure_import.bytecode import FORMAT, KEY_NAME, BytecodeStore, compile_verified
 from secure_import.config import MANIFEST_NAME
 from secure_import.errors import RollbackError
-from secure_import.serve import RequestInfo, Response
+from secure_import.publish.serve import RequestInfo, Response
+from secure_import.store.bytecode import FORMAT, KEY_NAME, BytecodeStore, compile_verified
 
 from .conftest import Consumer, Publisher, canary_code, forget_remote_modules
 
@@ -100,9 +100,7 @@ def test_key_is_created_once_private_and_outside_the_cache(
 # -- planted, tampered, stale, foreign: never run ---------------------------------
 
 
-def test_planted_bytecode_without_the_key_is_never_run(
-    store: BytecodeStore, canary: Path
-) -> None:
+def test_planted_bytecode_without_the_key_is_never_run(store: BytecodeStore, canary: Path) -> None:
     compile_verified(SOURCE, sha256=SHA, url=URL, store=store)  # the key exists
     evil = compile(canary_code(canary), URL, "exec")
     planted = forge(store, evil, sha256=SHA, url=URL, key=b"\0" * 32)
@@ -118,9 +116,7 @@ def test_planted_bytecode_without_the_key_is_never_run(
     assert store.load(sha256=SHA, url=URL) is not None
 
 
-def test_tampered_body_under_a_genuine_mac_is_never_run(
-    store: BytecodeStore, canary: Path
-) -> None:
+def test_tampered_body_under_a_genuine_mac_is_never_run(store: BytecodeStore, canary: Path) -> None:
     compile_verified(SOURCE, sha256=SHA, url=URL, store=store)
     path = bytecode_path(store)
     genuine = path.read_bytes()
@@ -133,9 +129,7 @@ def test_tampered_body_under_a_genuine_mac_is_never_run(
     assert not canary.exists()
 
 
-def test_genuine_bytecode_of_other_source_is_never_used(
-    store: BytecodeStore, canary: Path
-) -> None:
+def test_genuine_bytecode_of_other_source_is_never_used(store: BytecodeStore, canary: Path) -> None:
     old_source = canary_code(canary).encode()
     old_sha = hashlib.sha256(old_source).hexdigest()
     compile_verified(old_source, sha256=old_sha, url=URL, store=store)
@@ -265,12 +259,12 @@ def test_traceback_and_inspect_show_the_url_with_cached_bytecode(store: Bytecode
 # -- end to end over HTTPS ----------------------------------------------------------
 
 PKG_INIT = "from .core import explode, VALUE\n"
-PKG_CORE = '''VALUE = "remote"
+PKG_CORE = """VALUE = "remote"
 
 
 def explode():
     raise RuntimeError("raised by remote code")  # line 5
-'''
+"""
 
 
 def _store_of(repo: secure_import.Repository) -> BytecodeStore:
@@ -341,8 +335,15 @@ def test_planted_bytecode_for_a_remote_module_is_never_run(
     url = repo.url_for("bcpkg/core.py")
     evil = compile(canary_code(canary) + "VALUE = 'planted'\n", url, "exec")
     store = _store_of(repo)
-    target.write_bytes(forge(store, evil, sha256=repo.manifest.files["bcpkg/core.py"].sha256,
-                             url=url, key=os.urandom(32)))
+    target.write_bytes(
+        forge(
+            store,
+            evil,
+            sha256=repo.manifest.files["bcpkg/core.py"].sha256,
+            url=url,
+            key=os.urandom(32),
+        )
+    )
 
     _, module = _fresh_import(consumer, offline=True)
 
@@ -428,7 +429,8 @@ def test_pack_is_sealed_only_once_every_module_has_authenticated_bytecode(
     assert len(_packs(repo)) == 1
     codes = _store_of(repo).load_pack(_pack_modules(repo, "bcpkg"))
     assert codes is not None and [c.co_filename for c in codes] == [
-        repo.url_for("bcpkg/__init__.py"), repo.url_for("bcpkg/core.py")
+        repo.url_for("bcpkg/__init__.py"),
+        repo.url_for("bcpkg/core.py"),
     ]
 
 
@@ -460,7 +462,7 @@ def test_tampered_or_forged_pack_is_never_run(
     assert not canary.exists()
     # The bad pack was dropped (the per-module files served), and sealed again
     # from them: it now holds the genuine code.
-    assert pack.exists() and pack.read_bytes() != FORMAT + genuine[len(FORMAT):header] + body
+    assert pack.exists() and pack.read_bytes() != FORMAT + genuine[len(FORMAT) : header] + body
     codes = _store_of(repo).load_pack(modules)
     assert codes is not None and run(codes[1])["VALUE"] == "remote"
     consumer.assert_cache_verified()
@@ -563,9 +565,7 @@ def test_a_new_release_answered_during_the_wait_drops_the_prepared_pack(
     assert reads[0][1].co_filename == repo.url_for("bcpkg/core.py")
     assert module.VALUE == "release two"
     assert repo.manifest.version == 2
-    assert not any(
-        code is prepared for code in repo._code.values() for prepared in reads[0]
-    )
+    assert not any(code is prepared for code in repo._code.values() for prepared in reads[0])
     loads = [r for r in consumer.audit() if r["event"] == "load"][-2:]
     assert {r["sha256"] for r in loads} == {
         repo.manifest.files["bcpkg/__init__.py"].sha256,
@@ -655,7 +655,7 @@ def test_cold_import_compiles_lazily_when_bytecode_cannot_be_sealed(
         sealed.append(name)
         return False
 
-    monkeypatch.setattr(secure_import.sealed.SealedStore, "seal", refuse)
+    monkeypatch.setattr(secure_import.store.sealed.SealedStore, "seal", refuse)
     repo, module = _fresh_import(consumer)
     assert module.VALUE == "remote"
     assert module.explode.__code__.co_filename == repo.url_for("bcpkg/core.py")

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from secure_import import __version__, logbridge
+from secure_import import __version__
 from secure_import.cli import Out, _colour_wanted
+from secure_import.store import logbridge
 
 from .clirunner import child_env, run_cli, run_json
 from .conftest import Consumer, Publisher
@@ -31,15 +32,15 @@ def test_keygen_sign_verify_round_trip_in_json(tmp_path: Path) -> None:
     src = tmp_path / "src"
     (src / "hello").mkdir(parents=True)
     (src / "hello" / "__init__.py").write_text("GREETING = 'hi'\n")
-    signed = run_json(tmp_path, "sign", src, "--key", keys["private_key"], "--out",
-                      tmp_path / "site")
+    signed = run_json(
+        tmp_path, "sign", src, "--key", keys["private_key"], "--out", tmp_path / "site"
+    )
     assert signed["version"] == 1 and signed["provides"] == ["hello"]
     report = run_json(tmp_path, "verify", tmp_path / "site", "--key", keys["public_key"])
     assert report["ok"] and report["files_checked"] == 1 and report["failures"] == []
 
     (tmp_path / "site" / "hello" / "__init__.py").write_text("GREETING = 'hx'\n")
-    report = run_json(tmp_path, "verify", tmp_path / "site", "--key", keys["public_key"],
-                      expect=1)
+    report = run_json(tmp_path, "verify", tmp_path / "site", "--key", keys["public_key"], expect=1)
     assert not report["ok"]
     assert report["failures"][0]["code"] == "hash-mismatch"
     human = run_cli(tmp_path, "verify", tmp_path / "site", "--key", keys["public_key"])
@@ -49,8 +50,15 @@ def test_keygen_sign_verify_round_trip_in_json(tmp_path: Path) -> None:
 def test_verify_over_https(publisher: Publisher, tmp_path: Path) -> None:
     publisher.write("web_pkg.py", "X = 1\n")
     publisher.publish()
-    report = run_json(tmp_path, "verify", publisher.url, "--key", publisher.pub_path,
-                      "--ca-bundle", publisher.rig.ca_pem_path)
+    report = run_json(
+        tmp_path,
+        "verify",
+        publisher.url,
+        "--key",
+        publisher.pub_path,
+        "--ca-bundle",
+        publisher.rig.ca_pem_path,
+    )
     assert report["ok"] and report["version"] == 1
 
 
@@ -80,8 +88,14 @@ def used(publisher: Publisher, consumer: Consumer, canary: Path) -> Consumer:
 
 def _dirs(consumer: Consumer) -> list[str]:
     p = consumer.paths
-    return ["--cache-dir", str(p.cache_dir), "--state-dir", str(p.state_dir),
-            "--log-dir", str(p.log_dir)]
+    return [
+        "--cache-dir",
+        str(p.cache_dir),
+        "--state-dir",
+        str(p.state_dir),
+        "--log-dir",
+        str(p.log_dir),
+    ]
 
 
 def test_cache_list_and_clear(used: Consumer, tmp_path: Path) -> None:
@@ -204,8 +218,18 @@ def test_lock_then_frozen_run_accepts_exactly_the_locked_manifest(
     run_json(tmp_path, "cache", "clear", cwd=project)
     ran = run_cli(tmp_path, "run", *frozen, script, cwd=project)
     assert ran.returncode == 1 and "lock-mismatch" in ran.stderr
-    unsafe = run_cli(tmp_path, "run", "--no-project", *frozen, "--repo", publisher.url, "--key",
-                     publisher.pub_path, script, cwd=project)
+    unsafe = run_cli(
+        tmp_path,
+        "run",
+        "--no-project",
+        *frozen,
+        "--repo",
+        publisher.url,
+        "--key",
+        publisher.pub_path,
+        script,
+        cwd=project,
+    )
     assert unsafe.returncode == 1 and "frozen mode refuses unsafe settings" in unsafe.stderr
 
 
@@ -220,7 +244,8 @@ def test_check_says_precisely_what_is_wrong(publisher: Publisher, tmp_path: Path
 
     (project / "keys" / "pub.pub").write_bytes(publisher.pub_path.read_bytes())
     (project / "secure-import.toml").write_text(
-        (project / "secure-import.toml").read_text().replace('"cfg_pkg"', '"cfg_pkg", "nope"'))
+        (project / "secure-import.toml").read_text().replace('"cfg_pkg"', '"cfg_pkg", "nope"')
+    )
     report = run_json(tmp_path, "check", cwd=project, expect=1)
     (bad,) = [f for f in report["findings"] if not f["ok"]]
     assert bad["check"] == "modules" and "nope" in bad["detail"]
@@ -250,14 +275,17 @@ def test_demo_json(tmp_path: Path) -> None:
     assert data["ok"] is True and result.returncode == 0
 
 
-@pytest.mark.parametrize("args", [
-    ["nope"],
-    ["keygen"],
-    ["cache", "list", "--bogus"],
-    ["run"],
-    ["audit", "show", "--since", "yesterday-ish"],
-    ["run", "--key", "k.pub", "script.py"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["nope"],
+        ["keygen"],
+        ["cache", "list", "--bogus"],
+        ["run"],
+        ["audit", "show", "--since", "yesterday-ish"],
+        ["run", "--key", "k.pub", "script.py"],
+    ],
+)
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
     result = run_cli(tmp_path, *args)
     assert result.returncode == 2, (result.stdout, result.stderr)
@@ -293,13 +321,21 @@ def test_installed_console_script(tmp_path: Path) -> None:
         if os.environ.get("CI"):
             pytest.fail("CI installs the package: the secure-import script must be on PATH")
         pytest.skip("the package is not installed (pip install -e .)")
-    result = subprocess.run([exe, "keygen", "bob", "--dir", str(tmp_path), "--json"],
-                            env=child_env(tmp_path), capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [exe, "keygen", "bob", "--dir", str(tmp_path), "--json"],
+        env=child_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["public_key"] == str(tmp_path / "bob.pub")
-    assert subprocess.run([exe, "frobnicate"], env=child_env(tmp_path),
-                          capture_output=True, timeout=60).returncode == 2
+    assert (
+        subprocess.run(
+            [exe, "frobnicate"], env=child_env(tmp_path), capture_output=True, timeout=60
+        ).returncode
+        == 2
+    )
 
 
 # --- the logging bridge -------------------------------------------------------------------
@@ -315,7 +351,8 @@ def test_audit_records_reach_stdlib_logging(caplog: pytest.LogCaptureFixture) ->
         logbridge.logger.removeHandler(caplog.handler)
     first, second = caplog.records
     assert first.levelno == logging.INFO and first.getMessage() == (
-        "load ok module=m url=https://x/")
+        "load ok module=m url=https://x/"
+    )
     assert first.secure_import["module"] == "m"  # type: ignore[attr-defined]
     assert second.levelno == logging.WARNING
     assert second.audit_code == "hash-mismatch"  # type: ignore[attr-defined]
@@ -327,24 +364,35 @@ def test_audit_records_reach_stdlib_logging(caplog: pytest.LogCaptureFixture) ->
 def test_root_init_and_rotate_then_consumers_follow(
     tmp_path: Path, publisher: Publisher, consumer: Consumer
 ) -> None:
-    from secure_import.keys import generate_keypair
+    from secure_import.store.keyfiles import generate_keypair
 
     publisher.write("rotmod.py", "V = 1\n")
     publisher.publish()
-    result = run_cli(tmp_path, "root", "init", str(publisher.out), "--key",
-                     str(publisher.key_path), "--json")
+    result = run_cli(
+        tmp_path, "root", "init", str(publisher.out), "--key", str(publisher.key_path), "--json"
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["version"] == 1
     consumer.add()
     assert importlib.import_module("rotmod").V == 1
     new_key, _ = generate_keypair("next", tmp_path / "next-keys")
-    result = run_cli(tmp_path, "root", "rotate", str(publisher.out), "--old-key",
-                     str(publisher.key_path), "--new-key", str(new_key), "--json")
+    result = run_cli(
+        tmp_path,
+        "root",
+        "rotate",
+        str(publisher.out),
+        "--old-key",
+        str(publisher.key_path),
+        "--new-key",
+        str(new_key),
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["version"] == 2
     publisher.write("rotmod.py", "V = 2\n")
-    result = run_cli(tmp_path, "sign", str(publisher.src), "--key", str(new_key), "--out",
-                     str(publisher.out))
+    result = run_cli(
+        tmp_path, "sign", str(publisher.src), "--key", str(new_key), "--out", str(publisher.out)
+    )
     assert result.returncode == 0, result.stderr
     consumer.new_process()
     assert importlib.import_module("rotmod").V == 2

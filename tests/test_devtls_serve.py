@@ -30,9 +30,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from secure_import.devtls import DevCertificates, make_dev_certificates, server_ssl_context
 from secure_import.errors import ConfigError
-from secure_import.serve import RepoServer, RequestInfo, Response
+from secure_import.publish.devtls import (
+    DevCertificates,
+    make_dev_certificates,
+    server_ssl_context,
+)
+from secure_import.publish.serve import RepoServer, RequestInfo, Response
 from tests.httpsrig import (
     TLSServerFactory,
     expired_context,
@@ -614,7 +618,8 @@ def test_good_rig_certificate_is_accepted(make_server: ServerMaker, rig: TLSServ
 
 def test_serve_forever_cli_prints_ca_and_cleans_up_on_ctrl_c(repo_dir: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; from secure_import.serve import serve_forever_cli; "
+        "import sys; from pathlib import Path; "
+        "from secure_import.publish.serve import serve_forever_cli; "
         "serve_forever_cli(Path(sys.argv[1]), 0); print('clean exit', flush=True)"
     )
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}

@@ -1,4 +1,4 @@
-"""Unit tests for secure_import.envelope: DSSE signing and the attacks M1-M7, P6, P7."""
+"""Unit tests for secure_import.verify.envelope: DSSE signing and the attacks M1-M7, P6, P7."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from secure_import import envelope, strictjson
-from secure_import.envelope import MANIFEST_PAYLOAD_TYPE, ROOT_PAYLOAD_TYPE
 from secure_import.errors import (
     ConfigError,
     FormatError,
@@ -20,7 +18,9 @@ from secure_import.errors import (
     SignatureError,
     ThresholdError,
 )
-from secure_import.keys import PublicKey, public_key_of
+from secure_import.verify import envelope, strictjson
+from secure_import.verify.envelope import MANIFEST_PAYLOAD_TYPE, ROOT_PAYLOAD_TYPE
+from secure_import.verify.keys import PublicKey, public_key_of
 
 PAYLOAD = b'{"_type":"secure-import/manifest","version":1}'
 URL = "https://repo.example/secure-import-manifest.json"

@@ -7,10 +7,10 @@ import importlib
 from pathlib import Path
 
 import secure_import
-from secure_import.check import verify_repository
-from secure_import.config import Paths
-from secure_import.keys import load_public_key_file
-from secure_import.serve import RepoServer
+from secure_import.publish.serve import RepoServer
+from secure_import.publish.sitecheck import verify_repository
+from secure_import.store.keyfiles import load_public_key_file
+from secure_import.store.paths import Paths
 
 from .httpsrig import TLSServerFactory
 
@@ -28,8 +28,7 @@ def test_example_repository_verifies_against_the_pinned_example_key() -> None:
 
 def test_walkthrough_import_of_the_example(rig: TLSServerFactory, paths: Paths) -> None:
     with RepoServer(EXAMPLE, ssl_context=rig.server_context()) as server:
-        secure_import.add_repo(server.url, keys=[KEY], ca_bundle=rig.ca_pem_path,
-                               paths=paths)
+        secure_import.add_repo(server.url, keys=[KEY], ca_bundle=rig.ca_pem_path, paths=paths)
         greetings = importlib.import_module("greetings")
         assert greetings.salutation("Ada") == "Good day, Ada."
         assert greetings.__file__ == server.url + "greetings/__init__.py"

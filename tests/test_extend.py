@@ -13,13 +13,13 @@ import pytest
 
 import secure_import
 from secure_import.errors import ConfigError, NotListedError
-from secure_import.extend import extend_package
-from secure_import.finder import RemoteLoader
+from secure_import.hook.extend import extend_package
+from secure_import.hook.finder import RemoteLoader
 
 from .conftest import Consumer, Publisher, canary_code, forget_remote_modules
 
 LOCAL_INIT = """import secure_import
-from secure_import.extend import extend_package
+from secure_import.hook.extend import extend_package
 LOCAL = True
 PATHS = secure_import.Paths.default(cache_dir={cache!r}, state_dir={state!r}, log_dir={log!r})
 REPO = extend_package(__name__, {url!r}, keys=[{key!r}], ca_bundle={ca!r}, paths=PATHS)
@@ -30,8 +30,10 @@ def publish_plugins(publisher: Publisher, canary: Path) -> None:
     # The remote __init__ must never run: the local one is the package.
     publisher.write("lightpkg/__init__.py", canary_code(canary))
     publisher.write("lightpkg/heavy/__init__.py", "from .engine import run\n")
-    publisher.write("lightpkg/heavy/engine.py",
-                    "from .. import LOCAL\n\ndef run():\n    return ('engine', LOCAL)\n")
+    publisher.write(
+        "lightpkg/heavy/engine.py",
+        "from .. import LOCAL\n\ndef run():\n    return ('engine', LOCAL)\n",
+    )
     publisher.write("lightpkg/shadowed.py", "WHERE = 'remote'\n")
     publisher.write("otherpkg.py", "raise SystemExit('never served')\n")
     publisher.publish()
@@ -39,7 +41,10 @@ def publish_plugins(publisher: Publisher, canary: Path) -> None:
 
 @pytest.fixture
 def local_pkg(
-    tmp_path: Path, publisher: Publisher, consumer: Consumer, canary: Path,
+    tmp_path: Path,
+    publisher: Publisher,
+    consumer: Consumer,
+    canary: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Path]:
     publish_plugins(publisher, canary)
@@ -47,10 +52,16 @@ def local_pkg(
     pkg = root / "lightpkg"
     pkg.mkdir(parents=True)
     paths = consumer.paths
-    (pkg / "__init__.py").write_text(LOCAL_INIT.format(
-        url=publisher.url, key=str(publisher.pub_path), ca=str(publisher.rig.ca_pem_path),
-        cache=str(paths.cache_dir), state=str(paths.state_dir), log=str(paths.log_dir),
-    ))
+    (pkg / "__init__.py").write_text(
+        LOCAL_INIT.format(
+            url=publisher.url,
+            key=str(publisher.pub_path),
+            ca=str(publisher.rig.ca_pem_path),
+            cache=str(paths.cache_dir),
+            state=str(paths.state_dir),
+            log=str(paths.log_dir),
+        )
+    )
     (pkg / "shadowed.py").write_text("WHERE = 'local'\n")
     monkeypatch.syspath_prepend(str(root))
     yield root
@@ -119,8 +130,7 @@ def test_removed_extension_stops_serving(local_pkg: Path) -> None:
 
 def test_refuses_what_is_not_a_local_package(publisher: Publisher) -> None:
     with pytest.raises(ConfigError):
-        extend_package("not_imported_pkg", publisher.url,
-                                            keys=[publisher.pub_path])
+        extend_package("not_imported_pkg", publisher.url, keys=[publisher.pub_path])
     with pytest.raises(ConfigError):
         extend_package("json", publisher.url, keys=[publisher.pub_path])
 
@@ -129,13 +139,16 @@ def test_later_runs_use_the_cache_and_cache_clear_fetches_again(
     local_pkg: Path, publisher: Publisher, consumer: Consumer
 ) -> None:
     script = "import lightpkg.heavy; print(lightpkg.heavy.run())"
-    env = {"PYTHONPATH": f"{local_pkg}:{Path(secure_import.__file__).parent.parent}",
-           "PATH": "/usr/bin:/bin"}
+    env = {
+        "PYTHONPATH": f"{local_pkg}:{Path(secure_import.__file__).parent.parent}",
+        "PATH": "/usr/bin:/bin",
+    }
 
     def run() -> list[str]:
         publisher.server.clear_requests()
-        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                             text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+        )
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "('engine', True)"
         return [p for p in publisher.request_paths() if not p.endswith("manifest.json")]
@@ -143,9 +156,19 @@ def test_later_runs_use_the_cache_and_cache_clear_fetches_again(
     assert run() != []  # first run downloads
     assert run() == []  # second run: only the manifest is revalidated
     clear = subprocess.run(
-        [sys.executable, "-m", "secure_import", "cache", "clear",
-         "--cache-dir", str(consumer.paths.cache_dir)],
-        env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "secure_import",
+            "cache",
+            "clear",
+            "--cache-dir",
+            str(consumer.paths.cache_dir),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert clear.returncode == 0, clear.stderr
     assert run() != []  # after clearing, fetched again

@@ -30,7 +30,7 @@ import pytest
 
 import secure_import
 from secure_import.errors import NotListedError
-from secure_import.finder import RemoteLoader, RemotePathEntryFinder, path_hook
+from secure_import.hook.finder import RemoteLoader, RemotePathEntryFinder, path_hook
 
 from .conftest import Consumer, Publisher
 
@@ -79,26 +79,26 @@ sys.modules[__name__.rpartition(".")[0]].RUNS.append(__name__)
 '''
 
 SUB_INIT = "from .deep import where\n"
-SUB_DEEP = '''from ..shapes import Point
+SUB_DEEP = """from ..shapes import Point
 
 
 def where():
     return Point(3, 4)
-'''
+"""
 SUB_PLAIN = "NAME = __name__\n"
 BOOM = "import faith\nfaith.RUNS.append(__name__)\nraise ZeroDivisionError('boom at import')\n"
-SLOW = '''import time
+SLOW = """import time
 import faith
 
 faith.RUNS.append(__name__)
 time.sleep(0.05)
 VALUE = __name__
-'''
-CLI = '''import sys
+"""
+CLI = """import sys
 RESULT = ("ran as", __name__, __file__)
 if __name__ == "__main__":
     sys.modules["faith"].RUNS.append("cli-main")
-'''
+"""
 METAIMP = '''"""Installs its own meta-path importer (as six does for six.moves)."""
 import importlib.abc
 import importlib.util
@@ -262,7 +262,8 @@ def test_doctest_finds_and_runs_remote_docstrings(repo: secure_import.Repository
     assert result.attempted == 2 and result.failed == 0
     tests = doctest.DocTestFinder().find(shapes)
     assert {t.name for t in tests if t.examples} == {
-        "faith.shapes.Point", "faith.shapes.area",
+        "faith.shapes.Point",
+        "faith.shapes.area",
     }
     assert all(t.filename == shapes.__file__ for t in tests if t.examples)
     assert doctest.testmod(pkg, report=False).attempted == 1
@@ -290,9 +291,7 @@ def test_find_spec_for_remote_names(repo: secure_import.Repository) -> None:
     spec = importlib.util.find_spec("faith.sub.deep")
     assert spec is not None and spec.origin == repo.url + "faith/sub/deep.py"
     assert spec.submodule_search_locations is None
-    assert importlib.util.find_spec("faith").submodule_search_locations == [
-        repo.url + "faith/"
-    ]
+    assert importlib.util.find_spec("faith").submodule_search_locations == [repo.url + "faith/"]
     # Unlisted names under an owned package are refused, never None (fail closed).
     with pytest.raises(NotListedError):
         importlib.util.find_spec("faith.sub.missing")
@@ -303,8 +302,10 @@ def test_pkgutil_lists_and_walks_remote_packages(repo: secure_import.Repository)
 
     names = {(m.name, m.ispkg) for m in pkgutil.iter_modules(pkg.__path__)}
     assert ("sub", True) in names and ("shapes", False) in names and ("boom", False) in names
-    assert all(isinstance(m.module_finder, RemotePathEntryFinder)
-               for m in pkgutil.iter_modules(pkg.__path__))
+    assert all(
+        isinstance(m.module_finder, RemotePathEntryFinder)
+        for m in pkgutil.iter_modules(pkg.__path__)
+    )
     walked = [m.name for m in pkgutil.walk_packages(pkg.__path__, "faith.")]
     assert "faith.sub.deep" in walked and "faith.sub.plain" in walked
     assert "faith.boom" not in sys.modules  # only packages are imported while walking
@@ -353,6 +354,7 @@ def test_pickle_and_copy_of_remote_classes_functions_and_instances(
     assert pickle.loads(pickle.dumps(area)) is area
     assert copy.deepcopy(point) == point and copy.copy(point) == point
     import cloudpickle  # a test dependency: issue 4 names it
+
     assert cloudpickle.loads(cloudpickle.dumps(area))(3, 3) == 9
     assert cloudpickle.loads(cloudpickle.dumps(point)) == point
 

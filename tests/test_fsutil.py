@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from secure_import import fsutil
-from secure_import.fsutil import read_file
+from secure_import.store import fsutil
+from secure_import.store.fsutil import read_file
 
 
 @pytest.mark.parametrize("size", [0, 1, 4095, 70_000, 300_000])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from secure_import.config import parse_origin
 from secure_import.errors import ConfigError
-from secure_import.githost import github_url, gitlab_url
+from secure_import.publish.githost import github_url, gitlab_url
+from secure_import.verify.names import parse_origin
 
 SHA = "3f2c9e1d0b7a65544332211000ffeeddccbbaa99"
 
@@ -33,8 +33,10 @@ def test_gitlab_url_with_nested_group_and_self_managed_host() -> None:
     )
 
 
-@pytest.mark.parametrize("owner", ["", "a/b", "..", "a..b", "evil@host", "a b", "a\tb",
-                                   "a%2fb", "a\\b", ".hidden", "-x", "ä"])
+@pytest.mark.parametrize(
+    "owner",
+    ["", "a/b", "..", "a..b", "evil@host", "a b", "a\tb", "a%2fb", "a\\b", ".hidden", "-x", "ä"],
+)
 def test_bad_owner_or_repo_is_refused(owner: str) -> None:
     with pytest.raises(ConfigError):
         github_url(owner, "repo", SHA)
@@ -56,8 +58,9 @@ def test_bad_path_is_refused(path: str) -> None:
         github_url("o", "r", SHA, path)
 
 
-@pytest.mark.parametrize("host", ["evil.com:444", "user@gitlab.com", "GITLAB.COM", "localhost",
-                                  "gitlab.com/x"])
+@pytest.mark.parametrize(
+    "host", ["evil.com:444", "user@gitlab.com", "GITLAB.COM", "localhost", "gitlab.com/x"]
+)
 def test_bad_gitlab_host_is_refused(host: str) -> None:
     with pytest.raises(ConfigError):
         gitlab_url("o", "r", SHA, host=host)

@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
-from secure_import._guard import InBackground, busy, is_busy
+from secure_import._guard import busy, is_busy
 from secure_import.errors import ConnectionFailedError
+from secure_import.transport.background import InBackground
 
 
 def test_busy_marks_only_the_thread_that_entered_it() -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 import secure_import
-from secure_import import logbridge
 from secure_import.config import MANIFEST_NAME
 from secure_import.errors import NotListedError, TLSError
-from secure_import.serve import Response
+from secure_import.publish.serve import Response
+from secure_import.store import logbridge
 
 from .conftest import Consumer, Publisher, forget_remote_modules
 
@@ -38,19 +38,19 @@ SHOP_CART = '''class Cart:
     def total(self):
         return sum(self.items)
 '''
-SHOP_UTIL_INIT = '''from ..cart import Cart as _Cart
+SHOP_UTIL_INIT = """from ..cart import Cart as _Cart
 from . import fmt
 
 
 def helper():
     return fmt.money(_Cart().add(2).total())
-'''
-SHOP_UTIL_FMT = '''def money(value):
+"""
+SHOP_UTIL_FMT = """def money(value):
     return f"${value:.2f}"
-'''
-SHOP_BOOM = '''def fail():
+"""
+SHOP_BOOM = """def fail():
     raise ValueError("remote boom")  # the line tracebacks must show
-'''
+"""
 
 
 def publish_shop(publisher: Publisher) -> None:
@@ -130,7 +130,7 @@ def test_load_is_audited_with_hash_version_and_key(
     assert record["sha256"] == manifest.files["single.py"].sha256
     assert record["manifest_version"] == 1
     assert record["outcome"] == "ok"
-    from secure_import.keys import load_public_key_file
+    from secure_import.store.keyfiles import load_public_key_file
 
     assert record["key_id"] == load_public_key_file(publisher.pub_path).key_id
     assert record["time"].endswith("Z")
@@ -175,9 +175,7 @@ def test_allowed_modules_limit_what_is_served_without_any_request(
     assert publisher.request_paths() == []
 
 
-def test_second_run_downloads_no_files(
-    publisher: Publisher, consumer: Consumer
-) -> None:
+def test_second_run_downloads_no_files(publisher: Publisher, consumer: Consumer) -> None:
     publish_shop(publisher)
     repo = consumer.add()
     importlib.import_module("shop.util")
@@ -225,8 +223,11 @@ def test_without_bundles_the_package_is_fetched_file_by_file(
     assert importlib.import_module("shop.util").helper() == "$2.00"
     fetched = {p for p in publisher.request_paths() if p.endswith(".py")}
     assert fetched == {
-        "/shop/__init__.py", "/shop/cart.py", "/shop/util/__init__.py",
-        "/shop/util/fmt.py", "/shop/boom.py",
+        "/shop/__init__.py",
+        "/shop/cart.py",
+        "/shop/util/__init__.py",
+        "/shop/util/fmt.py",
+        "/shop/boom.py",
     }
 
 
@@ -295,12 +296,12 @@ def test_a_ca_bundle_that_cannot_be_loaded_is_a_failed_request_like_any_other(
     assert publisher.request_paths() == []
 
 
-def test_context_manager_removes_the_repository(
-    publisher: Publisher, consumer: Consumer
-) -> None:
+def test_context_manager_removes_the_repository(publisher: Publisher, consumer: Consumer) -> None:
     publish_shop(publisher)
     with secure_import.repo(
-        publisher.url, keys=[publisher.pub_path], ca_bundle=publisher.rig.ca_pem_path,
+        publisher.url,
+        keys=[publisher.pub_path],
+        ca_bundle=publisher.rig.ca_pem_path,
         paths=consumer.paths,
     ) as repo:
         assert repo in secure_import.repositories()
@@ -370,8 +371,8 @@ def test_fetch_stats_time_the_requests_an_import_waits_for(
     a manifest held back 0.3 s must show up there, and an offline repository
     spends nothing."""
     publish_shop(publisher)
-    body = (publisher.out / secure_import.repository.MANIFEST_NAME).read_bytes()
-    publisher.respond(secure_import.repository.MANIFEST_NAME, Response(body=body, delay=0.3))
+    body = (publisher.out / secure_import.config.MANIFEST_NAME).read_bytes()
+    publisher.respond(secure_import.config.MANIFEST_NAME, Response(body=body, delay=0.3))
     repo = consumer.add()
     assert importlib.import_module("single").ANSWER == 42  # type: ignore[attr-defined]
     stats = repo.fetcher.stats

@@ -1,4 +1,4 @@
-"""Unit tests for secure_import.keys: key ids, formats, key files and keygen."""
+"""Unit tests for secure_import.verify.keys: key ids, formats, key files and keygen."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PrivateKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from secure_import import keys
 from secure_import.errors import ConfigError, FormatError, KeyFileError
-from secure_import.keys import PublicKey
+from secure_import.store import keyfiles
+from secure_import.verify import keys
+from secure_import.verify.keys import PublicKey
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
 
@@ -128,20 +129,20 @@ def test_load_public_key_refuses_a_private_key_pem() -> None:
 
 def test_load_public_key_file_missing_is_key_file_error(tmp_path: Path) -> None:
     with pytest.raises(KeyFileError) as info:
-        keys.load_public_key_file(tmp_path / "absent.pub")
+        keyfiles.load_public_key_file(tmp_path / "absent.pub")
     assert "absent.pub" in str(info.value)
 
 
 def test_load_public_key_file_directory_is_key_file_error(tmp_path: Path) -> None:
     with pytest.raises(KeyFileError):
-        keys.load_public_key_file(tmp_path)
+        keyfiles.load_public_key_file(tmp_path)
 
 
 def test_load_public_key_file_huge_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "huge.pub"
     path.write_bytes(b"A" * (1024 * 1024))
     with pytest.raises(KeyFileError):
-        keys.load_public_key_file(path)
+        keyfiles.load_public_key_file(path)
 
 
 # --- keygen and private keys ------------------------------------------------------
@@ -149,7 +150,7 @@ def test_load_public_key_file_huge_file_is_refused(tmp_path: Path) -> None:
 
 @posix_only
 def test_generate_keypair_writes_private_key_0600_and_public_0644(tmp_path: Path) -> None:
-    key_path, pub_path = keys.generate_keypair("publisher", tmp_path / "k")
+    key_path, pub_path = keyfiles.generate_keypair("publisher", tmp_path / "k")
     assert key_path == tmp_path / "k" / "publisher.key"
     assert pub_path == tmp_path / "k" / "publisher.pub"
     assert _mode(key_path) == 0o600
@@ -161,50 +162,50 @@ def test_generate_keypair_writes_private_key_0600_and_public_0644(tmp_path: Path
 def test_private_key_is_0600_even_with_permissive_umask(tmp_path: Path) -> None:
     old = os.umask(0)
     try:
-        key_path, _ = keys.generate_keypair("publisher", tmp_path)
+        key_path, _ = keyfiles.generate_keypair("publisher", tmp_path)
     finally:
         os.umask(old)
     assert _mode(key_path) == 0o600
 
 
 def test_generated_keys_match_and_load_back(tmp_path: Path) -> None:
-    key_path, pub_path = keys.generate_keypair("publisher", tmp_path)
-    private = keys.load_private_key_file(key_path)
-    public = keys.load_public_key_file(pub_path)
+    key_path, pub_path = keyfiles.generate_keypair("publisher", tmp_path)
+    private = keyfiles.load_private_key_file(key_path)
+    public = keyfiles.load_public_key_file(pub_path)
     assert keys.public_key_of(private) == public
     assert public.verify(private.sign(b"x"), b"x")
     assert key_path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
 
 
 def test_encrypted_key_round_trip(tmp_path: Path) -> None:
-    key_path, pub_path = keys.generate_keypair("enc", tmp_path, passphrase=b"correct horse")
+    key_path, pub_path = keyfiles.generate_keypair("enc", tmp_path, passphrase=b"correct horse")
     assert key_path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
-    private = keys.load_private_key_file(key_path, passphrase=b"correct horse")
-    assert keys.public_key_of(private) == keys.load_public_key_file(pub_path)
+    private = keyfiles.load_private_key_file(key_path, passphrase=b"correct horse")
+    assert keys.public_key_of(private) == keyfiles.load_public_key_file(pub_path)
 
 
 def test_encrypted_key_without_passphrase_is_refused(tmp_path: Path) -> None:
-    key_path, _ = keys.generate_keypair("enc", tmp_path, passphrase=b"secret")
+    key_path, _ = keyfiles.generate_keypair("enc", tmp_path, passphrase=b"secret")
     with pytest.raises(KeyFileError) as info:
-        keys.load_private_key_file(key_path)
+        keyfiles.load_private_key_file(key_path)
     assert "passphrase" in str(info.value)
 
 
 def test_encrypted_key_with_wrong_passphrase_is_refused(tmp_path: Path) -> None:
-    key_path, _ = keys.generate_keypair("enc", tmp_path, passphrase=b"secret")
+    key_path, _ = keyfiles.generate_keypair("enc", tmp_path, passphrase=b"secret")
     with pytest.raises(KeyFileError):
-        keys.load_private_key_file(key_path, passphrase=b"guess")
+        keyfiles.load_private_key_file(key_path, passphrase=b"guess")
 
 
 def test_passphrase_for_unencrypted_key_is_refused(tmp_path: Path) -> None:
-    key_path, _ = keys.generate_keypair("plain", tmp_path)
+    key_path, _ = keyfiles.generate_keypair("plain", tmp_path)
     with pytest.raises(KeyFileError):
-        keys.load_private_key_file(key_path, passphrase=b"secret")
+        keyfiles.load_private_key_file(key_path, passphrase=b"secret")
 
 
 def test_missing_private_key_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KeyFileError):
-        keys.load_private_key_file(tmp_path / "nope.key")
+        keyfiles.load_private_key_file(tmp_path / "nope.key")
 
 
 def test_non_ed25519_private_key_is_refused(tmp_path: Path) -> None:
@@ -217,28 +218,28 @@ def test_non_ed25519_private_key_is_refused(tmp_path: Path) -> None:
         )
     )
     with pytest.raises(KeyFileError) as info:
-        keys.load_private_key_file(path)
+        keyfiles.load_private_key_file(path)
     assert "Ed25519" in str(info.value)
 
 
 def test_public_key_file_given_as_private_key_is_refused(tmp_path: Path) -> None:
-    _, pub_path = keys.generate_keypair("p", tmp_path)
+    _, pub_path = keyfiles.generate_keypair("p", tmp_path)
     with pytest.raises(KeyFileError):
-        keys.load_private_key_file(pub_path)
+        keyfiles.load_private_key_file(pub_path)
 
 
 def test_existing_key_is_not_overwritten(tmp_path: Path) -> None:
-    key_path, pub_path = keys.generate_keypair("publisher", tmp_path)
+    key_path, pub_path = keyfiles.generate_keypair("publisher", tmp_path)
     before = (key_path.read_bytes(), pub_path.read_bytes())
     with pytest.raises(ConfigError):
-        keys.generate_keypair("publisher", tmp_path)
+        keyfiles.generate_keypair("publisher", tmp_path)
     assert (key_path.read_bytes(), pub_path.read_bytes()) == before
 
 
 def test_existing_public_key_alone_blocks_generation(tmp_path: Path) -> None:
     (tmp_path / "publisher.pub").write_bytes(b"keep me")
     with pytest.raises(ConfigError):
-        keys.generate_keypair("publisher", tmp_path)
+        keyfiles.generate_keypair("publisher", tmp_path)
     assert (tmp_path / "publisher.pub").read_bytes() == b"keep me"
     assert not (tmp_path / "publisher.key").exists()
 
@@ -248,18 +249,18 @@ def test_dangling_symlink_at_key_path_is_not_followed(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere"
     (tmp_path / "publisher.key").symlink_to(target)
     with pytest.raises(ConfigError):
-        keys.generate_keypair("publisher", tmp_path)
+        keyfiles.generate_keypair("publisher", tmp_path)
     assert not target.exists()
 
 
 @posix_only
 def test_force_replaces_keys_atomically_with_right_modes(tmp_path: Path) -> None:
-    key_path, pub_path = keys.generate_keypair("publisher", tmp_path)
-    old_pub = keys.load_public_key_file(pub_path)
-    keys.generate_keypair("publisher", tmp_path, force=True)
-    new_pub = keys.load_public_key_file(pub_path)
+    key_path, pub_path = keyfiles.generate_keypair("publisher", tmp_path)
+    old_pub = keyfiles.load_public_key_file(pub_path)
+    keyfiles.generate_keypair("publisher", tmp_path, force=True)
+    new_pub = keyfiles.load_public_key_file(pub_path)
     assert new_pub != old_pub
-    assert keys.public_key_of(keys.load_private_key_file(key_path)) == new_pub
+    assert keys.public_key_of(keyfiles.load_private_key_file(key_path)) == new_pub
     assert _mode(key_path) == 0o600
     assert _mode(pub_path) == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["publisher.key", "publisher.pub"]
@@ -271,26 +272,26 @@ def test_force_replaces_keys_atomically_with_right_modes(tmp_path: Path) -> None
 )
 def test_bad_key_names_are_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(ConfigError):
-        keys.generate_keypair(name, tmp_path)
+        keyfiles.generate_keypair(name, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("name", ["a", "A1", "pub.2026-01_x", "x" * 64])
 def test_good_key_names_are_accepted(tmp_path: Path, name: str) -> None:
-    key_path, _ = keys.generate_keypair(name, tmp_path)
+    key_path, _ = keyfiles.generate_keypair(name, tmp_path)
     assert key_path.name == f"{name}.key"
 
 
 def test_empty_passphrase_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
-        keys.generate_keypair("p", tmp_path, passphrase=b"")
+        keyfiles.generate_keypair("p", tmp_path, passphrase=b"")
 
 
 def test_key_directory_that_is_a_file_is_refused(tmp_path: Path) -> None:
     file = tmp_path / "file"
     file.write_bytes(b"")
     with pytest.raises(ConfigError):
-        keys.generate_keypair("p", file)
+        keyfiles.generate_keypair("p", file)
 
 
 # --- passphrases -------------------------------------------------------------------
@@ -299,28 +300,28 @@ def test_key_directory_that_is_a_file_is_refused(tmp_path: Path) -> None:
 def test_passphrase_from_file_strips_one_newline(tmp_path: Path) -> None:
     path = tmp_path / "pass"
     path.write_bytes(b"secret\n\n")
-    assert keys.read_passphrase(file=str(path), env=None) == b"secret\n"
+    assert keyfiles.read_passphrase(file=str(path), env=None) == b"secret\n"
     path.write_bytes(b"secret\r\n")
-    assert keys.read_passphrase(file=str(path), env=None) == b"secret"
+    assert keyfiles.read_passphrase(file=str(path), env=None) == b"secret"
     path.write_bytes(b"secret")
-    assert keys.read_passphrase(file=str(path), env=None) == b"secret"
+    assert keyfiles.read_passphrase(file=str(path), env=None) == b"secret"
 
 
 def test_missing_passphrase_file_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
-        keys.read_passphrase(file=str(tmp_path / "nope"), env=None)
+        keyfiles.read_passphrase(file=str(tmp_path / "nope"), env=None)
 
 
 def test_empty_passphrase_file_is_config_error(tmp_path: Path) -> None:
     path = tmp_path / "pass"
     path.write_bytes(b"\n")
     with pytest.raises(ConfigError):
-        keys.read_passphrase(file=str(path), env=None)
+        keyfiles.read_passphrase(file=str(path), env=None)
 
 
 def test_passphrase_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SI_TEST_PASS", "s3cret")
-    assert keys.read_passphrase(file=None, env="SI_TEST_PASS") == b"s3cret"
+    assert keyfiles.read_passphrase(file=None, env="SI_TEST_PASS") == b"s3cret"
 
 
 @pytest.mark.parametrize("value", [None, ""])
@@ -332,13 +333,13 @@ def test_unset_or_empty_passphrase_variable_is_config_error(
     else:
         monkeypatch.setenv("SI_TEST_PASS", value)
     with pytest.raises(ConfigError):
-        keys.read_passphrase(file=None, env="SI_TEST_PASS")
+        keyfiles.read_passphrase(file=None, env="SI_TEST_PASS")
 
 
 def test_no_passphrase_source_gives_none() -> None:
-    assert keys.read_passphrase(file=None, env=None) is None
+    assert keyfiles.read_passphrase(file=None, env=None) is None
 
 
 def test_both_passphrase_sources_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
-        keys.read_passphrase(file=str(tmp_path / "p"), env="X")
+        keyfiles.read_passphrase(file=str(tmp_path / "p"), env="X")

@@ -1,4 +1,4 @@
-"""Unit tests for secure_import.manifest: schema (P5, P7) and paths (F4-F7)."""
+"""Unit tests for secure_import.verify.manifest: schema (P5, P7) and paths (F4-F7)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secure_import import envelope, manifest
 from secure_import.errors import FormatError, UnsafePathError
-from secure_import.keys import public_key_of
-from secure_import.manifest import FileEntry
+from secure_import.verify import envelope, manifest
+from secure_import.verify.keys import public_key_of
+from secure_import.verify.manifest import FileEntry
 
 ISSUED = datetime(2026, 11, 20, 23, 0, 0, tzinfo=UTC)
 EXPIRES = datetime(2027, 2, 18, 23, 0, 0, tzinfo=UTC)
@@ -132,8 +132,8 @@ def test_a_memo_round_trip_gives_an_equal_manifest_with_the_same_entries() -> No
 
 
 def test_memo_columns_that_do_not_line_up_are_refused() -> None:
-    version, root_version, issued, expires, provides, (paths, digests, lengths) = (
-        manifest.to_plain(parse_doc(make_doc()))
+    version, root_version, issued, expires, provides, (paths, digests, lengths) = manifest.to_plain(
+        parse_doc(make_doc())
     )
     with pytest.raises(ValueError):
         manifest.from_plain(

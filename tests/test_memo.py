@@ -1,4 +1,4 @@
-"""The manifest memo (:mod:`secure_import.memo`), end to end over real HTTPS.
+"""The manifest memo (:mod:`secure_import.store.memo`), end to end over real HTTPS.
 
 A memo lets a later process skip the signature check and parse of a manifest
 envelope it already authenticated.  These tests hold it to its invariants: it
@@ -21,25 +21,23 @@ from typing import Any
 import pytest
 
 import secure_import
-from secure_import import manifest as manifest_mod
-from secure_import import memo as memo_mod
-from secure_import.cache import Cache
 from secure_import.config import MANIFEST_NAME, Limits
 from secure_import.errors import ExpiredError, RollbackError, ThresholdError
-from secure_import.keys import generate_keypair, load_private_key_file
-from secure_import.memo import MEMO_DIR, ManifestMemo
-from secure_import.publish import publish, rotate_root
-from secure_import.sealed import FORMAT, SealedStore
-from secure_import.trust import authenticate_manifest
+from secure_import.publish.sign import publish, rotate_root
+from secure_import.store import memo as memo_mod
+from secure_import.store.cache import Cache
+from secure_import.store.keyfiles import generate_keypair, load_private_key_file
+from secure_import.store.memo import MEMO_DIR, ManifestMemo
+from secure_import.store.sealed import FORMAT, SealedStore
+from secure_import.verify import manifest as manifest_mod
+from secure_import.verify.trust import authenticate_manifest
 
 from .attacks.conftest import Scenario, import_victim
 from .conftest import Consumer, Publisher, canary_code
 
 
 @pytest.fixture
-def scenario(
-    publisher: Publisher, consumer: Consumer, canary: Path, tmp_path: Path
-) -> Scenario:
+def scenario(publisher: Publisher, consumer: Consumer, canary: Path, tmp_path: Path) -> Scenario:
     return Scenario(publisher, consumer, canary, tmp_path)
 
 
@@ -210,8 +208,12 @@ def test_manifest_refused_because_its_root_expired_leaves_no_memo(scenario: Scen
     memos = memo_files(scenario.consumer)
     new_key_path, _ = generate_keypair("rotated", scenario.tmp / "rotated-keys")
     new_key = load_private_key_file(new_key_path)
-    rotate_root(scenario.publisher.out, old_keys=[scenario.publisher.private_key],
-                new_keys=[new_key], expires_in=timedelta(days=1))
+    rotate_root(
+        scenario.publisher.out,
+        old_keys=[scenario.publisher.private_key],
+        new_keys=[new_key],
+        expires_in=timedelta(days=1),
+    )
     scenario.publisher.publish(private_keys=[new_key], expires_in=timedelta(days=10))
     later = datetime.now(UTC) + timedelta(days=2)  # root 2 expired, manifest 2 is not
 
@@ -258,9 +260,7 @@ def test_forged_memo_for_an_attacker_signed_manifest_is_refused_and_deleted(
     Cache(scenario.consumer.paths.cache_dir).put_metadata(repo.id, MANIFEST_NAME, forged_envelope)
     root = repo.current_root()
     bound = memo_mod._binding(root, hashlib.sha256(forged_envelope).hexdigest())
-    body = marshal.dumps(
-        (manifest_mod.to_plain(forged_manifest), tuple(sorted(root.key_ids)))
-    )
+    body = marshal.dumps((manifest_mod.to_plain(forged_manifest), tuple(sorted(root.key_ids))))
     mac = hmac.digest(secrets.token_bytes(32), bound + body, "sha256")
     forged_memo = memo_dir(scenario.consumer) / repo.memo.name_for(
         root, hashlib.sha256(forged_envelope).hexdigest()
@@ -351,9 +351,7 @@ def test_memo_does_not_outlive_the_keys_it_was_made_under(scenario: Scenario) ->
     assert memo_files(scenario.consumer) == memos
 
 
-def test_memo_does_not_skip_expiry(
-    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_memo_does_not_skip_expiry(scenario: Scenario, monkeypatch: pytest.MonkeyPatch) -> None:
     expires_in = timedelta(days=1)
     publish_armed(scenario, expires_in=expires_in)
     warm_offline_ready(scenario)

@@ -8,7 +8,7 @@ import pytest
 
 import secure_import
 from secure_import.errors import HashMismatchError
-from secure_import.metadata import RemoteDistribution
+from secure_import.hook.metadata import RemoteDistribution
 
 from .conftest import Consumer, Publisher
 
@@ -28,11 +28,13 @@ DIST = "remote_tool-2.5.1.dist-info"
 
 
 def publish_dist(publisher: Publisher, *, record: bool = False) -> None:
-    publisher.write("remote_tool/__init__.py",
-                    "import importlib.metadata\n"
-                    "__version__ = importlib.metadata.version('remote-tool')\n")
-    publisher.write("remote_tool/cli.py",
-                    "def main():\n    return 'main'\n\ndef fast():\n    pass\n")
+    publisher.write(
+        "remote_tool/__init__.py",
+        "import importlib.metadata\n__version__ = importlib.metadata.version('remote-tool')\n",
+    )
+    publisher.write(
+        "remote_tool/cli.py", "def main():\n    return 'main'\n\ndef fast():\n    pass\n"
+    )
     publisher.write(f"{DIST}/METADATA", METADATA)
     publisher.write(f"{DIST}/entry_points.txt", ENTRY_POINTS)
     publisher.write(f"{DIST}/top_level.txt", "remote_tool\n")
@@ -80,8 +82,11 @@ def test_files_are_synthesised_from_the_signed_manifest_and_read_verified(
     assert files is not None
     by_name = {str(f): f for f in files}
     assert set(by_name) == {
-        "remote_tool/__init__.py", "remote_tool/cli.py",
-        f"{DIST}/METADATA", f"{DIST}/entry_points.txt", f"{DIST}/top_level.txt",
+        "remote_tool/__init__.py",
+        "remote_tool/cli.py",
+        f"{DIST}/METADATA",
+        f"{DIST}/entry_points.txt",
+        f"{DIST}/top_level.txt",
     }
     cli = by_name["remote_tool/cli.py"]
     signed = dist_repo.manifest.files["remote_tool/cli.py"]

@@ -9,8 +9,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from secure_import.audit import verify_chain
-from secure_import.cache import Cache
+from secure_import.store.audit import verify_chain
+from secure_import.store.cache import Cache
 
 from .conftest import Consumer, Publisher
 
@@ -20,7 +20,7 @@ CHILD = textwrap.dedent(
     """
     import json, sys, time, pathlib
     import secure_import
-    from secure_import.config import Paths
+    from secure_import.store.paths import Paths
     cfg = json.loads(sys.argv[1])
     go = pathlib.Path(cfg["go"])
     deadline = time.monotonic() + 60
@@ -41,23 +41,37 @@ def test_eight_processes_import_through_one_cold_cache(
     publisher: Publisher, consumer: Consumer, tmp_path: Path
 ) -> None:
     parts = [f"from . import m{i}" for i in range(12)]
-    publisher.write("wide/__init__.py", "\n".join(parts) + "\n\ndef total():\n"
-                    "    return sum(getattr(m, 'V') for m in ("
-                    + ", ".join(f"m{i}" for i in range(12)) + "))\n")
+    publisher.write(
+        "wide/__init__.py",
+        "\n".join(parts) + "\n\ndef total():\n"
+        "    return sum(getattr(m, 'V') for m in ("
+        + ", ".join(f"m{i}" for i in range(12))
+        + "))\n",
+    )
     for i in range(12):
         publisher.write(f"wide/m{i}.py", f"V = {i}\n")
     publisher.publish()
     go = tmp_path / "go"
-    cfg = json.dumps({
-        "go": str(go), "url": publisher.url, "key": str(publisher.pub_path),
-        "ca": str(publisher.rig.ca_pem_path),
-        "paths": {"cache_dir": str(consumer.paths.cache_dir),
-                  "state_dir": str(consumer.paths.state_dir),
-                  "log_dir": str(consumer.paths.log_dir)},
-    })
+    cfg = json.dumps(
+        {
+            "go": str(go),
+            "url": publisher.url,
+            "key": str(publisher.pub_path),
+            "ca": str(publisher.rig.ca_pem_path),
+            "paths": {
+                "cache_dir": str(consumer.paths.cache_dir),
+                "state_dir": str(consumer.paths.state_dir),
+                "log_dir": str(consumer.paths.log_dir),
+            },
+        }
+    )
     children = [
-        subprocess.Popen([sys.executable, "-c", CHILD, cfg], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, cfg],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(PROCESSES)
     ]
     time.sleep(0.5)

@@ -19,10 +19,10 @@ from secure_import.errors import (
     SecureImportError,
     TransportError,
 )
-from secure_import.fetch import AuthHeader, Fetcher, TransportOptions
-from secure_import.finder import get_finder
-from secure_import.serve import RepoServer, Response
+from secure_import.hook.finder import get_finder
+from secure_import.publish.serve import RepoServer, Response
 from secure_import.settings import AuthSettings, RepositorySettings, Settings, build_repository
+from secure_import.transport.https import AuthHeader, Fetcher, TransportOptions
 
 from .conftest import Consumer, Publisher
 
@@ -32,8 +32,11 @@ TOKEN = "s3cr3t-t0ken-value-4f9a"
 def _private_repo(consumer: Consumer, **kw: object) -> RepositorySettings:
     pub = consumer.publisher
     fields: dict[str, object] = {
-        "name": "private", "url": pub.url, "keys": (pub.pub_path,),
-        "modules": frozenset({"private_pkg"}), "ca_bundle": pub.rig.ca_pem_path,
+        "name": "private",
+        "url": pub.url,
+        "keys": (pub.pub_path,),
+        "modules": frozenset({"private_pkg"}),
+        "ca_bundle": pub.rig.ca_pem_path,
         "auth": AuthSettings(env="PRIVATE_REPO_TOKEN"),
     }
     fields.update(kw)
@@ -72,8 +75,7 @@ def test_auth_header_is_sent_to_the_configured_origin_and_never_logged(
     module = importlib.import_module("private_pkg")
     assert module.VALUE == "private"
     requests = private.server.requests
-    assert requests and all(r.headers.get("authorization") == f"Bearer {TOKEN}"
-                            for r in requests)
+    assert requests and all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in requests)
     log = consumer.paths.audit_log.read_text()
     assert '"event":"load"' in log
     assert TOKEN not in log
@@ -113,9 +115,14 @@ def test_redirect_to_another_origin_is_refused_and_the_other_origin_gets_nothing
 def test_the_credential_is_scrubbed_from_error_messages(private: Publisher) -> None:
     # A hostile server echoes the token into a redirect; the refusal quotes the URL.
     private.server._hook = lambda request: Response.redirect(
-        f"http://127.0.0.1:1/{TOKEN}/{MANIFEST_NAME}")
-    fetcher = Fetcher(private.url, limits=Limits(), ca_bundle=private.rig.ca_pem_path,
-                      transport=TransportOptions(auth=AuthHeader.from_env("PRIVATE_REPO_TOKEN")))
+        f"http://127.0.0.1:1/{TOKEN}/{MANIFEST_NAME}"
+    )
+    fetcher = Fetcher(
+        private.url,
+        limits=Limits(),
+        ca_bundle=private.rig.ca_pem_path,
+        transport=TransportOptions(auth=AuthHeader.from_env("PRIVATE_REPO_TOKEN")),
+    )
     with pytest.raises(RedirectRefusedError) as info:
         fetcher.get(private.url + MANIFEST_NAME, cap=1 << 20)
     assert TOKEN not in str(info.value)
@@ -128,8 +135,12 @@ def test_a_direct_request_off_the_origin_never_carries_the_credential(
     other = RepoServer(private.out, ssl_context=private.rig.server_context())
     other.start()
     try:
-        fetcher = Fetcher(private.url, limits=Limits(), ca_bundle=private.rig.ca_pem_path,
-                          transport=TransportOptions(auth=AuthHeader("X-Token", TOKEN)))
+        fetcher = Fetcher(
+            private.url,
+            limits=Limits(),
+            ca_bundle=private.rig.ca_pem_path,
+            transport=TransportOptions(auth=AuthHeader("X-Token", TOKEN)),
+        )
         with pytest.raises(RedirectRefusedError):
             fetcher.get(other.url + MANIFEST_NAME, cap=1 << 20)
         assert other.requests == []
@@ -137,16 +148,18 @@ def test_a_direct_request_off_the_origin_never_carries_the_credential(
         other.stop()
 
 
-def test_credential_from_a_file_with_a_custom_header(
-    publisher: Publisher, tmp_path: Path
-) -> None:
+def test_credential_from_a_file_with_a_custom_header(publisher: Publisher, tmp_path: Path) -> None:
     publisher.write("anything.py", "")
     publisher.publish()
     secret = tmp_path / "token"
     secret.write_text(TOKEN + "\n")
     auth = AuthHeader.from_file(secret, header="PRIVATE-TOKEN", scheme=None)
-    fetcher = Fetcher(publisher.url, limits=Limits(), ca_bundle=publisher.rig.ca_pem_path,
-                      transport=TransportOptions(auth=auth))
+    fetcher = Fetcher(
+        publisher.url,
+        limits=Limits(),
+        ca_bundle=publisher.rig.ca_pem_path,
+        transport=TransportOptions(auth=auth),
+    )
     fetcher.get(publisher.url + MANIFEST_NAME, cap=1 << 20)
     assert publisher.server.requests[-1].headers["private-token"] == TOKEN
     assert TOKEN not in repr(auth) and TOKEN not in str(auth)
@@ -199,8 +212,13 @@ def test_mtls_import_with_a_client_certificate(
 ) -> None:
     server, combined = mtls
     repo = build_repository(
-        _private_repo(consumer, url=server.url, auth=None, client_cert=combined,
-                      modules=frozenset({"mtls_pkg"})),
+        _private_repo(
+            consumer,
+            url=server.url,
+            auth=None,
+            client_cert=combined,
+            modules=frozenset({"mtls_pkg"}),
+        ),
         _settings(consumer),
     )
     get_finder().add(repo)
@@ -210,8 +228,11 @@ def test_mtls_import_with_a_client_certificate(
 
 def test_unreadable_client_certificate_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="client certificate"):
-        Fetcher("https://example.org/", limits=Limits(),
-                transport=TransportOptions(client_cert=tmp_path / "missing.pem"))
+        Fetcher(
+            "https://example.org/",
+            limits=Limits(),
+            transport=TransportOptions(client_cert=tmp_path / "missing.pem"),
+        )
 
 
 # --- the system trust store ---------------------------------------------------------------
@@ -233,5 +254,9 @@ def test_truststore_option(publisher: Publisher) -> None:
 
 def test_truststore_and_ca_bundle_together_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not both"):
-        Fetcher("https://example.org/", limits=Limits(), ca_bundle=tmp_path / "ca.pem",
-                transport=TransportOptions(use_truststore=True))
+        Fetcher(
+            "https://example.org/",
+            limits=Limits(),
+            ca_bundle=tmp_path / "ca.pem",
+            transport=TransportOptions(use_truststore=True),
+        )

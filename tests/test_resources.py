@@ -11,7 +11,7 @@ import pytest
 
 import secure_import
 from secure_import.errors import HashMismatchError
-from secure_import.resources import RemoteTraversable
+from secure_import.hook.resources import RemoteTraversable
 
 from .conftest import Consumer, Publisher
 
@@ -142,8 +142,14 @@ def test_data_only_directory_imports_as_an_empty_package_for_files(
     tables = importlib.import_module("datapkg.tables")
     assert tables.__spec__.origin is None and not hasattr(tables, "__file__")
     assert tables.__path__ == [data_repo.url + "datapkg/tables/"]
-    assert set(vars(tables)) == {"__name__", "__doc__", "__package__", "__loader__",
-                                 "__spec__", "__path__"}  # nothing ran
+    assert set(vars(tables)) == {
+        "__name__",
+        "__doc__",
+        "__package__",
+        "__loader__",
+        "__spec__",
+        "__path__",
+    }  # nothing ran
     assert resources.files("datapkg.tables.part1").joinpath("t150.txt").read_text() == (
         "table 150\n"
     )

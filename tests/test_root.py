@@ -1,4 +1,4 @@
-"""Unit tests for secure_import.root: trust root documents for key rotation."""
+"""Unit tests for secure_import.verify.root: trust root documents for key rotation."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secure_import import envelope, root
 from secure_import.errors import ConfigError, FormatError, SignatureError
-from secure_import.keys import PublicKey, public_key_of
-from secure_import.root import Root
+from secure_import.verify import envelope, root
+from secure_import.verify.keys import PublicKey, public_key_of
+from secure_import.verify.root import Root
 
 KEY_A = Ed25519PrivateKey.generate()
 KEY_B = Ed25519PrivateKey.generate()

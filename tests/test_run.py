@@ -22,22 +22,35 @@ sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 0)
 @pytest.fixture
 def tool(publisher: Publisher) -> Publisher:
     publisher.write("remote_tool/__init__.py", "")
-    publisher.write("remote_tool/helper.py", (
-        "import json\n"
-        "def describe(name, argv):\n"
-        "    return json.dumps({'name': name, 'argv': argv})\n"
-    ))
+    publisher.write(
+        "remote_tool/helper.py",
+        (
+            "import json\n"
+            "def describe(name, argv):\n"
+            "    return json.dumps({'name': name, 'argv': argv})\n"
+        ),
+    )
     publisher.write("remote_tool/__main__.py", TOOL_MAIN)
     publisher.write("remote_tool/cli.py", TOOL_MAIN)
-    publisher.write("remote_tool/boom.py", "def explode():\n    raise ValueError('boom')\n"
-                    "if __name__ == '__main__':\n    explode()\n")
+    publisher.write(
+        "remote_tool/boom.py",
+        "def explode():\n    raise ValueError('boom')\nif __name__ == '__main__':\n    explode()\n",
+    )
     publisher.publish()
     return publisher
 
 
 def _flags(pub: Publisher) -> list[str]:
-    return ["--repo", pub.url, "--key", str(pub.pub_path),
-            "--ca-bundle", str(pub.rig.ca_pem_path), "--module", "remote_tool"]
+    return [
+        "--repo",
+        pub.url,
+        "--key",
+        str(pub.pub_path),
+        "--ca-bundle",
+        str(pub.rig.ca_pem_path),
+        "--module",
+        "remote_tool",
+    ]
 
 
 def _script(tmp: Path, body: str) -> Path:
@@ -48,13 +61,16 @@ def _script(tmp: Path, body: str) -> Path:
 
 
 def test_script_runs_as_main_with_its_argv_and_exit_code(tool: Publisher, tmp_path: Path) -> None:
-    script = _script(tmp_path, (
-        "import sys, json\n"
-        "from remote_tool import helper\n"
-        "print(json.dumps({'name': __name__, 'argv': sys.argv, 'path0': sys.path[0],\n"
-        "                  'remote': helper.__file__}))\n"
-        "sys.exit(3)\n"
-    ))
+    script = _script(
+        tmp_path,
+        (
+            "import sys, json\n"
+            "from remote_tool import helper\n"
+            "print(json.dumps({'name': __name__, 'argv': sys.argv, 'path0': sys.path[0],\n"
+            "                  'remote': helper.__file__}))\n"
+            "sys.exit(3)\n"
+        ),
+    )
     result = run_cli(tmp_path, "run", *_flags(tool), script, "a", "-v", "--x")
     assert result.returncode == 3, result.stderr
     seen = json.loads(result.stdout)

@@ -18,10 +18,8 @@ from typing import Any
 import pytest
 
 import secure_import
-from secure_import.config import Paths
 from secure_import.errors import ConfigError
-from secure_import.finder import get_finder
-from secure_import.keys import generate_keypair
+from secure_import.hook.finder import get_finder
 from secure_import.settings import (
     Overrides,
     UnsafeConfigWarning,
@@ -29,6 +27,8 @@ from secure_import.settings import (
     find_project_file,
     load_settings,
 )
+from secure_import.store.keyfiles import generate_keypair
+from secure_import.store.paths import Paths
 
 from .conftest import Publisher
 
@@ -54,15 +54,31 @@ class World:
         path.write_text(text)
         return path
 
-    def load(self, path: Path | None = None, *, env: dict[str, str] | None = None,
-             overrides: Overrides | None = None, **kw: Any) -> secure_import.settings.Settings:
-        return load_settings(path, cwd=self.sub, env=env or {}, user_file=self.user,
-                             site_file=self.site, overrides=overrides, **kw)
+    def load(
+        self,
+        path: Path | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        overrides: Overrides | None = None,
+        **kw: Any,
+    ) -> secure_import.settings.Settings:
+        return load_settings(
+            path,
+            cwd=self.sub,
+            env=env or {},
+            user_file=self.user,
+            site_file=self.site,
+            overrides=overrides,
+            **kw,
+        )
 
-    def repo(self, name: str, url: str, key: Path, modules: str = '["acme"]',
-             extra: str = "") -> str:
-        return (f'[repositories.{name}]\nurl = "{url}"\nkeys = ["{key}"]\n'
-                f"modules = {modules}\n{extra}\n")
+    def repo(
+        self, name: str, url: str, key: Path, modules: str = '["acme"]', extra: str = ""
+    ) -> str:
+        return (
+            f'[repositories.{name}]\nurl = "{url}"\nkeys = ["{key}"]\n'
+            f"modules = {modules}\n{extra}\n"
+        )
 
 
 @pytest.fixture
@@ -74,8 +90,10 @@ def world(tmp_path: Path) -> World:
 
 
 def test_project_file_is_found_by_walking_up_from_the_working_directory(world: World) -> None:
-    world.write(world.project / "pyproject.toml",
-                '[project]\nname = "x"\n[tool.secure-import]\nclock_slack = 60\n')
+    world.write(
+        world.project / "pyproject.toml",
+        '[project]\nname = "x"\n[tool.secure-import]\nclock_slack = 60\n',
+    )
     assert find_project_file(world.sub) == world.project / "pyproject.toml"
     settings = world.load()
     assert settings.clock_slack == timedelta(seconds=60)
@@ -110,14 +128,21 @@ def test_precedence_command_line_env_explicit_project_user_site(world: World) ->
     s = world.load(explicit, env={"SECURE_IMPORT_CACHE_DIR": "/env/cache"})
     assert s.cache_dir == Path("/env/cache")
     assert s.origins["cache_dir"] == "$SECURE_IMPORT_CACHE_DIR"
-    s = world.load(explicit, env={"SECURE_IMPORT_CACHE_DIR": "/env/cache"},
-                   overrides=Overrides(cache_dir=Path("/cli/cache")))
+    s = world.load(
+        explicit,
+        env={"SECURE_IMPORT_CACHE_DIR": "/env/cache"},
+        overrides=Overrides(cache_dir=Path("/cli/cache")),
+    )
     assert s.cache_dir == Path("/cli/cache")
     assert s.origins["cache_dir"] == "command line"
     assert s.paths.cache_dir == Path("/cli/cache")
     # the files, lowest precedence first
-    assert s.files == (str(world.site), str(world.user),
-                       str(world.project / "secure-import.toml"), str(explicit))
+    assert s.files == (
+        str(world.site),
+        str(world.user),
+        str(world.project / "secure-import.toml"),
+        str(explicit),
+    )
 
 
 def test_explicit_file_from_the_environment(world: World) -> None:
@@ -136,9 +161,12 @@ def test_user_file_overrides_a_site_repository_field_by_name(world: World) -> No
 
 
 def test_paths_in_a_file_are_relative_to_that_file(world: World) -> None:
-    world.write(world.project / "secure-import.toml",
-                world.repo("acme", "https://acme.example/", Path("keys/a.pub"),
-                           extra='ca_bundle = "certs/ca.pem"'))
+    world.write(
+        world.project / "secure-import.toml",
+        world.repo(
+            "acme", "https://acme.example/", Path("keys/a.pub"), extra='ca_bundle = "certs/ca.pem"'
+        ),
+    )
     (repo,) = world.load().repositories
     assert repo.keys == (world.project / "keys" / "a.pub",)
     assert repo.ca_bundle == world.project / "certs" / "ca.pem"
@@ -156,21 +184,29 @@ def test_unknown_top_level_key_is_refused_naming_file_and_key(world: World) -> N
 
 
 def test_unknown_repository_key_is_refused(world: World) -> None:
-    path = world.write(world.tmp / "x.toml", world.repo(
-        "acme", "https://acme.example/", world.pub_a, extra="verify = false"))
+    path = world.write(
+        world.tmp / "x.toml",
+        world.repo("acme", "https://acme.example/", world.pub_a, extra="verify = false"),
+    )
     with pytest.raises(ConfigError, match=r"repositories\.acme\.verify: unknown key"):
         world.load(path)
 
 
-@pytest.mark.parametrize("text,key", [
-    ("clock_slack = 'soon'", "clock_slack"),
-    ("frozen = 1", "frozen"),
-    ("clock_slack = 7200", "clock_slack"),
-    ("[repositories.a]\nurl = 'https://a.example/'\nkeys = []\nmodules=['a']", "keys"),
-    ("[repositories.a]\nurl = 'https://a.example/'\nkeys = ['k']\nthreshold = 0", "threshold"),
-    ("[repositories.a]\nurl = 'https://a.example/'\nkeys = ['k']\nmodules = ['os']", "modules"),
-    ("[repositories.a]\nurl = 'https://a.example/'\nkeys = ['k']\nrefresh = 'never'", "refresh"),
-])
+@pytest.mark.parametrize(
+    "text,key",
+    [
+        ("clock_slack = 'soon'", "clock_slack"),
+        ("frozen = 1", "frozen"),
+        ("clock_slack = 7200", "clock_slack"),
+        ("[repositories.a]\nurl = 'https://a.example/'\nkeys = []\nmodules=['a']", "keys"),
+        ("[repositories.a]\nurl = 'https://a.example/'\nkeys = ['k']\nthreshold = 0", "threshold"),
+        ("[repositories.a]\nurl = 'https://a.example/'\nkeys = ['k']\nmodules = ['os']", "modules"),
+        (
+            "[repositories.a]\nurl = 'https://a.example/'\nkeys = ['k']\nrefresh = 'never'",
+            "refresh",
+        ),
+    ],
+)
 def test_wrong_types_and_values_are_refused(world: World, text: str, key: str) -> None:
     path = world.write(world.tmp / "x.toml", text + "\n")
     with pytest.raises(ConfigError, match=key):
@@ -191,15 +227,17 @@ def test_http_repository_is_refused_in_any_file(world: World) -> None:
 
 
 def test_modules_are_required_unless_unsafe_all_modules(world: World) -> None:
-    world.write(world.user, '[repositories.a]\nurl = "https://a.example/"\n'
-                f'keys = ["{world.pub_a}"]\n')
+    world.write(
+        world.user, f'[repositories.a]\nurl = "https://a.example/"\nkeys = ["{world.pub_a}"]\n'
+    )
     with pytest.raises(ConfigError, match="unsafe_all_modules"):
         world.load()
 
 
 def test_threshold_above_the_number_of_keys_is_refused(world: World) -> None:
-    world.write(world.user, world.repo("a", "https://a.example/", world.pub_a,
-                                       extra="threshold = 2"))
+    world.write(
+        world.user, world.repo("a", "https://a.example/", world.pub_a, extra="threshold = 2")
+    )
     with pytest.raises(ConfigError, match="threshold"):
         world.load()
 
@@ -217,8 +255,11 @@ def test_bad_boolean_in_the_environment_is_refused(world: World) -> None:
 
 
 def test_same_url_twice_is_refused(world: World) -> None:
-    world.write(world.user, world.repo("a", "https://a.example/", world.pub_a)
-                + world.repo("b", "https://a.example", world.pub_a, modules='["b"]'))
+    world.write(
+        world.user,
+        world.repo("a", "https://a.example/", world.pub_a)
+        + world.repo("b", "https://a.example", world.pub_a, modules='["b"]'),
+    )
     with pytest.raises(ConfigError, match="configured twice"):
         world.load()
 
@@ -237,35 +278,53 @@ def test_project_may_add_a_repository_with_pins(world: World) -> None:
 
 
 def test_project_may_narrow_modules_raise_threshold_and_go_offline(world: World) -> None:
-    world.write(world.user, world.repo("corp", "https://corp.example/", world.pub_a,
-                                       modules='["acme", "tools"]'))
-    _project(world, '[repositories.corp]\nmodules = ["acme"]\nrefresh = "offline"\n'
-             'keys = ["keys/a.pub"]\n')
+    world.write(
+        world.user,
+        world.repo("corp", "https://corp.example/", world.pub_a, modules='["acme", "tools"]'),
+    )
+    _project(
+        world,
+        '[repositories.corp]\nmodules = ["acme"]\nrefresh = "offline"\nkeys = ["keys/a.pub"]\n',
+    )
     (repo,) = world.load().repositories
     assert repo.modules == {"acme"} and repo.offline
 
 
-@pytest.mark.parametrize("text,needle", [
-    ('[repositories.corp]\nmodules = ["acme", "evil"]\n', "may not allow more modules"),
-    ('[repositories.corp]\nthreshold = 1\n', None),  # equal: fine
-    ('[repositories.corp]\nurl = "https://evil.example/"\n', "may not change"),
-    ('[repositories.corp]\nca_bundle = "evil-ca.pem"\n', "may not change"),
-    ('[repositories.corp]\nauth = { env = "HOME" }\n', "credentials"),
-    ('[repositories.corp]\nunsafe_all_modules = true\n', "unsafe_"),
-    ('unsafe_clock_slack = 86400\n', "unsafe_"),
-    ('state_dir = "fresh-state"\n', "trust state"),
-    ('log_dir = "elsewhere"\n', "audit log"),
-    ('clock_slack = 1800\n', "only lower the clock slack"),
-    ('[repositories.evil]\nurl = "https://evil.example/"\nkeys = ["keys/a.pub"]\n'
-     'modules = ["acme"]\n', "already served by repositories.corp"),
-    ('[repositories.other]\nurl = "https://corp.example/"\nkeys = ["keys/a.pub"]\n'
-     'modules = ["zzz"]\n', "already configured as repositories.corp"),
-    ('[repositories.evil]\nurl = "https://evil.example/"\nkeys = ["keys/a.pub"]\n'
-     'unsafe_all_modules = true\n', "unsafe_"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ('[repositories.corp]\nmodules = ["acme", "evil"]\n', "may not allow more modules"),
+        ("[repositories.corp]\nthreshold = 1\n", None),  # equal: fine
+        ('[repositories.corp]\nurl = "https://evil.example/"\n', "may not change"),
+        ('[repositories.corp]\nca_bundle = "evil-ca.pem"\n', "may not change"),
+        ('[repositories.corp]\nauth = { env = "HOME" }\n', "credentials"),
+        ("[repositories.corp]\nunsafe_all_modules = true\n", "unsafe_"),
+        ("unsafe_clock_slack = 86400\n", "unsafe_"),
+        ('state_dir = "fresh-state"\n', "trust state"),
+        ('log_dir = "elsewhere"\n', "audit log"),
+        ("clock_slack = 1800\n", "only lower the clock slack"),
+        (
+            '[repositories.evil]\nurl = "https://evil.example/"\nkeys = ["keys/a.pub"]\n'
+            'modules = ["acme"]\n',
+            "already served by repositories.corp",
+        ),
+        (
+            '[repositories.other]\nurl = "https://corp.example/"\nkeys = ["keys/a.pub"]\n'
+            'modules = ["zzz"]\n',
+            "already configured as repositories.corp",
+        ),
+        (
+            '[repositories.evil]\nurl = "https://evil.example/"\nkeys = ["keys/a.pub"]\n'
+            "unsafe_all_modules = true\n",
+            "unsafe_",
+        ),
+    ],
+)
 def test_project_may_not_widen_trust(world: World, text: str, needle: str | None) -> None:
-    world.write(world.user, world.repo("corp", "https://corp.example/", world.pub_a,
-                                       modules='["acme", "tools"]'))
+    world.write(
+        world.user,
+        world.repo("corp", "https://corp.example/", world.pub_a, modules='["acme", "tools"]'),
+    )
     _project(world, text)
     if needle is None:
         world.load()
@@ -276,8 +335,11 @@ def test_project_may_not_widen_trust(world: World, text: str, needle: str | None
 
 
 def test_project_may_not_lower_a_threshold(world: World) -> None:
-    world.write(world.user, f'[repositories.corp]\nurl = "https://corp.example/"\n'
-                f'keys = ["{world.pub_a}", "{world.pub_b}"]\nthreshold = 2\nmodules = ["acme"]\n')
+    world.write(
+        world.user,
+        f'[repositories.corp]\nurl = "https://corp.example/"\n'
+        f'keys = ["{world.pub_a}", "{world.pub_b}"]\nthreshold = 2\nmodules = ["acme"]\n',
+    )
     _project(world, "[repositories.corp]\nthreshold = 1\n")
     with pytest.raises(ConfigError, match="may not lower the threshold"):
         world.load()
@@ -299,8 +361,9 @@ def test_project_may_not_leave_frozen_mode(world: World) -> None:
 
 def test_the_same_widening_is_allowed_in_an_explicit_file(world: World) -> None:
     world.write(world.user, world.repo("corp", "https://corp.example/", world.pub_a))
-    explicit = world.write(world.tmp / "ops.toml",
-                           '[repositories.corp]\nmodules = ["acme", "tools"]\n')
+    explicit = world.write(
+        world.tmp / "ops.toml", '[repositories.corp]\nmodules = ["acme", "tools"]\n'
+    )
     (repo,) = world.load(explicit).repositories
     assert repo.modules == {"acme", "tools"}
 
@@ -321,8 +384,12 @@ def test_unsafe_setting_warns_every_time_it_is_loaded(world: World) -> None:
 
 
 def test_unsafe_setting_is_refused_in_frozen_mode(world: World) -> None:
-    world.write(world.user, world.repo("a", "https://a.example/", world.pub_a, modules="[]")
-                .replace("modules = []", "unsafe_all_modules = true"))
+    world.write(
+        world.user,
+        world.repo("a", "https://a.example/", world.pub_a, modules="[]").replace(
+            "modules = []", "unsafe_all_modules = true"
+        ),
+    )
     with pytest.raises(ConfigError, match="frozen mode refuses unsafe settings"):
         world.load(env={"SECURE_IMPORT_FROZEN": "1", "SECURE_IMPORT_LOCK_FILE": "x.lock"})
 
@@ -363,8 +430,8 @@ def test_site_mode_uses_platformdirs_site_directories(monkeypatch: pytest.Monkey
 
 
 def test_site_directories_get_the_same_permission_checks(tmp_path: Path) -> None:
-    from secure_import.cache import Cache
     from secure_import.errors import UnsafePermissionsError
+    from secure_import.store.cache import Cache
 
     shared = tmp_path / "var-cache"
     shared.mkdir(mode=0o777)

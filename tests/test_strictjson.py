@@ -1,4 +1,4 @@
-"""Unit tests for secure_import.strictjson: the parser attacks P1-P4."""
+"""Unit tests for secure_import.verify.strictjson: the parser attacks P1-P4."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secure_import import strictjson
 from secure_import.errors import FormatError
+from secure_import.verify import strictjson
 
 
 def refused(data: bytes, **kwargs: object) -> FormatError:

@@ -85,7 +85,5 @@ def import_victim() -> object:
 
 
 @pytest.fixture
-def scenario(
-    publisher: Publisher, consumer: Consumer, canary: Path, tmp_path: Path
-) -> Scenario:
+def scenario(publisher: Publisher, consumer: Consumer, canary: Path, tmp_path: Path) -> Scenario:
     return Scenario(publisher, consumer, canary, tmp_path)

@@ -8,8 +8,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from secure_import import envelope
-from secure_import.strictjson import dumps_canonical
+from secure_import.verify import envelope
+from secure_import.verify.strictjson import dumps_canonical
 
 from ..conftest import Publisher
 

@@ -16,7 +16,7 @@ from secure_import.errors import (
     NotListedError,
     UnsafePathError,
 )
-from secure_import.finder import get_finder
+from secure_import.hook.finder import get_finder
 
 from .conftest import Scenario, import_victim
 from .crafting import payload_of, resign
@@ -154,8 +154,9 @@ def test_n3_failure_for_an_owned_name_never_falls_through(
 ) -> None:
     scenario.publish_baseline()
     original = (scenario.publisher.out / "victim/__init__.py").read_bytes()
-    scenario.publisher.tamper("victim/__init__.py", scenario.evil()[: len(original)].ljust(
-        len(original)))
+    scenario.publisher.tamper(
+        "victim/__init__.py", scenario.evil()[: len(original)].ljust(len(original))
+    )
     scenario.warm()  # the (valid) manifest is accepted before the attack
     # A second, healthy source of `victim` further down: it must not be consulted.
     fallback = tmp_path / "fallback"

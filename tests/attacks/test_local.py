@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from secure_import.audit import AuditLog, verify_chain
-from secure_import.cache import Cache
 from secure_import.config import MANIFEST_NAME
 from secure_import.errors import AuditWriteError, RollbackError, UnsafePermissionsError
+from secure_import.publish.serve import Response
 from secure_import.repository import Repository
-from secure_import.serve import Response
+from secure_import.store.audit import AuditLog, verify_chain
+from secure_import.store.cache import Cache
 
 from .conftest import Scenario, import_victim
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from secure_import.cache import Cache
 from secure_import.errors import ConfigError, FormatError, HashMismatchError, LockMismatchError
-from secure_import.lock import read_lock, write_lock
+from secure_import.store.cache import Cache
+from secure_import.store.lock import read_lock, write_lock
 
 from .conftest import Scenario, import_victim
 
@@ -91,7 +91,8 @@ def test_repository_missing_from_the_lock_is_a_configuration_error(
         '{"lock_version":2,"repositories":{}}',
         '{"lock_version":1,"repositories":{},"extra":1}',
         '{"lock_version":1,"repositories":{"u":{"manifest_sha256":"xyz","manifest_version":1}}}',
-        '{"lock_version":1,"repositories":{"u":{"manifest_sha256":"' + "a" * 64
+        '{"lock_version":1,"repositories":{"u":{"manifest_sha256":"'
+        + "a" * 64
         + '","manifest_version":true}}}',
     ],
 )

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from secure_import import envelope
 from secure_import.errors import (
     EquivocationError,
     ExpiredError,
@@ -21,8 +20,9 @@ from secure_import.errors import (
     SignatureError,
     ThresholdError,
 )
-from secure_import.keys import generate_keypair, load_private_key_file
-from secure_import.strictjson import dumps_canonical
+from secure_import.store.keyfiles import generate_keypair, load_private_key_file
+from secure_import.verify import envelope
+from secure_import.verify.strictjson import dumps_canonical
 
 from .conftest import Scenario, import_victim
 from .crafting import payload_of, resign, serve_manifest, sign_raw
@@ -48,8 +48,7 @@ def test_m1_one_byte_of_the_manifest_changed_is_a_signature_error(scenario: Scen
 def test_m2_unpinned_key_claiming_a_pinned_key_id_is_refused(scenario: Scenario) -> None:
     scenario.publish_baseline()
     attacker, _ = second_key(scenario.tmp, "attacker")
-    forged = json.loads(sign_raw(json.dumps(payload_of(scenario.publisher)).encode(),
-                                 [attacker]))  # type: ignore[list-item]
+    forged = json.loads(sign_raw(json.dumps(payload_of(scenario.publisher)).encode(), [attacker]))  # type: ignore[list-item]
     pinned = json.loads(scenario.publisher.manifest_bytes())["signatures"][0]["keyid"]
     forged["signatures"][0]["keyid"] = pinned
     serve_manifest(scenario.publisher, json.dumps(forged).encode())
@@ -98,8 +97,9 @@ def test_m7_signature_for_another_payload_type_is_refused(scenario: Scenario) ->
     scenario.publish_baseline()
     payload = base64.b64decode(json.loads(scenario.publisher.manifest_bytes())["payload"])
     # The same key signs the same bytes, but as a root document...
-    other = json.loads(sign_raw(payload, [scenario.publisher.private_key],
-                                payload_type=envelope.ROOT_PAYLOAD_TYPE))
+    other = json.loads(
+        sign_raw(payload, [scenario.publisher.private_key], payload_type=envelope.ROOT_PAYLOAD_TYPE)
+    )
     # ...and the attacker relabels the envelope as a manifest.
     other["payloadType"] = envelope.MANIFEST_PAYLOAD_TYPE
     serve_manifest(scenario.publisher, json.dumps(other).encode())
@@ -110,8 +110,12 @@ def test_m7_signature_for_another_payload_type_is_refused(scenario: Scenario) ->
 def test_m7_envelope_of_another_payload_type_is_refused(scenario: Scenario) -> None:
     scenario.publish_baseline()
     payload = base64.b64decode(json.loads(scenario.publisher.manifest_bytes())["payload"])
-    serve_manifest(scenario.publisher, sign_raw(payload, [scenario.publisher.private_key],
-                                                payload_type=envelope.ROOT_PAYLOAD_TYPE))
+    serve_manifest(
+        scenario.publisher,
+        sign_raw(
+            payload, [scenario.publisher.private_key], payload_type=envelope.ROOT_PAYLOAD_TYPE
+        ),
+    )
     scenario.consumer.add()
     scenario.refused(import_victim, SignatureError, "bad-signature")
 
@@ -173,8 +177,9 @@ def test_m12_version_2_to_the_62_is_refused_by_the_parser(scenario: Scenario) ->
     scenario.publish_baseline()
     payload = payload_of(scenario.publisher)
     payload["version"] = 2**62
-    serve_manifest(scenario.publisher, sign_raw(dumps_canonical(payload),
-                                                [scenario.publisher.private_key]))
+    serve_manifest(
+        scenario.publisher, sign_raw(dumps_canonical(payload), [scenario.publisher.private_key])
+    )
     scenario.consumer.add()
     scenario.refused(import_victim, FormatError, "format-error")
 

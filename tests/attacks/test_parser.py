@@ -34,8 +34,9 @@ SIGNED_PAYLOADS = {
     "p3-nan": lambda good: good.replace(b'"version": 1', b'"version": NaN'),
     "p3-infinity": lambda good: good.replace(b'"version": 1', b'"version": Infinity'),
     "p3-1e999": lambda good: good.replace(b'"version": 1', b'"version": 1e999'),
-    "p4-deep-nesting": lambda good: good.replace(b'"version": 1', b'"version": ' + b"[" * 100_000
-                                                 + b"]" * 100_000),
+    "p4-deep-nesting": lambda good: good.replace(
+        b'"version": 1', b'"version": ' + b"[" * 100_000 + b"]" * 100_000
+    ),
     "p5-string-version": lambda good: good.replace(b'"version": 1', b'"version": "42"'),
     "p5-bool-version": lambda good: good.replace(b'"version": 1', b'"version": true'),
     "p7-unknown-field": lambda good: good.replace(b'"version": 1', b'"version": 1, "extra": 0'),
@@ -67,22 +68,25 @@ def _mutate_sig(scenario: Scenario, new_sig: str) -> bytes:
 
 
 ENVELOPES = {
-    "p6-urlsafe-base64-payload": lambda s: json.dumps({
-        **_envelope(s),
-        "payload": base64.urlsafe_b64encode(
-            base64.b64decode(str(_envelope(s)["payload"])) + b"\xfb\xff"
-        ).decode(),
-    }).encode(),
-    "p6-unpadded-base64-payload": lambda s: json.dumps({
-        **_envelope(s), "payload": str(_envelope(s)["payload"]).rstrip("=") + "A"
-    }).encode(),
+    "p6-urlsafe-base64-payload": lambda s: json.dumps(
+        {
+            **_envelope(s),
+            "payload": base64.urlsafe_b64encode(
+                base64.b64decode(str(_envelope(s)["payload"])) + b"\xfb\xff"
+            ).decode(),
+        }
+    ).encode(),
+    "p6-unpadded-base64-payload": lambda s: json.dumps(
+        {**_envelope(s), "payload": str(_envelope(s)["payload"]).rstrip("=") + "A"}
+    ).encode(),
     "p6-signature-too-short": lambda s: _mutate_sig(s, base64.b64encode(b"\0" * 63).decode()),
     "p6-signature-too-long": lambda s: _mutate_sig(s, base64.b64encode(b"\0" * 65).decode()),
     "p6-signature-not-base64": lambda s: _mutate_sig(s, "!!!!"),
     "p1-envelope-not-json": lambda s: s.publisher.manifest_bytes()[:-1],
     "p7-envelope-unknown-field": lambda s: json.dumps({**_envelope(s), "x": 1}).encode(),
     "p2-envelope-duplicate-key": lambda s: s.publisher.manifest_bytes().replace(
-        b'{"payload"', b'{"payload":"","payload"', 1),
+        b'{"payload"', b'{"payload":"","payload"', 1
+    ),
 }
 
 

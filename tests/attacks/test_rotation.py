@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from secure_import import envelope
-from secure_import import root as rootmod
 from secure_import.errors import RootRotationError, ThresholdError
-from secure_import.keys import generate_keypair, load_private_key_file, public_key_of
-from secure_import.publish import rotate_root
-from secure_import.state import StateStore
+from secure_import.publish.sign import rotate_root
+from secure_import.store.keyfiles import generate_keypair, load_private_key_file
+from secure_import.store.state import StateStore
+from secure_import.verify import envelope
+from secure_import.verify import root as rootmod
+from secure_import.verify.keys import public_key_of
 
 from .conftest import Scenario, import_victim
 
@@ -25,10 +26,12 @@ def publish_v2_with(scenario: Scenario, key: object) -> None:
 
 
 def forge_root(scenario: Scenario, version: int, keys: list[object], signers: list[object]) -> None:
-    new = rootmod.Root.from_keys([public_key_of(k) for k in keys], 1,  # type: ignore[arg-type]
-                                 version=version)
-    data = envelope.sign(rootmod.build_payload(new), envelope.ROOT_PAYLOAD_TYPE,
-                         signers)  # type: ignore[arg-type]
+    new = rootmod.Root.from_keys(
+        [public_key_of(k) for k in keys],
+        1,  # type: ignore[arg-type]
+        version=version,
+    )
+    data = envelope.sign(rootmod.build_payload(new), envelope.ROOT_PAYLOAD_TYPE, signers)  # type: ignore[arg-type]
     directory = scenario.publisher.out / rootmod.ROOTS_DIR
     directory.mkdir(exist_ok=True)
     (directory / f"{version}.json").write_bytes(data)
@@ -42,8 +45,7 @@ def test_rotation_signed_by_old_and_new_keys_is_followed_and_audited(scenario: S
     scenario.publish_baseline()
     repo = scenario.warm()
     k2 = new_key(scenario.tmp, "k2")
-    rotate_root(scenario.publisher.out, old_keys=[scenario.publisher.private_key],
-                new_keys=[k2])  # type: ignore[list-item]
+    rotate_root(scenario.publisher.out, old_keys=[scenario.publisher.private_key], new_keys=[k2])  # type: ignore[list-item]
     publish_v2_with(scenario, k2)  # signed by the new key only, root_version 2
     scenario.consumer.new_process()
     assert import_victim().part.X == 2  # type: ignore[attr-defined]
@@ -97,11 +99,9 @@ def test_m14_rotation_skipping_a_version_is_refused(scenario: Scenario) -> None:
 def test_m15_revoked_key_cannot_sign_a_new_manifest(scenario: Scenario) -> None:
     k2 = new_key(scenario.tmp, "k2")
     scenario.publish_baseline()
-    scenario.warm(keys=[scenario.publisher.pub_path,
-                        *_pub_files(scenario, k2)])
+    scenario.warm(keys=[scenario.publisher.pub_path, *_pub_files(scenario, k2)])
     # The publisher revokes its first key: root 2 keeps only k2.
-    rotate_root(scenario.publisher.out, old_keys=[scenario.publisher.private_key],
-                new_keys=[k2])  # type: ignore[list-item]
+    rotate_root(scenario.publisher.out, old_keys=[scenario.publisher.private_key], new_keys=[k2])  # type: ignore[list-item]
     publish_v2_with(scenario, k2)
     scenario.consumer.new_process(keys=[scenario.publisher.pub_path, *_pub_files(scenario, k2)])
     assert import_victim().part.X == 2  # type: ignore[attr-defined]

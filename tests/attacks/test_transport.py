@@ -22,7 +22,7 @@ from secure_import.errors import (
     TLSError,
     TooLargeError,
 )
-from secure_import.serve import RepoServer, Response
+from secure_import.publish.serve import RepoServer, Response
 
 from ..httpsrig import expired_context, self_signed_context, wrong_host_context
 from .conftest import Scenario, import_victim
@@ -53,9 +53,7 @@ def test_t2_redirect_to_http_is_refused_and_not_followed(scenario: Scenario) -> 
 @pytest.mark.parametrize("where", ["other-port", "other-host-name"])
 def test_t3_redirect_to_another_origin_is_refused(scenario: Scenario, where: str) -> None:
     scenario.publish_baseline()
-    other = RepoServer(
-        scenario.publisher.out, ssl_context=scenario.publisher.rig.server_context()
-    )
+    other = RepoServer(scenario.publisher.out, ssl_context=scenario.publisher.rig.server_context())
     with other:
         if where == "other-port":
             target = other.url + MANIFEST_NAME

@@ -1,0 +1,2 @@
+"""Import-system glue: the meta-path finder, loaders, resources, metadata and
+``extend_package``."""

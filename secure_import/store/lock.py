@@ -1,0 +1,112 @@
+"""Lock files: production mode pins the exact signed manifest of each repository.
+
+A lock file records, per repository URL, the sha256 of the manifest envelope
+the team reviewed (and so, through the signed hashes, every file).  In frozen
+mode the finder accepts exactly that envelope: a new version, even one validly
+signed by a stolen key, is refused (``lock-mismatch``) until the lock is
+updated on purpose.
+
+Format (JSON, written canonically so diffs are reviewable)::
+
+    {"lock_version": 1,
+     "repositories": {"https://host/repo/": {"manifest_sha256": "...",
+                                             "manifest_version": 3}}}
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from secure_import.errors import ConfigError, FormatError
+from secure_import.verify import strictjson
+
+if TYPE_CHECKING:
+    from secure_import.repository import Repository
+
+__all__ = ["LockEntry", "read_lock", "write_lock"]
+
+_LOCK_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LockEntry:
+    url: str
+    manifest_sha256: str
+    manifest_version: int
+
+
+def read_lock(path: str | os.PathLike[str]) -> dict[str, LockEntry]:
+    """Parse a lock file strictly.
+
+    Raises:
+        ConfigError: missing or unreadable.
+        FormatError: malformed (unknown fields, wrong types, bad digests).
+    """
+    lock_path = Path(path)
+    try:
+        data = lock_path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the lock file: {exc}", check="lock-file", got=str(lock_path)
+        ) from exc
+    doc = strictjson.loads(data, what="lock file", url=str(lock_path))
+    if not isinstance(doc, dict) or set(doc) != {"lock_version", "repositories"}:
+        raise FormatError(
+            "a lock file has exactly lock_version and repositories",
+            check="lock-schema",
+            url=str(lock_path),
+        )
+    if doc["lock_version"] != _LOCK_VERSION or not isinstance(doc["repositories"], dict):
+        raise FormatError(
+            "unsupported lock file",
+            check="lock-schema",
+            url=str(lock_path),
+            expected=_LOCK_VERSION,
+            got=doc["lock_version"],
+        )
+    entries: dict[str, LockEntry] = {}
+    for url, entry in doc["repositories"].items():
+        if (
+            not isinstance(entry, dict)
+            or set(entry) != {"manifest_sha256", "manifest_version"}
+            or not isinstance(entry["manifest_sha256"], str)
+            or len(entry["manifest_sha256"]) != 64
+            or any(c not in "0123456789abcdef" for c in entry["manifest_sha256"])
+            or type(entry["manifest_version"]) is not int
+        ):
+            raise FormatError(
+                "malformed lock entry", check="lock-schema", url=str(lock_path), got=url
+            )
+        entries[url] = LockEntry(url, entry["manifest_sha256"], entry["manifest_version"])
+    return entries
+
+
+def write_lock(
+    path: str | os.PathLike[str], repositories: Iterable[Repository]
+) -> dict[str, LockEntry]:
+    """Fetch and verify each repository's manifest now and pin it in ``path``.
+
+    Raises:
+        SecureImportError: a repository does not verify (nothing is written).
+    """
+    from secure_import.store.fsutil import atomic_write
+
+    entries: dict[str, LockEntry] = {}
+    for repo in repositories:
+        trusted = repo.trusted_manifest()
+        entries[repo.url] = LockEntry(repo.url, trusted.envelope_digest, trusted.manifest.version)
+    doc = {
+        "lock_version": _LOCK_VERSION,
+        "repositories": {
+            url: {"manifest_sha256": e.manifest_sha256, "manifest_version": e.manifest_version}
+            for url, e in sorted(entries.items())
+        },
+    }
+    lock_path = Path(path)
+    atomic_write(lock_path, strictjson.dumps_canonical(doc) + b"\n")
+    os.chmod(lock_path, 0o644)
+    return entries

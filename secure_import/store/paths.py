@@ -1,0 +1,115 @@
+"""Where secure_import keeps its files: platformdirs directories, site mode and
+systemd-style overrides.  The only module that asks platformdirs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from secure_import.config import APP_NAME
+
+#: systemd's per-unit directory variables, per kind of directory.
+SYSTEMD_DIR_VARIABLES = {
+    "cache": "CACHE_DIRECTORY",
+    "state": "STATE_DIRECTORY",
+    "log": "LOGS_DIRECTORY",
+}
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+def _env_dir(variable: str) -> Path | None:
+    value = os.environ.get(variable)
+    return Path(value) if value else None
+
+
+def _systemd_dir(kind: str) -> Path | None:
+    """``$CACHE_DIRECTORY`` etc.: the first of its colon-separated absolute paths."""
+    value = os.environ.get(SYSTEMD_DIR_VARIABLES[kind], "")
+    first = value.split(":", 1)[0]
+    if not first or not os.path.isabs(first):
+        return None
+    return Path(first) / APP_NAME
+
+
+def site_mode_from_env() -> bool:
+    """Whether ``SECURE_IMPORT_SITE`` asks for the site-wide directories."""
+    return os.environ.get("SECURE_IMPORT_SITE", "").strip().lower() in _TRUE
+
+
+_SITE_DIRS: dict[str, Callable[..., str]] = {
+    "cache": platformdirs.site_cache_dir,
+    "state": platformdirs.site_state_dir,
+    "log": platformdirs.site_log_dir,
+}
+
+
+_USER_DIRS: dict[str, Callable[..., str]] = {
+    "cache": platformdirs.user_cache_dir,
+    "state": platformdirs.user_state_dir,
+    "log": platformdirs.user_log_dir,
+}
+
+
+def _platform_dir(kind: str, site: bool) -> Path:
+    getter = (_SITE_DIRS if site else _USER_DIRS)[kind]
+    return Path(getter(APP_NAME, appauthor=False))
+
+
+def _default_dir(kind: str, explicit: str | os.PathLike[str] | None, site: bool | None) -> Path:
+    if explicit is not None:
+        return Path(explicit)
+    chosen = _env_dir(f"SECURE_IMPORT_{kind.upper()}_DIR") or _systemd_dir(kind)
+    if chosen is not None:
+        return chosen
+    return _platform_dir(kind, site_mode_from_env() if site is None else site)
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where verified bytes, trust state and the audit log are kept."""
+
+    cache_dir: Path
+    state_dir: Path
+    log_dir: Path
+
+    @property
+    def audit_log(self) -> Path:
+        return self.log_dir / "audit.jsonl"
+
+    @classmethod
+    def default(
+        cls,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
+        site: bool | None = None,
+    ) -> Paths:
+        """Explicit arguments, then ``SECURE_IMPORT_*_DIR``, then systemd's
+        ``$CACHE_DIRECTORY``/``$STATE_DIRECTORY``/``$LOGS_DIRECTORY``, then
+        platformdirs' site directories (``site=True``, or ``None`` and
+        ``SECURE_IMPORT_SITE=1``) or user directories.
+
+        Nothing is created or checked here; the stores check each directory
+        (owner, mode, not a symlink) when they first use it.
+        """
+        return cls(
+            cache_dir=_default_dir("cache", cache_dir, site),
+            state_dir=_default_dir("state", state_dir, site),
+            log_dir=_default_dir("log", log_dir, site),
+        )
+
+    @classmethod
+    def site(cls) -> Paths:
+        """platformdirs' site-wide directories, ignoring the environment."""
+        return cls(
+            cache_dir=_platform_dir("cache", True),
+            state_dir=_platform_dir("state", True),
+            log_dir=_platform_dir("log", True),
+        )

@@ -1,0 +1,1 @@
+"""The network: how untrusted bytes are fetched (HTTPS today)."""

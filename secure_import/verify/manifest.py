@@ -1,0 +1,637 @@
+"""The signed manifest: model, strict parser and builder (pure: bytes in, objects out).
+
+The manifest is the payload of a DSSE envelope (see :mod:`secure_import.verify.envelope`)
+and is parsed only after its signature verified.  It lists every file a
+repository serves with its SHA-256 and length, and the top-level names it
+provides.  Schema v1 (canonical JSON, sorted keys)::
+
+    {"_type": "secure-import/manifest", "spec_version": 1, "version": 3,
+     "root_version": 1, "issued": "2026-11-20T23:00:00Z",
+     "expires": "2027-02-18T23:00:00Z", "provides": ["mod", "pkg"],
+     "files": {"pkg/__init__.py": {"sha256": "<64 lowercase hex>", "length": 123}}}
+
+Invariants of :func:`parse` (and therefore of what :func:`build_payload` can
+produce, since it re-parses its own output):
+
+- strict JSON only (:mod:`secure_import.verify.strictjson`): no duplicate keys, no
+  floats, no huge integers, bounded depth (P1-P4);
+- exactly the schema's fields, at the top level and in every file entry;
+  unknown or missing fields are refused (P7);
+- ``_type`` and ``spec_version`` are exact; ``version`` and ``root_version``
+  are ints (never bools or strings) in 1..2**53 (P5);
+- times are exactly ``YYYY-MM-DDTHH:MM:SSZ`` and ``issued <= expires``;
+- ``provides`` is a non-empty list of unique ASCII identifiers that are not
+  keywords, and each provided name has ``x.py`` or ``x/__init__.py`` listed;
+- at most :data:`MAX_FILES` files; each ``sha256`` is 64 lowercase hex; each
+  ``length`` is an int in 0..:data:`MAX_FILE_LENGTH`;
+- every path passes :func:`check_path`: ASCII, relative, no empty, ``.`` or
+  ``..`` component, no backslash, ``%``, ``:``, NUL or control character,
+  bounded length, identifiers only for ``.py`` files, and no compiled or magic
+  files (``.so``, ``.pyd``, ``.pyc``, ``.pth``...) (F4, F5, F7);
+- no two paths are equal after case folding, no file path is also a directory
+  of another path, and no module is listed both as ``a/b.py`` and
+  ``a/b/__init__.py`` (F6);
+- every path outside a top-level ``NAME-VERSION.dist-info`` directory is under
+  a provided name;
+- one bad path refuses the whole manifest with
+  :class:`~secure_import.errors.UnsafePathError`; every other defect raises
+  :class:`~secure_import.errors.FormatError`.  Nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import NamedTuple
+
+from secure_import.errors import FormatError, UnsafePathError
+from secure_import.verify import strictjson
+
+__all__ = [
+    "MANIFEST_TYPE",
+    "MAX_FILES",
+    "MAX_FILE_LENGTH",
+    "MAX_VERSION",
+    "PARSE_RULES",
+    "SPEC_VERSION",
+    "FileEntry",
+    "FileTable",
+    "Manifest",
+    "PlainManifest",
+    "build_payload",
+    "check_path",
+    "format_time",
+    "from_plain",
+    "parse",
+    "parse_time",
+    "to_plain",
+]
+
+MANIFEST_TYPE = "secure-import/manifest"
+SPEC_VERSION = 1
+MAX_VERSION = 2**53
+"""Largest version number a parser accepts (also the JSON safe-integer bound)."""
+MAX_FILES = 100_000
+MAX_FILE_LENGTH = 256 * 1024 * 1024
+MAX_PATH_LENGTH = 1024
+MAX_COMPONENT_LENGTH = 255
+
+_FIELDS = frozenset(
+    {"_type", "spec_version", "version", "root_version", "issued", "expires", "provides", "files"}
+)
+_FILE_FIELDS = frozenset({"sha256", "length"})
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DATA_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*")
+_DIST_INFO = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.]*-[A-Za-z0-9_.+!]+\.dist-info")
+# Extensions of compiled code or of files the interpreter acts on by itself;
+# refused wherever they appear in a name ("x.so", "libx.so.1", "x.pyc").
+_REFUSED_SUFFIXES = frozenset({"so", "pyd", "pyc", "pyo", "pth", "dll", "dylib", "exe"})
+_FORBIDDEN_CHARS = frozenset("\\%:")
+
+
+class FileEntry(NamedTuple):
+    """One file listed in a manifest: where it lives, its SHA-256 and length.
+
+    A named tuple rather than a dataclass: a manifest holds one per file and
+    is rebuilt in every process, where tuple construction is several times
+    cheaper.  It is immutable all the same.
+    """
+
+    path: str
+    sha256: str
+    length: int
+
+
+def _is_identifier(name: str) -> bool:
+    return name.isascii() and name.isidentifier()
+
+
+def _module_dir(fullname: str) -> str | None:
+    """``"a.b"`` -> ``"a/b"``; None if ``fullname`` is not a dotted module name."""
+    parts = fullname.split(".")
+    # "pkg.__init__" would run the package's code a second time as another module.
+    if not all(_is_identifier(part) and part != "__init__" for part in parts):
+        return None
+    return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed, validated manifest.  Build it with :func:`parse` only."""
+
+    version: int
+    root_version: int
+    issued: datetime
+    expires: datetime
+    provides: tuple[str, ...]
+    files: Mapping[str, FileEntry] = field(hash=False)
+
+    def find_module(self, fullname: str) -> tuple[FileEntry, bool] | None:
+        """The file defining module ``fullname`` and whether it is a package.
+
+        ``"a.b"`` maps to ``a/b/__init__.py`` (a package) or ``a/b.py`` (a
+        module); None if neither is listed.
+        """
+        base = _module_dir(fullname)
+        if base is None:
+            return None
+        entry = self.files.get(f"{base}/__init__.py")
+        if entry is not None:
+            return entry, True
+        entry = self.files.get(f"{base}.py")
+        if entry is not None:
+            return entry, False
+        return None
+
+    def is_package(self, fullname: str) -> bool:
+        """True if ``fullname`` is listed as a package (``.../__init__.py``)."""
+        found = self.find_module(fullname)
+        return found is not None and found[1]
+
+    def children(self, package: str) -> list[tuple[str, bool]]:
+        """Direct submodules of ``package`` as sorted ``(short name, is_package)``.
+
+        ``package=""`` lists the top-level modules.  An unknown package, or a
+        plain module, has no children.
+        """
+        if package:
+            if not self.is_package(package):
+                return []
+            prefix = package.replace(".", "/") + "/"
+        else:
+            prefix = ""
+        found: dict[str, bool] = {}
+        for path in self.files:
+            if not path.startswith(prefix):
+                continue
+            rest = path[len(prefix) :]
+            head, slash, tail = rest.partition("/")
+            if not slash:
+                if rest.endswith(".py") and rest != "__init__.py":
+                    found.setdefault(rest[:-3], False)
+            elif tail == "__init__.py":
+                found[head] = True
+        return sorted(found.items())
+
+    def files_under(self, package: str) -> list[FileEntry]:
+        """Every file under ``package``'s directory (all files for ``""``), by path."""
+        prefix = package.replace(".", "/") + "/" if package else ""
+        return [self.files[path] for path in sorted(self.files) if path.startswith(prefix)]
+
+    def dist_info_dirs(self) -> list[str]:
+        """The top-level ``NAME-VERSION.dist-info`` directories, sorted."""
+        dirs = {
+            head
+            for head, slash, _ in (path.partition("/") for path in self.files)
+            if slash and _DIST_INFO.fullmatch(head)
+        }
+        return sorted(dirs)
+
+
+# --- time ------------------------------------------------------------------
+
+
+def format_time(dt: datetime) -> str:
+    """Format an aware datetime as ``YYYY-MM-DDTHH:MM:SSZ`` in UTC.
+
+    Fractions of a second are dropped (the format has none).
+
+    Raises:
+        FormatError: if ``dt`` is not a timezone-aware datetime.
+    """
+    if not isinstance(dt, datetime) or dt.utcoffset() is None:
+        raise FormatError("times must be timezone-aware datetimes", check="time", got=repr(dt))
+    try:
+        utc = dt.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise FormatError("time out of range", check="time", got=repr(dt)) from exc
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}"
+        f"T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}Z"
+    )
+
+
+def _parse_time(value: object, *, what: str, url: str | None) -> datetime:
+    match = _TIME.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise FormatError(
+            f"{what} must be a time of the form YYYY-MM-DDTHH:MM:SSZ",
+            check="time",
+            url=url,
+            got=_show(value),
+        )
+    try:
+        year, month, day, hour, minute, second = (int(group) for group in match.groups())
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError as exc:
+        raise FormatError(
+            f"{what} is not a valid time", check="time", url=url, got=_show(value)
+        ) from exc
+
+
+def parse_time(s: str) -> datetime:
+    """Parse exactly ``YYYY-MM-DDTHH:MM:SSZ`` into an aware UTC datetime.
+
+    Raises:
+        FormatError: if ``s`` is not of exactly that form or not a real time.
+    """
+    return _parse_time(s, what="time", url=None)
+
+
+# --- paths -----------------------------------------------------------------
+
+
+def _show(value: object, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _path_problem(path: object) -> str | None:
+    """Why ``path`` is unsafe on its own, or None if it is acceptable."""
+    if not isinstance(path, str):
+        return "not a string"
+    if not path:
+        return "empty path"
+    if len(path) > MAX_PATH_LENGTH:
+        return f"longer than {MAX_PATH_LENGTH} characters"
+    if not path.isascii():
+        return "non-ASCII character"
+    if _CONTROL.search(path):
+        return "NUL or control character"
+    if _FORBIDDEN_CHARS.intersection(path):
+        return "backslash, '%' or ':'"
+    if path.startswith("/"):
+        return "absolute path"
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            return "empty, '.' or '..' component"
+        if len(part) > MAX_COMPONENT_LENGTH:
+            return f"component longer than {MAX_COMPONENT_LENGTH} characters"
+        lowered = part.lower()
+        if _REFUSED_SUFFIXES.intersection(lowered.split(".")[1:]) or ".cpython-" in lowered:
+            return "compiled or interpreter-magic file type"
+        if lowered == "__pycache__":
+            return "__pycache__ directory"
+        if part.endswith("."):
+            return "component ending with '.'"
+    if path.endswith(".py"):
+        *dirs, last = parts
+        for name in (*dirs, last[:-3]):
+            if not _is_identifier(name):
+                return "a .py path must consist of Python identifiers"
+        if "__init__" in dirs:
+            return "__init__ used as a directory"
+        return None
+    if path.lower().endswith(".py"):
+        return "mixed-case .py suffix"
+    if len(parts) < 2:
+        return "a data file must be inside a package or .dist-info directory"
+    first, rest = parts[0], parts[1:]
+    if _DIST_INFO.fullmatch(first) is None:
+        if not _is_identifier(first):
+            return "top-level directory is neither a package name nor NAME-VERSION.dist-info"
+        rest = parts
+    for part in rest:
+        if _DATA_COMPONENT.fullmatch(part) is None:
+            return "data file components may only use A-Z a-z 0-9 . _ + - and not start with . or -"
+    return None
+
+
+def _refuse_path(path: object, reason: str, url: str | None) -> UnsafePathError:
+    return UnsafePathError(f"unsafe path {_show(path)}: {reason}", check="path", url=url)
+
+
+def check_path(path: str) -> None:
+    """Check one manifest path on its own (the whole-manifest rules are in :func:`parse`).
+
+    Raises:
+        UnsafePathError: naming ``path`` and the rule it breaks.
+    """
+    problem = _path_problem(path)
+    if problem is not None:
+        raise _refuse_path(path, problem, None)
+
+
+def _check_layout(paths: Iterable[str], provides: tuple[str, ...], url: str | None) -> None:
+    """Whole-manifest path rules: collisions, shadowing, provided names."""
+    folded: dict[str, str] = {}
+    for path in paths:
+        key = path.casefold()
+        other = folded.get(key)
+        if other is not None:
+            raise _refuse_path(path, f"collides with {_show(other)} after case folding", url)
+        folded[key] = path
+
+    directories: set[str] = set()
+    for key in folded:
+        parts = key.split("/")
+        for end in range(1, len(parts)):
+            directories.add("/".join(parts[:end]))
+    provided = set(provides)
+    for key, path in folded.items():
+        if key in directories:
+            raise _refuse_path(path, "listed as a file and also used as a directory", url)
+        if key.endswith(".py") and key.rpartition("/")[2] != "__init__.py":
+            package_init = key[:-3] + "/__init__.py"
+            if package_init in folded:
+                raise _refuse_path(
+                    path, f"module also listed as package {_show(folded[package_init])}", url
+                )
+        head, slash, _ = path.partition("/")
+        if slash and _DIST_INFO.fullmatch(head):
+            continue
+        top = head if slash else head.removesuffix(".py")
+        if top not in provided:
+            raise _refuse_path(path, f"top-level name {top!r} is not in provides", url)
+
+
+# --- parsing ---------------------------------------------------------------
+
+
+def _format_error(
+    message: str, url: str | None, *, expected: object = None, got: object = None
+) -> FormatError:
+    return FormatError(
+        f"manifest: {message}", check="manifest", url=url, expected=expected, got=got
+    )
+
+
+def _parse_version(value: object, what: str, url: str | None) -> int:
+    if type(value) is not int or not 1 <= value <= MAX_VERSION:
+        raise _format_error(
+            f"{what} must be an integer in 1..2**53", url, expected="int", got=_show(value)
+        )
+    return value
+
+
+def _parse_provides(value: object, url: str | None) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise _format_error("provides must be a non-empty list", url, got=_show(value))
+    names: list[str] = []
+    seen: set[str] = set()
+    for name in value:
+        if (
+            not isinstance(name, str)
+            or not _is_identifier(name)
+            or keyword.iskeyword(name)
+            or name == "__init__"
+        ):
+            raise _format_error(
+                "every provided name must be an ASCII identifier and not a keyword",
+                url,
+                got=_show(name),
+            )
+        if name in seen:
+            raise _format_error(f"provided name {name!r} listed twice", url)
+        seen.add(name)
+        names.append(name)
+    return tuple(names)
+
+
+def _parse_entry(path: str, value: object, url: str | None) -> FileEntry:
+    if not isinstance(value, dict) or set(value) != _FILE_FIELDS:
+        raise _format_error(
+            f"file entry for {_show(path)} must be an object with exactly sha256 and length",
+            url,
+            got=_show(sorted(value) if isinstance(value, dict) else value),
+        )
+    digest = value["sha256"]
+    if not isinstance(digest, str) or _SHA256.fullmatch(digest) is None:
+        raise _format_error(
+            f"sha256 of {_show(path)} must be 64 lowercase hex digits", url, got=_show(digest)
+        )
+    length = value["length"]
+    if type(length) is not int or not 0 <= length <= MAX_FILE_LENGTH:
+        raise _format_error(
+            f"length of {_show(path)} must be an integer in 0..{MAX_FILE_LENGTH}",
+            url,
+            got=_show(length),
+        )
+    return FileEntry(path=path, sha256=digest, length=length)
+
+
+def parse(payload: bytes, *, url: str | None = None) -> Manifest:
+    """Parse and validate a verified manifest payload.
+
+    Call only on bytes returned by :func:`secure_import.verify.envelope.verify`.
+
+    Raises:
+        FormatError: if the payload is not a well-formed v1 manifest.
+        UnsafePathError: if any listed path is unsafe (the whole manifest is
+            refused).
+    """
+    document = strictjson.loads(payload, what="manifest", url=url)
+    if not isinstance(document, dict):
+        raise _format_error("must be a JSON object", url)
+    if set(document) != _FIELDS:
+        missing = sorted(_FIELDS - set(document))
+        unknown = sorted(set(document) - _FIELDS)
+        raise _format_error(
+            "wrong set of fields",
+            url,
+            expected=sorted(_FIELDS),
+            got=f"missing {missing}, unknown {[_show(name, 40) for name in unknown[:10]]}",
+        )
+    if document["_type"] != MANIFEST_TYPE:
+        raise _format_error(
+            "_type is not a manifest", url, expected=MANIFEST_TYPE, got=_show(document["_type"])
+        )
+    spec_version = document["spec_version"]
+    if type(spec_version) is not int or spec_version != SPEC_VERSION:
+        raise _format_error(
+            "unsupported spec_version", url, expected=SPEC_VERSION, got=_show(spec_version)
+        )
+    version = _parse_version(document["version"], "version", url)
+    root_version = _parse_version(document["root_version"], "root_version", url)
+    issued = _parse_time(document["issued"], what="manifest issued", url=url)
+    expires = _parse_time(document["expires"], what="manifest expires", url=url)
+    if issued > expires:
+        raise _format_error(
+            "issued is later than expires",
+            url,
+            expected=f"issued <= {format_time(expires)}",
+            got=format_time(issued),
+        )
+    provides = _parse_provides(document["provides"], url)
+
+    raw_files = document["files"]
+    if not isinstance(raw_files, dict):
+        raise _format_error("files must be an object", url, got=_show(raw_files))
+    if len(raw_files) > MAX_FILES:
+        raise _format_error(
+            "too many files", url, expected=f"at most {MAX_FILES}", got=len(raw_files)
+        )
+    for path in raw_files:
+        problem = _path_problem(path)
+        if problem is not None:
+            raise _refuse_path(path, problem, url)
+    _check_layout(raw_files, provides, url)
+    for name in provides:
+        if f"{name}.py" not in raw_files and f"{name}/__init__.py" not in raw_files:
+            raise _format_error(
+                f"provided name {name!r} has neither {name}.py nor {name}/__init__.py", url
+            )
+    entries = {path: _parse_entry(path, raw_files[path], url) for path in sorted(raw_files)}
+    return Manifest(
+        version=version,
+        root_version=root_version,
+        issued=issued,
+        expires=expires,
+        provides=provides,
+        files=MappingProxyType(entries),
+    )
+
+
+#: Bump whenever :func:`parse` changes what it accepts: memos of earlier
+#: parses (:mod:`secure_import.store.memo`) are bound to it and stop applying.
+PARSE_RULES = 1
+
+#: What :func:`to_plain` returns: only built-in types, so ``marshal`` can keep
+#: it.  Files are three columns (paths, sha256s, lengths), not one tuple per
+#: file: loading a memo then creates three containers instead of hundreds.
+PlainManifest = tuple[
+    int, int, int, int, tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]
+]
+
+
+def to_plain(parsed: Manifest) -> PlainManifest:
+    """``parsed`` as built-in values (times as POSIX seconds), for a memo."""
+    entries = list(parsed.files.values())
+    return (
+        parsed.version,
+        parsed.root_version,
+        int(parsed.issued.timestamp()),
+        int(parsed.expires.timestamp()),
+        parsed.provides,
+        (
+            tuple(e.path for e in entries),
+            tuple(e.sha256 for e in entries),
+            tuple(e.length for e in entries),
+        ),
+    )
+
+
+def from_plain(plain: PlainManifest) -> Manifest:
+    """The :class:`Manifest` that :func:`to_plain` was given.
+
+    Only for values that came from :func:`to_plain` of a manifest :func:`parse`
+    accepted (an authenticated memo): nothing is validated again, except that
+    the columns line up (``ValueError`` otherwise).
+    """
+    version, root_version, issued, expires, provides, (paths, digests, lengths) = plain
+    return Manifest(
+        version=version,
+        root_version=root_version,
+        issued=datetime.fromtimestamp(issued, UTC),
+        expires=datetime.fromtimestamp(expires, UTC),
+        provides=tuple(provides),
+        files=FileTable(
+            dict(zip(paths, digests, strict=True)), dict(zip(paths, lengths, strict=True))
+        ),
+    )
+
+
+class FileTable(Mapping[str, FileEntry]):
+    """Read-only ``path -> FileEntry`` over two plain dicts, building an entry
+    the first time it is asked for.
+
+    A warm process loads a repository's whole file list from a memo but looks
+    up only the files of the packages it imports: building every entry up
+    front cost ~0.4 us a file, and the two ``str``/``int`` dicts are not even
+    tracked by the garbage collector.  Entries are equal to, and as immutable
+    as, those of a parsed manifest.
+    """
+
+    __slots__ = ("_built", "_digests", "_lengths")
+
+    def __init__(self, digests: dict[str, str], lengths: dict[str, int]) -> None:
+        if digests.keys() != lengths.keys():
+            raise ValueError("file columns do not line up")
+        self._digests = digests
+        self._lengths = lengths
+        self._built: dict[str, FileEntry] = {}
+
+    def __getitem__(self, path: str) -> FileEntry:
+        entry = self._built.get(path)
+        if entry is None:
+            # KeyError for an unlisted path, as from a dict.
+            entry = self._built[path] = FileEntry(path, self._digests[path], self._lengths[path])
+        return entry
+
+    def get(self, path: str, default: FileEntry | None = None) -> FileEntry | None:  # type: ignore[override]
+        entry = self._built.get(path)
+        if entry is not None:
+            return entry
+        if path not in self._digests:
+            return default
+        return self[path]
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._digests
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._digests)
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def __repr__(self) -> str:
+        return f"<FileTable of {len(self)} files>"
+
+
+def build_payload(
+    *,
+    version: int,
+    root_version: int,
+    issued: datetime,
+    expires: datetime,
+    provides: Iterable[str],
+    files: Iterable[FileEntry],
+) -> bytes:
+    """Build the canonical manifest payload, refusing anything :func:`parse` would.
+
+    ``provides`` is written sorted; fractions of a second are dropped from
+    the times.  The result is re-parsed before it is returned, so a publisher
+    can never produce a manifest that consumers refuse.
+
+    Raises:
+        FormatError: if any input breaks a manifest rule.
+        UnsafePathError: if a path is unsafe or listed twice.
+    """
+    names = list(provides)
+    if not all(isinstance(name, str) for name in names):
+        raise _format_error("every provided name must be a string", None, got=_show(names))
+    listed: dict[str, dict[str, object]] = {}
+    for entry in files:
+        if not isinstance(entry, FileEntry):
+            raise _format_error("files must be FileEntry objects", None, got=_show(entry))
+        problem = _path_problem(entry.path)
+        if problem is not None:
+            raise _refuse_path(entry.path, problem, None)
+        if entry.path in listed:
+            raise _refuse_path(entry.path, "listed twice", None)
+        listed[entry.path] = {"sha256": entry.sha256, "length": entry.length}
+    document = {
+        "_type": MANIFEST_TYPE,
+        "spec_version": SPEC_VERSION,
+        "version": version,
+        "root_version": root_version,
+        "issued": format_time(issued),
+        "expires": format_time(expires),
+        "provides": sorted(names),
+        "files": listed,
+    }
+    try:
+        payload = strictjson.dumps_canonical(document)
+    except (TypeError, ValueError) as exc:
+        raise _format_error("inputs cannot be represented as JSON", None) from exc
+    parse(payload)
+    return payload

@@ -1,0 +1,78 @@
+"""Which names and URLs may be remote (pure): https-only origins and the
+top-level names that are never served remotely."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from secure_import.errors import InsecureURLError
+
+#: Names that are never served from a remote repository, whatever the
+#: configuration says: start-up hooks, and secure_import itself.  Standard
+#: library names are added by :func:`is_never_remote`.
+NEVER_REMOTE = frozenset({"sitecustomize", "usercustomize", "secure_import", "__main__"})
+
+
+def is_never_remote(top_level: str) -> bool:
+    """True for top-level names no repository may provide (THREATS N2)."""
+    return top_level in NEVER_REMOTE or top_level in sys.stdlib_module_names
+
+
+@dataclass(frozen=True)
+class Origin:
+    """An https origin: scheme, lowercase host, explicit port."""
+
+    host: str
+    port: int
+    scheme: str = field(default="https")
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+
+def parse_origin(url: str) -> tuple[Origin, str]:
+    """Split a repository URL into its origin and its base path (ending in ``/``).
+
+    Refuses anything but a plain https URL (THREATS T1, T6): no userinfo
+    (``https://good@evil/``), no query or fragment, no empty host.
+
+    Raises:
+        InsecureURLError: the URL is not an acceptable https URL.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InsecureURLError(f"not a valid URL: {exc}", check="url", url=url) from exc
+    if parts.scheme != "https":
+        raise InsecureURLError(
+            "only https repositories are accepted",
+            check="scheme",
+            url=url,
+            expected="https",
+            got=parts.scheme or "(none)",
+        )
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise InsecureURLError(
+            "credentials in the URL are refused (they confuse which host is meant)",
+            check="url-userinfo",
+            url=url,
+        )
+    if not parts.hostname:
+        raise InsecureURLError("the URL has no host", check="url-host", url=url)
+    if parts.query or parts.fragment:
+        raise InsecureURLError(
+            "a repository URL may not have a query or fragment", check="url-shape", url=url
+        )
+    if any(ord(ch) < 0x21 or ord(ch) > 0x7E for ch in url):
+        raise InsecureURLError(
+            "the URL must be printable ASCII (punycode for international hosts)",
+            check="url-charset",
+            url=url,
+        )
+    path = parts.path or "/"
+    if not path.endswith("/"):
+        path += "/"
+    return Origin(host=parts.hostname.lower(), port=port or 443), path

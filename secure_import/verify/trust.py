@@ -1,0 +1,287 @@
+"""Pure trust decisions about a manifest envelope: no I/O, no clock reads.
+
+Invariants a reader can check against the code below:
+
+- the envelope is verified against the pinned root's keys and threshold
+  *before* its payload is parsed;
+- the manifest must claim the root version that verified it;
+- the manifest is not expired at ``now`` (a time fixed by the caller at the
+  start of the operation), allowing ``clock_slack``;
+- its version never goes backwards from the high-water mark (rollback), the
+  same version must carry the same signed bytes (equivocation), and it may not
+  jump absurdly far ahead (fast-forward by a stolen key).
+
+And for a new trust root (key rotation, revocation):
+
+- root N+1 must be signed by a threshold of root N's keys *and* by a
+  threshold of its own keys: neither the old keys alone (a thief of old keys
+  cannot appoint new ones) nor the new keys alone (self-appointment) suffice;
+- versions go up by exactly one: no step is skipped;
+- only the newest root's expiry matters; intermediate roots may have expired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cached_property
+
+from secure_import.errors import (
+    ConfigError,
+    EquivocationError,
+    ExpiredError,
+    FastForwardError,
+    LockMismatchError,
+    RollbackError,
+    RootRotationError,
+    SignatureError,
+)
+from secure_import.verify import envelope, manifest
+from secure_import.verify import root as rootmod
+from secure_import.verify.manifest import Manifest
+from secure_import.verify.root import Root
+
+__all__ = [
+    "HighWater",
+    "TrustedManifest",
+    "authenticate_manifest",
+    "check_manifest",
+    "check_root_fresh",
+    "verify_manifest",
+    "verify_root_update",
+]
+
+
+@dataclass(frozen=True)
+class HighWater:
+    """Highest manifest version accepted so far, and the digest of its envelope."""
+
+    version: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class TrustedManifest:
+    """A manifest that passed every check, with what proves it."""
+
+    manifest: Manifest
+    envelope_digest: str
+    key_ids: frozenset[str]
+
+    @property
+    def high_water(self) -> HighWater:
+        return HighWater(self.manifest.version, self.envelope_digest)
+
+    @cached_property
+    def key_id_text(self) -> str:
+        """The signing key ids as audit records name them (sorted, comma-joined):
+        built once, not once per module loaded."""
+        return ",".join(sorted(self.key_ids))
+
+
+def verify_manifest(
+    envelope_bytes: bytes,
+    *,
+    root: Root,
+    now: datetime,
+    high_water: HighWater | None,
+    clock_slack: timedelta,
+    max_version_jump: int,
+    url: str | None = None,
+    locked_digest: str | None = None,
+) -> TrustedManifest:
+    """Verify a manifest envelope completely: :func:`authenticate_manifest`,
+    then :func:`check_manifest`.
+
+    Raises:
+        SignatureError, ThresholdError: not signed by enough pinned keys.
+        FormatError, UnsafePathError: the signed payload is malformed.
+        RootRotationError: signed under a different root version.
+        ExpiredError, RollbackError, EquivocationError, FastForwardError.
+        LockMismatchError: ``locked_digest`` is given and differs.
+    """
+    parsed, key_ids = authenticate_manifest(envelope_bytes, root=root, url=url)
+    return check_manifest(
+        parsed,
+        key_ids=key_ids,
+        digest=hashlib.sha256(envelope_bytes).hexdigest(),
+        root=root,
+        now=now,
+        high_water=high_water,
+        clock_slack=clock_slack,
+        max_version_jump=max_version_jump,
+        url=url,
+        locked_digest=locked_digest,
+    )
+
+
+def authenticate_manifest(
+    envelope_bytes: bytes, *, root: Root, url: str | None = None
+) -> tuple[Manifest, frozenset[str]]:
+    """The manifest an envelope carries, and the ids of the keys that signed it.
+
+    Signatures are checked against ``root``'s keys and threshold *before* the
+    payload is parsed.  This decides only "did the publisher sign these bytes";
+    whether they are acceptable now is :func:`check_manifest`'s question, asked
+    every time (its answer depends on the clock and the high-water mark).
+
+    Raises:
+        SignatureError, ThresholdError: not signed by enough pinned keys.
+        FormatError, UnsafePathError: the signed payload is malformed.
+    """
+    verified = envelope.verify(
+        envelope_bytes,
+        payload_type=envelope.MANIFEST_PAYLOAD_TYPE,
+        keys=root.keys,
+        threshold=root.threshold,
+        url=url,
+    )
+    return manifest.parse(verified.payload, url=url), verified.key_ids
+
+
+def check_manifest(
+    parsed: Manifest,
+    *,
+    key_ids: frozenset[str],
+    digest: str,
+    root: Root,
+    now: datetime,
+    high_water: HighWater | None,
+    clock_slack: timedelta,
+    max_version_jump: int,
+    url: str | None = None,
+    locked_digest: str | None = None,
+) -> TrustedManifest:
+    """Whether an authenticated manifest (envelope sha256 ``digest``) may be
+    used now: its root version, the lock, expiry, rollback, equivocation and
+    fast-forward.
+
+    With ``locked_digest`` (frozen mode) the envelope must be exactly the
+    locked one; expiry is then not enforced, because the lock, not the
+    publisher's clock, decides what is current (a frozen deployment must keep
+    importing the reviewed code after the publisher's expiry passes).
+
+    Raises:
+        RootRotationError: signed under a different root version.
+        ExpiredError, RollbackError, EquivocationError, FastForwardError.
+        LockMismatchError: ``locked_digest`` is given and differs.
+    """
+    if parsed.root_version != root.version:
+        raise RootRotationError(
+            "the manifest names another root version than the one that verified it",
+            check="root-version",
+            url=url,
+            expected=root.version,
+            got=parsed.root_version,
+        )
+    if locked_digest is not None and digest != locked_digest:
+        raise LockMismatchError(
+            "frozen mode: the repository's manifest is not the locked one",
+            check="lock",
+            url=url,
+            expected=f"envelope sha256 {locked_digest}",
+            got=f"envelope sha256 {digest} (version {parsed.version})",
+        )
+    if locked_digest is None and now > parsed.expires + clock_slack:
+        raise ExpiredError(
+            "the manifest has expired (a stale or frozen repository)",
+            check="expiry",
+            url=url,
+            expected=f"now <= {manifest.format_time(parsed.expires)}",
+            got=f"now = {manifest.format_time(now)}",
+        )
+    floor = high_water.version if high_water is not None else 0
+    if high_water is not None:
+        if parsed.version < high_water.version:
+            raise RollbackError(
+                "the manifest is older than one already accepted",
+                check="rollback",
+                url=url,
+                expected=f"version >= {high_water.version}",
+                got=parsed.version,
+            )
+        if parsed.version == high_water.version and digest != high_water.digest:
+            raise EquivocationError(
+                "the same manifest version was signed with different content",
+                check="equivocation",
+                url=url,
+                expected=f"envelope sha256 {high_water.digest}",
+                got=f"envelope sha256 {digest}",
+            )
+    if parsed.version > floor + max_version_jump:
+        raise FastForwardError(
+            "the manifest version jumps implausibly far ahead",
+            check="fast-forward",
+            url=url,
+            expected=f"version <= {floor + max_version_jump}",
+            got=parsed.version,
+        )
+    return TrustedManifest(parsed, digest, key_ids)
+
+
+def verify_root_update(trusted: Root, data: bytes, *, url: str | None = None) -> Root:
+    """Verify root ``trusted.version + 1`` and return it.
+
+    Raises:
+        RootRotationError: not signed by both thresholds, or not the next version.
+        FormatError: the root document is malformed.
+    """
+    try:
+        by_old = envelope.verify(
+            data,
+            payload_type=envelope.ROOT_PAYLOAD_TYPE,
+            keys=trusted.keys,
+            threshold=trusted.threshold,
+            url=url,
+        )
+    except SignatureError as exc:
+        raise RootRotationError(
+            f"the new root is not signed by a threshold of root {trusted.version}'s keys",
+            check="root-signed-by-old",
+            url=url,
+            expected=exc.expected,
+            got=exc.got,
+        ) from exc
+    new = rootmod.parse(by_old.payload, url=url)
+    try:
+        envelope.verify(
+            data,
+            payload_type=envelope.ROOT_PAYLOAD_TYPE,
+            keys=new.keys,
+            threshold=new.threshold,
+            url=url,
+        )
+    except (SignatureError, ConfigError) as exc:
+        raise RootRotationError(
+            "the new root is not signed by a threshold of its own keys",
+            check="root-signed-by-new",
+            url=url,
+            expected=new.threshold,
+            got=getattr(exc, "got", None),
+        ) from exc
+    if new.version != trusted.version + 1:
+        raise RootRotationError(
+            "root versions must go up by exactly one",
+            check="root-version",
+            url=url,
+            expected=trusted.version + 1,
+            got=new.version,
+        )
+    return new
+
+
+def check_root_fresh(current: Root, *, now: datetime, url: str | None = None) -> None:
+    """The newest trusted root must not have expired.
+
+    Raises:
+        ExpiredError
+    """
+    if now > current.expires:
+        raise ExpiredError(
+            "the publisher's trust root has expired",
+            check="root-expiry",
+            url=url,
+            expected=f"now <= {manifest.format_time(current.expires)}",
+            got=f"now = {manifest.format_time(now)}",
+        )
