@@ -1,0 +1,246 @@
+"""The resolved configuration: what a repository and the global policy look like
+after every layer was applied, and the names and limits the layers share."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from secure_import.config import DEFAULT_CLOCK_SLACK, Limits
+from secure_import.store.paths import Paths
+from secure_import.transport.https import AuthHeader, TransportOptions
+
+#: Name of a standalone configuration file (project, user or site).
+CONFIG_FILE_NAME = "secure-import.toml"
+
+
+#: Name of the user and site configuration files in their platformdirs folders.
+USER_FILE_NAME = "config.toml"
+
+
+_MAX_CONFIG_BYTES = 1024 * 1024
+
+
+#: A clock slack above this can only be set as ``unsafe_clock_slack``: expiry
+#: is what defeats freeze attacks.
+MAX_SAFE_CLOCK_SLACK = timedelta(hours=1)
+
+
+#: Environment variables read by :func:`load_settings` (the directory
+#: variables are also read by :meth:`secure_import.store.paths.Paths.default`).
+ENVIRONMENT = {
+    "SECURE_IMPORT_CONFIG": "explicit configuration file",
+    "SECURE_IMPORT_NO_PROJECT": "1: do not look for a project file (services)",
+    "SECURE_IMPORT_CACHE_DIR": "cache directory",
+    "SECURE_IMPORT_STATE_DIR": "trust-state directory",
+    "SECURE_IMPORT_LOG_DIR": "audit log directory",
+    "SECURE_IMPORT_SITE": "1: platformdirs' site directories",
+    "SECURE_IMPORT_CLOCK_SLACK": "clock slack in seconds (at most 3600)",
+    "SECURE_IMPORT_LOCK_FILE": "lock file",
+    "SECURE_IMPORT_FROZEN": "1: frozen mode (exactly what the lock file pins)",
+    "SECURE_IMPORT_OFFLINE": "1: never contact a repository server",
+}
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+_GLOBAL_KEYS = frozenset(
+    {
+        "cache_dir",
+        "state_dir",
+        "log_dir",
+        "site",
+        "clock_slack",
+        "unsafe_clock_slack",
+        "lock_file",
+        "frozen",
+        "repositories",
+    }
+)
+
+
+_REPO_KEYS = frozenset(
+    {
+        "url",
+        "keys",
+        "threshold",
+        "root_version",
+        "modules",
+        "ca_bundle",
+        "truststore",
+        "refresh",
+        "client_cert",
+        "client_key",
+        "auth",
+        "unsafe_all_modules",
+    }
+)
+
+
+_AUTH_KEYS = frozenset({"env", "file", "header", "scheme"})
+
+
+_REFRESH = ("always", "offline")
+
+
+class UnsafeConfigWarning(UserWarning):
+    """An ``unsafe_*`` setting is in effect: security is weaker than the defaults."""
+
+
+# --- the resolved settings -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Where a repository's credential comes from (never the credential itself)."""
+
+    env: str | None = None
+    file: Path | None = None
+    header: str = "Authorization"
+    #: Prefix of the header value; ``None`` sends the secret alone.
+    scheme: str | None = "Bearer"
+
+    def load(self) -> AuthHeader:
+        """Read the secret now.
+
+        Raises:
+            ConfigError: the variable is unset, the file unreadable, or the
+                value is not a valid header value (the message never contains it).
+        """
+        if self.env is not None:
+            return AuthHeader.from_env(self.env, header=self.header, scheme=self.scheme)
+        assert self.file is not None
+        return AuthHeader.from_file(self.file, header=self.header, scheme=self.scheme)
+
+    def describe(self) -> str:
+        where = f"${self.env}" if self.env is not None else str(self.file)
+        return f"{self.header} from {where}"
+
+
+@dataclass(frozen=True)
+class RepositorySettings:
+    """One configured repository, as a :class:`~secure_import.Repository` will get it."""
+
+    name: str
+    url: str
+    keys: tuple[Path, ...]
+    threshold: int = 1
+    #: Version of the publisher's trust root the pinned keys belong to.
+    root_version: int = 1
+    #: ``None`` only with ``unsafe_all_modules``: then whatever the manifest declares.
+    modules: frozenset[str] | None = None
+    ca_bundle: Path | None = None
+    truststore: bool = False
+    refresh: str = "always"
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    auth: AuthSettings | None = None
+    unsafe_all_modules: bool = False
+    #: The file (or "command line") that defined the repository last.
+    source: str = ""
+
+    @property
+    def offline(self) -> bool:
+        return self.refresh == "offline"
+
+    def transport(self) -> TransportOptions:
+        """Credentials and TLS options for the fetcher (reads the secret).
+
+        Raises:
+            ConfigError: the credential cannot be read.
+        """
+        return TransportOptions(
+            auth=None if self.auth is None else self.auth.load(),
+            client_cert=self.client_cert,
+            client_key=self.client_key,
+            use_truststore=self.truststore,
+        )
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line values: the highest precedence.  ``None`` means "not given"."""
+
+    cache_dir: Path | None = None
+    state_dir: Path | None = None
+    log_dir: Path | None = None
+    site: bool | None = None
+    clock_slack: timedelta | None = None
+    lock_file: Path | None = None
+    frozen: bool | None = None
+    offline: bool | None = None
+    #: A repository given on the command line (``--repo URL --key F``).
+    repository: RepositorySettings | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration after every layer was applied."""
+
+    repositories: tuple[RepositorySettings, ...] = ()
+    cache_dir: Path | None = None
+    state_dir: Path | None = None
+    log_dir: Path | None = None
+    site: bool = False
+    clock_slack: timedelta = DEFAULT_CLOCK_SLACK
+    lock_file: Path | None = None
+    frozen: bool = False
+    #: Files read, lowest precedence first.
+    files: tuple[str, ...] = ()
+    #: ``"file: key"`` for every unsafe setting in effect.
+    unsafe: tuple[str, ...] = ()
+    #: Where each global value came from (``"default"``, a file, ``$VAR``, ...).
+    origins: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def paths(self) -> Paths:
+        return Paths.default(
+            cache_dir=self.cache_dir,
+            state_dir=self.state_dir,
+            log_dir=self.log_dir,
+            site=self.site,
+        )
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(clock_slack=self.clock_slack)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready description (``secure-import config``); no secrets."""
+        paths = self.paths
+        return {
+            "files": list(self.files),
+            "cache_dir": str(paths.cache_dir),
+            "state_dir": str(paths.state_dir),
+            "log_dir": str(paths.log_dir),
+            "site": self.site,
+            "clock_slack_seconds": self.clock_slack.total_seconds(),
+            "lock_file": None if self.lock_file is None else str(self.lock_file),
+            "frozen": self.frozen,
+            "unsafe": list(self.unsafe),
+            "origins": dict(self.origins),
+            "repositories": [
+                {
+                    "name": r.name,
+                    "url": r.url,
+                    "keys": [str(k) for k in r.keys],
+                    "threshold": r.threshold,
+                    "root_version": r.root_version,
+                    "modules": None if r.modules is None else sorted(r.modules),
+                    "ca_bundle": None if r.ca_bundle is None else str(r.ca_bundle),
+                    "truststore": r.truststore,
+                    "refresh": r.refresh,
+                    "client_cert": None if r.client_cert is None else str(r.client_cert),
+                    "auth": None if r.auth is None else r.auth.describe(),
+                    "unsafe_all_modules": r.unsafe_all_modules,
+                    "source": r.source,
+                }
+                for r in self.repositories
+            ],
+        }
