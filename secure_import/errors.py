@@ -26,7 +26,12 @@ errors are separate again::
     │   ├── RootRotationError                             root-rotation
     │   ├── NameNotAllowedError                           name-not-allowed
     │   ├── LockMismatchError                             lock-mismatch
-    │   └── UnsafePathError                               unsafe-path
+    │   ├── UnsafePathError                               unsafe-path
+    │   └── DependencyError                               dependency-refused
+    │       ├── UndeclaredImportError                     undeclared-import
+    │       ├── DependencyConflictError                   dependency-conflict
+    │       ├── PublisherMismatchError                    dependency-publisher
+    │       └── VersionRangeError                         dependency-range
     ├── TransportError                                    transport-error
     │   ├── InsecureURLError                              insecure-url
     │   ├── RedirectRefusedError                          redirect-refused
@@ -59,6 +64,8 @@ __all__ = [
     "ConfigError",
     "ConnectionFailedError",
     "DeadlineError",
+    "DependencyConflictError",
+    "DependencyError",
     "EncodingRefusedError",
     "EquivocationError",
     "ExpiredError",
@@ -73,6 +80,7 @@ __all__ = [
     "LockMismatchError",
     "NameNotAllowedError",
     "NotListedError",
+    "PublisherMismatchError",
     "RedirectRefusedError",
     "RollbackError",
     "RootRotationError",
@@ -83,8 +91,10 @@ __all__ = [
     "TooLargeError",
     "TransportError",
     "TrustError",
+    "UndeclaredImportError",
     "UnsafePathError",
     "UnsafePermissionsError",
+    "VersionRangeError",
 ]
 
 
@@ -238,6 +248,42 @@ class UnsafePathError(TrustError):
     """A path in a manifest or source tree could escape or confuse the layout."""
 
     code = "unsafe-path"
+
+
+class DependencyError(TrustError):
+    """A dependency edge between two repositories was refused: the signed
+    declaration of the importing repository and what the consumer gets for
+    that name do not agree (or there is no declaration)."""
+
+    code = "dependency-refused"
+
+
+class UndeclaredImportError(DependencyError):
+    """Code from one repository imported a name served by another repository
+    without a signed declaration for it."""
+
+    code = "undeclared-import"
+
+
+class DependencyConflictError(DependencyError):
+    """A name would map to two repositories (a declaration names another
+    repository than the one serving the name, or two repositories claim it)."""
+
+    code = "dependency-conflict"
+
+
+class PublisherMismatchError(DependencyError):
+    """The declared publisher of a dependency is not the one the consumer
+    pinned, or not the one that signed the dependency's manifest."""
+
+    code = "dependency-publisher"
+
+
+class VersionRangeError(DependencyError):
+    """The dependency's signed version is outside the declared range (or is
+    not the declared manifest)."""
+
+    code = "dependency-range"
 
 
 # --- transport -----------------------------------------------------------

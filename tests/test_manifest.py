@@ -132,12 +132,11 @@ def test_a_memo_round_trip_gives_an_equal_manifest_with_the_same_entries() -> No
 
 
 def test_memo_columns_that_do_not_line_up_are_refused() -> None:
-    version, root_version, issued, expires, provides, (paths, digests, lengths) = manifest.to_plain(
-        parse_doc(make_doc())
-    )
+    plain = manifest.to_plain(parse_doc(make_doc()))
+    version, root_version, issued, expires, provides, (paths, digests, lengths), req = plain
     with pytest.raises(ValueError):
         manifest.from_plain(
-            (version, root_version, issued, expires, provides, (paths, digests[:-1], lengths))
+            (version, root_version, issued, expires, provides, (paths, digests[:-1], lengths), req)
         )
     with pytest.raises(ValueError):
         manifest.FileTable({"a.py": "0" * 64}, {"b.py": 1})
@@ -253,7 +252,8 @@ def test_version_upper_bound_is_inclusive() -> None:
     [
         {"_type": "secure-import/root"},
         {"_type": ["secure-import/manifest"]},
-        {"spec_version": 2},
+        {"spec_version": 2},  # v2 without its requires table
+        {"spec_version": 3},
         {"spec_version": True},
         {"spec_version": "1"},
         {"issued": 1700000000},

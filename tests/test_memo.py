@@ -380,10 +380,18 @@ def test_memo_whose_file_columns_do_not_line_up_is_deleted_and_verified_again(
     repo = scenario.warm()
     envelope = scenario.publisher.manifest_bytes()
     root, digest = repo.current_root(), hashlib.sha256(envelope).hexdigest()
-    version, root_version, issued, expires, provides, (paths, digests, lengths) = (
+    version, root_version, issued, expires, provides, (paths, digests, lengths), req = (
         manifest_mod.to_plain(repo.manifest)
     )
-    broken = (version, root_version, issued, expires, provides, (paths, digests[:-1], lengths))
+    broken = (
+        version,
+        root_version,
+        issued,
+        expires,
+        provides,
+        (paths, digests[:-1], lengths),
+        req,
+    )
     store = SealedStore(
         memo_dir(scenario.consumer),
         cache_dir=scenario.consumer.paths.cache_dir,

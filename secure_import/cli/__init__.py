@@ -177,6 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expires-in", type=int, default=90, metavar="DAYS")
     p.add_argument("--passphrase-file")
     p.add_argument("--passphrase-env")
+    p.add_argument(
+        "--requires",
+        metavar="FILE",
+        help="dependency declarations (TOML: [requires.NAME] repository, keys, range; "
+        "[imports] local) signed into the manifest",
+    )
+    p.add_argument(
+        "--local-import",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name the code imports from the consumer's own environment (repeatable)",
+    )
 
     p = command("root", cmd_root, "publish a trust root, or rotate/revoke publisher keys")
     p.add_argument("root_command", choices=["init", "rotate"])

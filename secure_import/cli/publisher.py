@@ -46,10 +46,19 @@ def cmd_sign(args: argparse.Namespace, out: Out) -> int:
         private_keys=keys,
         version=args.version,
         expires_in=timedelta(days=args.expires_in),
+        requires=None if args.requires is None else Path(args.requires),
+        local_imports=args.local_import,
     )
     m = result.manifest
     for skipped in result.skipped:
         out.info(f"skipped: {skipped}")
+    for name, req in sorted(m.requires.items()):
+        source = result.requires_sources.get(name, "")
+        out.info(f"declared: {req.describe()}" + (f" [range from {source}]" if source else ""))
+    for name, where in result.optional_imports.items():
+        out.info(f"optional import, not declared: {name} ({', '.join(where[:3])})")
+    for rel in result.unparsed:
+        out.info(f"not analysed for imports (not Python 3 syntax): {rel}")
     if out.json:
         out.emit(
             {
@@ -60,6 +69,9 @@ def cmd_sign(args: argparse.Namespace, out: Out) -> int:
                 "provides": list(m.provides),
                 "expires": m.expires.isoformat(),
                 "skipped": list(result.skipped),
+                "spec_version": 2 if m.requires else 1,
+                "requires": {name: req.describe() for name, req in sorted(m.requires.items())},
+                "optional_imports": sorted(result.optional_imports),
             }
         )
         return EXIT_OK

@@ -10,6 +10,13 @@ Refused while walking the source: compiled or magic files (``.so``, ``.pyd``,
 packages (a top-level folder without ``__init__.py``), stray files at the top
 level, and any name the manifest rules refuse.  Skipped: ``__pycache__``, VCS
 folders and dotfiles.
+
+Dependencies: the code's imports are read statically
+(:mod:`secure_import.publish.imports`); a name imported without a ``try``
+that copes with its absence must be provided by the tree, declared as a
+dependency on another signed repository (:mod:`secure_import.publish.declare`,
+signed into the manifest as ``requires``), or listed as a local import (the
+consumer's own environment).  Anything else is refused before signing.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from secure_import.config import BUNDLE_DIR, DEFAULT_EXPIRES_IN, MANIFEST_NAME
 from secure_import.errors import ConfigError, FormatError, UnsafePathError
+from secure_import.publish.declare import read_declarations
+from secure_import.publish.imports import scan_imports
 from secure_import.store.fsutil import atomic_write
 from secure_import.verify import envelope, manifest
 from secure_import.verify import root as rootmod
@@ -51,6 +60,13 @@ class PublishResult:
     manifest: Manifest
     out_dir: Path
     skipped: list[str] = field(default_factory=list)
+    #: Names imported only where the code copes with their absence, neither
+    #: provided nor declared: not signed as dependencies (``name -> [file:line]``).
+    optional_imports: dict[str, list[str]] = field(default_factory=dict)
+    #: ``.py`` files the import scan could not parse.
+    unparsed: list[str] = field(default_factory=list)
+    #: Where each declaration's range came from (file or ``Requires-Dist``).
+    requires_sources: dict[str, str] = field(default_factory=dict)
 
 
 def read_unverified_manifest(out_dir: Path) -> Manifest | None:
@@ -172,12 +188,20 @@ def publish(
     expires_in: timedelta = DEFAULT_EXPIRES_IN,
     root_version: int | None = None,
     now: datetime | None = None,
+    requires: Path | None = None,
+    local_imports: Iterable[str] = (),
 ) -> PublishResult:
     """Sign ``src`` into the static repository ``out``.
 
+    ``requires`` is the declarations file (see
+    :mod:`secure_import.publish.declare`); ``local_imports`` adds names the
+    code imports from the consumer's own environment.
+
     Raises:
         UnsafePathError: a file or name the consumer would refuse.
-        ConfigError: bad arguments, or ``out`` is not a repository we made.
+        ConfigError: bad arguments, ``out`` is not a repository we made, a
+            bad declarations file, or the code imports a name that is neither
+            provided, declared nor local (nothing is written).
     """
     if not private_keys:
         raise ConfigError("at least one signing key is required", check="keys")
@@ -214,7 +238,33 @@ def publish(
         root_version = existing.version if existing is not None else 1
     files, skipped = _collect(src)
     provides = _top_level_names(files)
+    declarations = read_declarations(requires, files)
+    own = sorted(set(declarations.requires) & set(provides))
+    if own:
+        raise ConfigError(
+            f"{', '.join(own)}: provided by this tree, so it cannot also be a dependency",
+            check="requires-file",
+            got=str(requires),
+        )
     contents: dict[str, bytes] = {rel: path.read_bytes() for rel, path in files.items()}
+    scan = scan_imports(contents)
+    undeclared, optional = scan.outside(
+        [*provides, *declarations.requires, *declarations.local, *local_imports]
+    )
+    if undeclared:
+        shown = "; ".join(
+            f"{name} ({', '.join(where[:3])}{', ...' if len(where) > 3 else ''})"
+            for name, where in undeclared.items()
+        )
+        raise ConfigError(
+            "the code imports names that this tree does not provide and that are not "
+            f"declared: {shown}.  Declare each as a dependency on its signed repository "
+            "([requires.NAME] in a --requires file) or, if the consumer's own environment "
+            "provides it, list it under [imports] local (or --local-import NAME)",
+            check="undeclared-imports",
+            expected="provided, declared or local",
+            got=", ".join(undeclared),
+        )
     entries = [
         FileEntry(path=rel, sha256=hashlib.sha256(data).hexdigest(), length=len(data))
         for rel, data in sorted(contents.items())
@@ -227,6 +277,7 @@ def publish(
         expires=issued + expires_in,
         provides=provides,
         files=entries,
+        requires=declarations.requires,
     )
     signed = envelope.sign(payload, envelope.MANIFEST_PAYLOAD_TYPE, list(private_keys))
 
@@ -260,7 +311,14 @@ def publish(
     manifest_path = out / MANIFEST_NAME
     atomic_write(manifest_path, signed)
     os.chmod(manifest_path, 0o644)
-    return PublishResult(manifest.parse(payload), out, skipped)
+    return PublishResult(
+        manifest.parse(payload),
+        out,
+        skipped,
+        optional_imports=optional,
+        unparsed=scan.unparsed,
+        requires_sources=declarations.sources,
+    )
 
 
 # -- trust roots (key rotation and revocation) -------------------------------

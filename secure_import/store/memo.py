@@ -32,6 +32,7 @@ from __future__ import annotations
 import marshal
 from pathlib import Path
 
+from secure_import.errors import FormatError
 from secure_import.store.sealed import SealedStore, binding, digest_name
 from secure_import.verify import manifest
 from secure_import.verify.manifest import Manifest
@@ -72,7 +73,7 @@ class ManifestMemo:
         try:
             plain, key_ids = marshal.loads(body)  # noqa: S302 - HMAC checked above
             return manifest.from_plain(plain), frozenset(key_ids)
-        except (ValueError, EOFError, TypeError, OverflowError, OSError):
+        except (ValueError, EOFError, TypeError, OverflowError, OSError, FormatError):
             self._sealed.discard(name)
             return None
 

@@ -10,6 +10,13 @@ provides.  Schema v1 (canonical JSON, sorted keys)::
      "expires": "2027-02-18T23:00:00Z", "provides": ["mod", "pkg"],
      "files": {"pkg/__init__.py": {"sha256": "<64 lowercase hex>", "length": 123}}}
 
+Schema v2 is v1 plus one field, ``requires``: the signed dependency
+declarations (:mod:`secure_import.verify.requires`).  A publisher writes v2
+only when there is something to declare, so manifests without dependencies
+stay v1 and readable by every consumer; a consumer that predates v2 refuses
+a v2 manifest as an unsupported ``spec_version`` instead of ignoring a
+declaration it cannot enforce.
+
 Invariants of :func:`parse` (and therefore of what :func:`build_payload` can
 produce, since it re-parses its own output):
 
@@ -17,7 +24,9 @@ produce, since it re-parses its own output):
   floats, no huge integers, bounded depth (P1-P4);
 - exactly the schema's fields, at the top level and in every file entry;
   unknown or missing fields are refused (P7);
-- ``_type`` and ``spec_version`` are exact; ``version`` and ``root_version``
+- ``_type`` is exact and ``spec_version`` is 1 or 2; v1 has exactly the v1
+  fields and v2 exactly those plus a non-empty ``requires`` (strict in every
+  nested field too); ``version`` and ``root_version``
   are ints (never bools or strings) in 1..2**53 (P5);
 - times are exactly ``YYYY-MM-DDTHH:MM:SSZ`` and ``issued <= expires``;
 - ``provides`` is a non-empty list of unique ASCII identifiers that are not
@@ -50,6 +59,7 @@ from typing import NamedTuple
 
 from secure_import.errors import FormatError, UnsafePathError
 from secure_import.verify import strictjson
+from secure_import.verify.requires import Requirement, parse_requires, requires_to_json
 
 __all__ = [
     "MANIFEST_TYPE",
@@ -58,6 +68,7 @@ __all__ = [
     "MAX_VERSION",
     "PARSE_RULES",
     "SPEC_VERSION",
+    "SPEC_VERSIONS",
     "FileEntry",
     "FileTable",
     "Manifest",
@@ -73,6 +84,8 @@ __all__ = [
 
 MANIFEST_TYPE = "secure-import/manifest"
 SPEC_VERSION = 1
+#: Every spec version :func:`parse` reads: 1, and 2 (v1 plus ``requires``).
+SPEC_VERSIONS = (1, 2)
 MAX_VERSION = 2**53
 """Largest version number a parser accepts (also the JSON safe-integer bound)."""
 MAX_FILES = 100_000
@@ -83,7 +96,9 @@ MAX_COMPONENT_LENGTH = 255
 _FIELDS = frozenset(
     {"_type", "spec_version", "version", "root_version", "issued", "expires", "provides", "files"}
 )
+_FIELDS_V2 = _FIELDS | {"requires"}
 _FILE_FIELDS = frozenset({"sha256", "length"})
+_NO_REQUIRES: Mapping[str, Requirement] = MappingProxyType({})
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
@@ -132,6 +147,8 @@ class Manifest:
     expires: datetime
     provides: tuple[str, ...]
     files: Mapping[str, FileEntry] = field(hash=False)
+    #: Signed dependency declarations, by top-level name (empty for v1).
+    requires: Mapping[str, Requirement] = field(default_factory=lambda: _NO_REQUIRES, hash=False)
 
     def find_module(self, fullname: str) -> tuple[FileEntry, bool] | None:
         """The file defining module ``fullname`` and whether it is a package.
@@ -431,23 +448,28 @@ def parse(payload: bytes, *, url: str | None = None) -> Manifest:
     document = strictjson.loads(payload, what="manifest", url=url)
     if not isinstance(document, dict):
         raise _format_error("must be a JSON object", url)
-    if set(document) != _FIELDS:
-        missing = sorted(_FIELDS - set(document))
-        unknown = sorted(set(document) - _FIELDS)
+    spec_version = document.get("spec_version")
+    if type(spec_version) is int and spec_version not in SPEC_VERSIONS:
         raise _format_error(
-            "wrong set of fields",
+            "unsupported spec_version", url, expected=SPEC_VERSIONS, got=_show(spec_version)
+        )
+    expected_fields = _FIELDS_V2 if spec_version == 2 else _FIELDS
+    if set(document) != expected_fields:
+        missing = sorted(expected_fields - set(document))
+        unknown = sorted(set(document) - expected_fields)
+        raise _format_error(
+            f"wrong set of fields for spec_version {_show(spec_version, 20)}",
             url,
-            expected=sorted(_FIELDS),
+            expected=sorted(expected_fields),
             got=f"missing {missing}, unknown {[_show(name, 40) for name in unknown[:10]]}",
         )
     if document["_type"] != MANIFEST_TYPE:
         raise _format_error(
             "_type is not a manifest", url, expected=MANIFEST_TYPE, got=_show(document["_type"])
         )
-    spec_version = document["spec_version"]
-    if type(spec_version) is not int or spec_version != SPEC_VERSION:
+    if type(spec_version) is not int:
         raise _format_error(
-            "unsupported spec_version", url, expected=SPEC_VERSION, got=_show(spec_version)
+            "unsupported spec_version", url, expected=SPEC_VERSIONS, got=_show(spec_version)
         )
     version = _parse_version(document["version"], "version", url)
     root_version = _parse_version(document["root_version"], "root_version", url)
@@ -480,6 +502,11 @@ def parse(payload: bytes, *, url: str | None = None) -> Manifest:
                 f"provided name {name!r} has neither {name}.py nor {name}/__init__.py", url
             )
     entries = {path: _parse_entry(path, raw_files[path], url) for path in sorted(raw_files)}
+    requires = (
+        parse_requires(document["requires"], provides=provides, url=url)
+        if spec_version == 2
+        else _NO_REQUIRES
+    )
     return Manifest(
         version=version,
         root_version=root_version,
@@ -487,18 +514,26 @@ def parse(payload: bytes, *, url: str | None = None) -> Manifest:
         expires=expires,
         provides=provides,
         files=MappingProxyType(entries),
+        requires=requires,
     )
 
 
 #: Bump whenever :func:`parse` changes what it accepts: memos of earlier
 #: parses (:mod:`secure_import.store.memo`) are bound to it and stop applying.
-PARSE_RULES = 1
+PARSE_RULES = 2
 
 #: What :func:`to_plain` returns: only built-in types, so ``marshal`` can keep
 #: it.  Files are three columns (paths, sha256s, lengths), not one tuple per
 #: file: loading a memo then creates three containers instead of hundreds.
+#: The last item is the ``requires`` table as canonical JSON (``b""`` for v1).
 PlainManifest = tuple[
-    int, int, int, int, tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]
+    int,
+    int,
+    int,
+    int,
+    tuple[str, ...],
+    tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]],
+    bytes,
 ]
 
 
@@ -516,6 +551,7 @@ def to_plain(parsed: Manifest) -> PlainManifest:
             tuple(e.sha256 for e in entries),
             tuple(e.length for e in entries),
         ),
+        strictjson.dumps_canonical(requires_to_json(parsed.requires)) if parsed.requires else b"",
     )
 
 
@@ -524,9 +560,15 @@ def from_plain(plain: PlainManifest) -> Manifest:
 
     Only for values that came from :func:`to_plain` of a manifest :func:`parse`
     accepted (an authenticated memo): nothing is validated again, except that
-    the columns line up (``ValueError`` otherwise).
+    the columns line up (``ValueError`` otherwise).  The ``requires`` table,
+    small and rare, is parsed again (a ``FormatError`` if it does not parse).
     """
-    version, root_version, issued, expires, provides, (paths, digests, lengths) = plain
+    version, root_version, issued, expires, provides, (paths, digests, lengths), req = plain
+    requires = (
+        parse_requires(strictjson.loads(req, what="memo"), provides=tuple(provides))
+        if req
+        else _NO_REQUIRES
+    )
     return Manifest(
         version=version,
         root_version=root_version,
@@ -536,6 +578,7 @@ def from_plain(plain: PlainManifest) -> Manifest:
         files=FileTable(
             dict(zip(paths, digests, strict=True)), dict(zip(paths, lengths, strict=True))
         ),
+        requires=requires,
     )
 
 
@@ -595,12 +638,15 @@ def build_payload(
     expires: datetime,
     provides: Iterable[str],
     files: Iterable[FileEntry],
+    requires: Mapping[str, Requirement] | None = None,
 ) -> bytes:
     """Build the canonical manifest payload, refusing anything :func:`parse` would.
 
     ``provides`` is written sorted; fractions of a second are dropped from
-    the times.  The result is re-parsed before it is returned, so a publisher
-    can never produce a manifest that consumers refuse.
+    the times.  With declarations in ``requires`` the payload is spec
+    version 2, else version 1 (readable by consumers that predate v2).  The
+    result is re-parsed before it is returned, so a publisher can never
+    produce a manifest that consumers refuse.
 
     Raises:
         FormatError: if any input breaks a manifest rule.
@@ -621,7 +667,7 @@ def build_payload(
         listed[entry.path] = {"sha256": entry.sha256, "length": entry.length}
     document = {
         "_type": MANIFEST_TYPE,
-        "spec_version": SPEC_VERSION,
+        "spec_version": 2 if requires else SPEC_VERSION,
         "version": version,
         "root_version": root_version,
         "issued": format_time(issued),
@@ -629,6 +675,10 @@ def build_payload(
         "provides": sorted(names),
         "files": listed,
     }
+    if requires:
+        if not all(isinstance(r, Requirement) and r.name == n for n, r in requires.items()):
+            raise _format_error("requires must map each name to its Requirement", None)
+        document["requires"] = requires_to_json(requires)
     try:
         payload = strictjson.dumps_canonical(document)
     except (TypeError, ValueError) as exc:

@@ -76,3 +76,16 @@ def parse_origin(url: str) -> tuple[Origin, str]:
     if not path.endswith("/"):
         path += "/"
     return Origin(host=parts.hostname.lower(), port=port or 443), path
+
+
+def canonical_url(url: str) -> str:
+    """The one spelling of a repository URL: lowercase host, port only when
+    not 443, base path ending in ``/`` (how repositories, lock files and
+    dependency declarations compare URLs).
+
+    Raises:
+        InsecureURLError: as :func:`parse_origin`.
+    """
+    origin, base_path = parse_origin(url)
+    port = "" if origin.port == 443 else f":{origin.port}"
+    return f"https://{origin.host}{port}{base_path}"
