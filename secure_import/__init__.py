@@ -66,6 +66,8 @@ def add_repo(
     limits: Limits | None = None,
     offline: bool = False,
     lock: str | os.PathLike[str] | None = None,
+    trust_dependencies: bool | str = False,
+    unsafe_undeclared_imports: bool = False,
 ) -> Repository:
     """Trust ``url`` for code signed by ``keys`` and install the finder.
 
@@ -88,6 +90,13 @@ def add_repo(
         lock: a lock file (see :func:`secure_import.store.lock.write_lock`): frozen
             mode, only the locked manifest is accepted; when it is cached (after
             ``prefetch``), no request is made at all.
+        trust_dependencies: follow this repository's signed dependency
+            declarations to repositories you did not pin: ``True`` one level,
+            ``"transitive"`` all the way (a widening: each followed repository
+            serves only the declared names, is pinned to the declared keys,
+            audited, and in frozen mode must be in the lock file).
+        unsafe_undeclared_imports: let this repository's code import names
+            other repositories serve without a signed declaration (warns).
 
     Raises:
         InsecureURLError: the URL is not https.
@@ -105,6 +114,8 @@ def add_repo(
             limits=limits,
             offline=offline,
             lock=lock,
+            trust_dependencies=trust_dependencies,
+            unsafe_undeclared_imports=unsafe_undeclared_imports,
         )
     except SecureImportError as exc:
         # A refused configuration is audited like a refused import.
@@ -141,6 +152,8 @@ def repo(
     limits: Limits | None = None,
     offline: bool = False,
     lock: str | os.PathLike[str] | None = None,
+    trust_dependencies: bool | str = False,
+    unsafe_undeclared_imports: bool = False,
 ) -> Iterator[Repository]:
     """``add_repo`` for the duration of a ``with`` block."""
     repository = add_repo(
@@ -154,6 +167,8 @@ def repo(
         limits=limits,
         offline=offline,
         lock=lock,
+        trust_dependencies=trust_dependencies,
+        unsafe_undeclared_imports=unsafe_undeclared_imports,
     )
     try:
         yield repository

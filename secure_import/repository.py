@@ -118,6 +118,20 @@ def _load_keys(keys: Iterable[KeySpec]) -> list[PublicKey]:
     return loaded
 
 
+_FOLLOW = {False: "no", True: "direct", "no": "no", "direct": "direct", "transitive": "transitive"}
+
+
+def _follow_level(value: bool | str) -> str:
+    level = _FOLLOW.get(value) if isinstance(value, bool | str) else None
+    if level is None:
+        raise ConfigError(
+            "trust_dependencies is false, true (one level) or 'transitive'",
+            check="trust-dependencies",
+            got=repr(value),
+        )
+    return level
+
+
 def _check_modules(modules: Iterable[str] | None) -> frozenset[str] | None:
     if modules is None:
         return None
@@ -159,12 +173,27 @@ class Repository:
         offline: bool = False,
         lock: str | os.PathLike[str] | None = None,
         transport: TransportOptions | None = None,
+        trust_dependencies: bool | str = False,
+        unsafe_undeclared_imports: bool = False,
     ) -> None:
         origin, base_path = parse_origin(url)  # refuses http:// before any request
         port = "" if origin.port == 443 else f":{origin.port}"
         self.url = f"https://{origin.host}{port}{base_path}"
         self.id = repo_id(self.url)
         self.modules = _check_modules(modules)
+        #: Whether the signed dependency declarations of this repository are
+        #: followed to repositories the consumer did not pin (a widening):
+        #: ``"no"``, ``"direct"`` (one level) or ``"transitive"``.
+        self.trust_dependencies = _follow_level(trust_dependencies)
+        #: Let this repository's code import names other repositories serve
+        #: without a signed declaration (the behaviour before declarations).
+        self.unsafe_undeclared_imports = bool(unsafe_undeclared_imports)
+        if self.unsafe_undeclared_imports:
+            warnings.warn(
+                f"secure_import: unsafe_undeclared_imports for {self.url}: its code may import "
+                "names from other repositories without a signed declaration",
+                stacklevel=2,
+            )
         #: The publisher as the user pinned it; rotations recorded in the state
         #: directory move trust forward from here, never back.
         self.pinned_root = Root.from_keys(_load_keys(keys), threshold, version=root_version)
@@ -185,6 +214,9 @@ class Repository:
         self.offline = offline
         #: Frozen mode: the sha256 of the only manifest envelope accepted.
         self.locked_digest: str | None = None
+        #: The lock file of frozen mode (repositories reached through
+        #: dependency declarations are held to it too).
+        self.lock_file = None if lock is None else Path(lock)
         if lock is not None:
             from secure_import.store.lock import read_lock
 
@@ -238,8 +270,33 @@ class Repository:
         """Append an audit record about this repository (raises AuditWriteError)."""
         self.audit.append(event, outcome=outcome, repo=self.url, **fields)
 
-    def record_load(self, *, module: str, url: str, sha256: str, trusted: TrustedManifest) -> None:
-        """Audit one module about to run (raises AuditWriteError)."""
+    def record_load(
+        self,
+        *,
+        module: str,
+        url: str,
+        sha256: str,
+        trusted: TrustedManifest,
+        via: str | None = None,
+    ) -> None:
+        """Audit one module about to run (raises AuditWriteError).
+
+        ``via``: the dependency declaration that allowed the load, if it came
+        through a dependency edge (named in the record).
+        """
+        if via is not None:
+            self.audit.append(
+                "load",
+                outcome="ok",
+                module=module,
+                url=url,
+                sha256=sha256,
+                repo=self.url,
+                manifest_version=trusted.manifest.version,
+                key_id=trusted.key_id_text,
+                via=via,
+            )
+            return
         self.audit.append_load(
             module=module,
             url=url,

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 
 from secure_import._guard import busy, is_busy
 from secure_import.errors import SecureImportError
+from secure_import.hook.deps import DependencyGraph, importing_repository
 from secure_import.repository import Repository
 from secure_import.verify.manifest import FileEntry
 from secure_import.verify.names import is_never_remote
@@ -96,6 +97,9 @@ class RemoteLoader(InspectLoader):
         self.entry = entry
         self._is_package = is_package
         self.url = repo.url_for(entry.path)
+        #: The dependency declaration this module was reached through, named
+        #: in its load record (see :mod:`secure_import.hook.deps`).
+        self.via: str | None = None
 
     def __repr__(self) -> str:
         return f"<RemoteLoader {self.name!r} from {self.url!r}>"
@@ -140,6 +144,7 @@ class RemoteLoader(InspectLoader):
                     url=self.url,
                     sha256=self.entry.sha256,
                     trusted=repo.trusted_manifest(),
+                    via=self.via,
                 )
             except SecureImportError as exc:
                 exc._secure_import_audited = True  # type: ignore[attr-defined]
@@ -355,6 +360,8 @@ class SecureFinder:
         #: given ``modules=``; ``None`` when a repository's names come from its
         #: manifest (then each is asked).
         self._allowed: frozenset[str] | None = frozenset()
+        #: Signed dependency declarations between the repositories.
+        self.graph = DependencyGraph(lambda: tuple(self._repos), self.add, self._modules_changed)
 
     def _changed(self) -> None:
         """Forget answers derived from the set of repositories (lock held)."""
@@ -366,6 +373,10 @@ class SecureFinder:
                 return
             names |= repo.modules
         self._allowed = frozenset(names)
+
+    def _modules_changed(self) -> None:
+        with self._lock:
+            self._changed()
 
     @property
     def repositories(self) -> Sequence[Repository]:
@@ -390,11 +401,19 @@ class SecureFinder:
             self._changed()
 
     def remove(self, repo: Repository) -> None:
+        """Stop serving ``repo``, and the repositories that were added only
+        because its declarations were followed."""
+        followed = self.graph.followed_from(repo)
         with self._lock:
             if repo in self._repos:
                 self._repos.remove(repo)
             self._extensions = [(r, p) for r, p in self._extensions if r is not repo]
             self._changed()
+        self.graph.forget(repo)
+        for other in followed:
+            if other in self._repos:
+                self.remove(other)
+                other.close()
 
     def locate(self, entry: str) -> tuple[Repository, str] | None:
         """Which repository serves the package directory URL ``entry``, and
@@ -444,15 +463,7 @@ class SecureFinder:
         if is_never_remote(top) or is_busy():
             return None
         if path is None:
-            for repo in self._repos:
-                try:
-                    with busy():
-                        if not repo.may_provide(top):
-                            continue
-                except SecureImportError as exc:
-                    raise _owned_error(repo, exc, fullname, None) from None
-                return self._refuse_last(repo, fullname, fullname, path, target)
-            return None
+            return self._find_top(fullname, target)
         # A submodule: served only through a parent __path__ entry that is one
         # of ours (as the path finder would); a library that pointed its
         # __path__ elsewhere (six.moves: []) is left to its own importer.
@@ -464,6 +475,53 @@ class SecureFinder:
                     repo, package = located
                     return self._refuse_last(repo, fullname, f"{package}.{tail}", path, target)
         return None
+
+    def _repo_named_by(self, exc: SecureImportError) -> Repository:
+        for repo in self._repos:
+            if repo.url == exc.url or repo.manifest_url == exc.url:
+                return repo
+        return self._repos[0]
+
+    def _find_top(self, fullname: str, target: ModuleType | None) -> ModuleSpec | None:
+        """A top-level name: the one repository that may serve it, the
+        dependency edge from the importing repository checked, and the
+        serving repository's own declarations checked before its code runs."""
+        graph = self.graph
+        repos = tuple(self._repos)
+        if not repos:
+            return None
+        importer = importing_repository(repos, depth=0)
+        culprit = repos[0]
+        try:
+            with busy():
+                try:
+                    owner = graph.owner_of(fullname)
+                except SecureImportError as exc:
+                    culprit = self._repo_named_by(exc)
+                    raise
+                if owner is None:
+                    if importer is not None:
+                        culprit = importer
+                        absent = graph.declared_but_absent(importer, fullname)
+                        if absent is not None:
+                            raise absent
+                    return None
+                via = None
+                if importer is not None and importer is not owner:
+                    culprit = importer
+                    edge = graph.check_import(importer, fullname, owner)
+                    via = None if edge is None else edge.describe()
+                culprit = owner
+                graph.admit(owner)
+                reached = graph.reached_by(owner)
+                if via is None and reached is not None:
+                    via = reached.describe()
+        except SecureImportError as exc:
+            raise _owned_error(culprit, exc, fullname, None) from None
+        spec = self._refuse_last(owner, fullname, fullname, None, target)
+        if via is not None and spec is not None and isinstance(spec.loader, RemoteLoader):
+            spec.loader.via = via
+        return spec
 
     def _refuse_last(
         self,

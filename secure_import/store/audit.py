@@ -95,6 +95,7 @@ _FIELDS = (
     "repo",
     "code",
     "message",
+    "via",
     "pid",
 )
 #: Encodes values other than ``str`` and ``int`` (none today) exactly as
