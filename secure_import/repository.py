@@ -1,20 +1,23 @@
 """The orchestrator: fetch -> verify -> cache -> audit, for one repository.
 
 This is the only module that mixes network, disk and trust.  The decisions
-themselves are made by pure code (:mod:`.envelope`, :mod:`.manifest`,
-:mod:`.trust`); this module feeds them bytes and acts on the verdict.
+themselves are made by pure code: the order of the trust steps by
+:class:`~secure_import.verify.trustset.TrustState` (roots, then the manifest,
+then acceptance), the checks by :mod:`.envelope`, :mod:`.manifest` and
+:mod:`.trust`; this module feeds them bytes and acts on the verdicts.
 
 Order of work for a module (the finder calls these):
 
 1. :meth:`Repository.trusted_manifest` — once per process: fetch the manifest
-   envelope (conditional on the cached copy's ETag), verify it against the
-   pinned root *before parsing*, check expiry and the high-water mark, then
-   record the new high-water mark (state dir) and cache the envelope.  When the
-   server cannot be reached, a cached envelope that still passes every check is
-   used and the fallback is audited.  While the conditional request is in
-   flight (a worker thread), the cached envelope is verified and the bytecode
-   pack of the package being imported is read; that work is used only if the
-   answer leaves the cached envelope in force (304 or unreachable server).
+   envelope (conditional on the cached copy's ETag), have the trust state
+   verify it against the newest root *before parsing*, check expiry and the
+   high-water mark and accept it, then record the new high-water mark (state
+   dir) and cache the envelope.  When the server cannot be reached, a cached
+   envelope that still passes every check is used and the fallback is audited.
+   While the conditional request is in flight (a worker thread), the cached
+   envelope is verified and the bytecode pack of the package being imported is
+   read; that work is used only if the answer leaves the cached envelope in
+   force (304 or unreachable server).
 2. :meth:`Repository.find` — name to manifest entry; a name that is not listed
    is refused without any request.
 3. :meth:`Repository.source` — the verified bytes: from this process's memory,
@@ -27,7 +30,6 @@ No byte that failed a check is returned, cached or executed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -68,14 +70,8 @@ from secure_import.verify.keys import PublicKey
 from secure_import.verify.manifest import FileEntry, Manifest
 from secure_import.verify.names import is_never_remote, parse_origin
 from secure_import.verify.root import ROOTS_DIR, Root
-from secure_import.verify.trust import (
-    HighWater,
-    TrustedManifest,
-    authenticate_manifest,
-    check_manifest,
-    check_root_fresh,
-    verify_root_update,
-)
+from secure_import.verify.trust import TrustedManifest
+from secure_import.verify.trustset import Candidate, TrustState
 
 __all__ = ["MANIFEST_NAME", "KeySpec", "Repository"]
 
@@ -95,8 +91,7 @@ class _Prepared(NamedTuple):
     """The cached envelope verified, and the bytecode pack of the top-level
     name being imported, while the freshness request was in flight."""
 
-    trusted: TrustedManifest
-    remembered: bool
+    candidate: Candidate
     pack: tuple[str, list[FileEntry], list[CodeType]] | None
 
 
@@ -347,45 +342,53 @@ class Repository:
             return trusted
 
     def _load_manifest(self, prepare: str | None) -> TrustedManifest:
-        now = self._clock()
-        high_water = self.state.high_water(self.id)
+        """One manifest update: this method does the I/O, :class:`TrustState`
+        decides (roots, then the manifest, then acceptance), and each verdict
+        is acted on here (high-water mark, cache, audit record, memo)."""
+        trust = TrustState(
+            self.pinned_root,
+            high_water=self.state.high_water(self.id),
+            now=self._clock(),
+            clock_slack=self.limits.clock_slack,
+            max_version_jump=self.limits.max_version_jump,
+            url=self.manifest_url,
+            locked_digest=self.locked_digest,
+        )
         cached = self.cache.get_metadata(self.id, MANIFEST_NAME)
-        request = self._ask_server(cached)
+        request = self._ask_server(cached, trust)
         early = None
         if request is not None and cached is not None:
             # Nothing else runs until the request is out (both threads would
             # compete for the interpreter lock); then the wait is ours to fill.
             request.wait_ready()
-            root = self.current_root()
-            early = self._prepare(cached, root, now, high_water, prepare)
+            self._adopt_stored_roots(trust)
+            early = self._prepare(cached, trust, prepare)
         else:
-            root = self.current_root()
+            self._adopt_stored_roots(trust)
         body, fresh, etag, offline_reason = self._manifest_bytes(cached, request)
         try:
             if early is not None and fresh is None:
                 # The server left us with the cached envelope (304, or it is
-                # unreachable): the very bytes _prepare verified, with the
-                # same root, clock reading and high-water mark.
-                trusted, remembered = early.trusted, early.remembered
+                # unreachable): the very bytes _prepare verified, under the
+                # same trust state.
+                candidate = early.candidate
             else:
-                trusted, remembered = self._verify(body, root, now, high_water)
+                candidate = trust.verify(body, recall=self.memo.load)
         except (ThresholdError, RootRotationError) as exc:
             # Maybe the publisher rotated its keys: walk the signed root chain
             # (only ever forward, each step checked), then try once more.
-            target = exc.got if isinstance(exc, RootRotationError) else None
-            if self.offline or (
-                isinstance(exc, RootRotationError)
-                and not (isinstance(target, int) and target > root.version)
-            ):
+            rotation = trust.rotation_for(exc)
+            if self.offline or rotation is None:
                 raise
-            newer = self._rotate(root, up_to=target if isinstance(target, int) else None)
-            if newer.version == root.version:
+            before = trust.root.version
+            self._rotate(trust, up_to=rotation.up_to)
+            if trust.root.version == before:
                 raise
-            root = newer
-            trusted, remembered = self._verify(body, root, now, high_water)
-        check_root_fresh(root, now=now, url=self.manifest_url)
-        if high_water is None or trusted.manifest.version > high_water.version:
-            self.state.set_high_water(self.id, trusted.high_water)
+            candidate = trust.verify(body, recall=self.memo.load)
+        verdict = trust.accept(candidate)
+        trusted = verdict.trusted
+        if verdict.new_high_water is not None:
+            self.state.set_high_water(self.id, verdict.new_high_water)
         if fresh is not None:
             try:
                 self.cache.put_metadata(self.id, MANIFEST_NAME, fresh)
@@ -402,31 +405,27 @@ class Repository:
             key_id=trusted.key_id_text,
             message=None if offline_reason is None else f"server unreachable: {offline_reason}",
         )
-        if not remembered:
+        if verdict.remember:
             # Only now is the manifest accepted (root fresh, high-water mark
             # stored, load audited): nothing is remembered for one refused.
-            self.memo.save(root, trusted.envelope_digest, trusted.manifest, trusted.key_ids)
+            self.memo.save(verdict.root, trusted.envelope_digest, trusted.manifest, trusted.key_ids)
         if (
             early is not None
             and early.pack is not None
-            and early.trusted.envelope_digest == trusted.envelope_digest
+            and early.candidate.trusted.envelope_digest == trusted.envelope_digest
         ):
             # Bound to the entries of the manifest now accepted: use it.
             self._adopt_pack(*early.pack)
         return trusted
 
-    def _ask_server(self, cached: bytes | None) -> _Request | None:
+    def _ask_server(self, cached: bytes | None, trust: TrustState) -> _Request | None:
         """Start the manifest request, or ``None`` when none is to be made
         (offline, or frozen with the locked envelope in the cache).
 
         With a cached envelope the request is conditional and runs in a worker
         thread, so that the caller can prepare the cached copy meanwhile.
         """
-        if self.offline or (
-            cached is not None
-            and self.locked_digest is not None
-            and hashlib.sha256(cached).hexdigest() == self.locked_digest
-        ):
+        if self.offline or (cached is not None and trust.matches_lock(cached)):
             return None
         etag = None
         if cached:
@@ -454,36 +453,30 @@ class Repository:
 
         return _Request(ask, background=cached is not None)
 
-    def _prepare(
-        self,
-        cached: bytes,
-        root: Root,
-        now: datetime,
-        high_water: HighWater | None,
-        top: str | None,
-    ) -> _Prepared | None:
+    def _prepare(self, cached: bytes, trust: TrustState, top: str | None) -> _Prepared | None:
         """Work done on the cached envelope while the server is being asked.
 
-        Verifies it exactly as :meth:`_verify` would once the answer comes,
-        and reads the authenticated bytecode pack of ``top`` for its entries.
-        Nothing here is trusted, cached, audited or run: if the server answers
-        with a new manifest, all of it is dropped; if the answer leaves us with
-        these bytes (304, or the server is unreachable), it is the same work
-        the import would do next, done during the wait.  ``None`` if the cached
+        Verifies it exactly as it would be once the answer comes, and reads
+        the authenticated bytecode pack of ``top`` for its entries.  Nothing
+        here is trusted, cached, audited or run: if the server answers with a
+        new manifest, all of it is dropped; if the answer leaves us with these
+        bytes (304, or the server is unreachable), it is the same work the
+        import would do next, done during the wait.  ``None`` if the cached
         copy does not verify: it is verified again, and refused with the
         proper error, only if it is still needed.
         """
         try:
-            trusted, remembered = self._verify(cached, root, now, high_water)
+            candidate = trust.verify(cached, recall=self.memo.load)
         except SecureImportError:
             return None
+        manifest = candidate.trusted.manifest
         pack = None
-        if top is not None and top in trusted.manifest.provides and top not in self._ready_tops:
-            entries = bundle_entries(trusted.manifest.files, top)
+        if top is not None and top in manifest.provides and top not in self._ready_tops:
+            entries = bundle_entries(manifest.files, top)
             codes = self.bytecode.load_pack([(e.sha256, self.url_for(e.path)) for e in entries])
             if codes is not None:
                 pack = (top, entries, codes)
-        return _Prepared(trusted, remembered, pack)
+        return _Prepared(candidate, pack)
 
     def _manifest_bytes(
         self, cached: bytes | None, request: _Request | None
@@ -513,32 +506,6 @@ class Repository:
             return cached, None, None, None
         assert response.body is not None
         return response.body, response.body, response.etag, None
-
-    def _verify(
-        self, body: bytes, root: Root, now: datetime, high_water: HighWater | None
-    ) -> tuple[TrustedManifest, bool]:
-        """The manifest in ``body`` if it may be used now, and whether its
-        authentication came from the memo (else the caller remembers it once
-        the manifest is accepted)."""
-        digest = hashlib.sha256(body).hexdigest()
-        remembered = self.memo.load(root, digest)
-        if remembered is None:
-            parsed, key_ids = authenticate_manifest(body, root=root, url=self.manifest_url)
-        else:
-            parsed, key_ids = remembered
-        trusted = check_manifest(
-            parsed,
-            key_ids=key_ids,
-            digest=digest,
-            root=root,
-            now=now,
-            high_water=high_water,
-            clock_slack=self.limits.clock_slack,
-            max_version_jump=self.limits.max_version_jump,
-            url=self.manifest_url,
-            locked_digest=self.locked_digest,
-        )
-        return trusted, remembered is not None
 
     def prefetch(self) -> int:
         """Verify and cache every file of every allowed top-level name now
@@ -573,21 +540,32 @@ class Repository:
     # -- trust roots ----------------------------------------------------------
 
     def current_root(self) -> Root:
-        """The pinned root moved forward through every stored, re-verified rotation.
+        """The pinned root moved forward through every stored, re-verified rotation."""
+        trust = TrustState(
+            self.pinned_root,
+            high_water=None,
+            now=self._clock(),
+            clock_slack=self.limits.clock_slack,
+            max_version_jump=self.limits.max_version_jump,
+        )
+        self._adopt_stored_roots(trust)
+        return trust.root
+
+    def _adopt_stored_roots(self, trust: TrustState) -> None:
+        """Feed ``trust`` the rotations stored by earlier processes, in order.
 
         A stored chain that no longer verifies (edited state, or keys re-pinned
         by the user) is followed only up to the last good link.
         """
-        current = self.pinned_root
-        for data in self.state.roots(self.id, after=current.version):
+        for data in self.state.roots(self.id, after=trust.root.version):
             try:
-                current = verify_root_update(current, data)
+                trust.update_root(data)
             except SecureImportError:
                 break
-        return current
 
-    def _rotate(self, current: Root, *, up_to: int | None) -> Root:
-        """Fetch, verify and store roots ``current.version + 1, ...`` (bounded).
+    def _rotate(self, trust: TrustState, *, up_to: int | None) -> None:
+        """Fetch roots ``trust.root.version + 1, ...`` (bounded), feed them to
+        ``trust`` and store each one it accepts.
 
         Stops at ``up_to``, or at the first version the server does not have.
 
@@ -596,6 +574,7 @@ class Repository:
                 or skips a version; nothing after the last good step is kept.
         """
         for _ in range(self.limits.max_root_rotations):
+            current = trust.root
             if up_to is not None and current.version >= up_to:
                 break
             url = self.url_for(f"{ROOTS_DIR}/{current.version + 1}.json")
@@ -606,7 +585,7 @@ class Repository:
                     break
                 raise
             assert response.body is not None
-            new = verify_root_update(current, response.body, url=url)
+            new = trust.update_root(response.body, url=url)
             self.state.save_root(self.id, new.version, response.body)
             self.record(
                 "rotate",
@@ -617,8 +596,6 @@ class Repository:
                 message=f"trust root {current.version} -> {new.version} "
                 f"(threshold {new.threshold} of {len(new.keys)} keys)",
             )
-            current = new
-        return current
 
     # -- names --------------------------------------------------------------
 

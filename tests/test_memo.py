@@ -41,8 +41,8 @@ def scenario(publisher: Publisher, consumer: Consumer, canary: Path, tmp_path: P
     return Scenario(publisher, consumer, canary, tmp_path)
 
 
-#: Where the repository looks up the signature check (patched to observe it).
-AUTHENTICATE = "secure_import.repository.authenticate_manifest"
+#: Where the trust state looks up the signature check (patched to observe it).
+AUTHENTICATE = "secure_import.verify.trustset.authenticate_manifest"
 
 
 # -- helpers -------------------------------------------------------------------
