@@ -63,7 +63,8 @@ from secure_import.store.memo import ManifestMemo
 from secure_import.store.paths import Paths
 from secure_import.store.state import StateStore, repo_id
 from secure_import.transport.background import InBackground
-from secure_import.transport.https import Fetcher, Response, TransportOptions, load_network_stack
+from secure_import.transport.base import Response, Transport
+from secure_import.transport.https import Fetcher, TransportOptions, load_network_stack
 from secure_import.verify.bundle import bundle_entries, bundle_path
 from secure_import.verify.hashes import verify_bytes
 from secure_import.verify.keys import PublicKey
@@ -151,7 +152,22 @@ def _check_modules(modules: Iterable[str] | None) -> frozenset[str] | None:
 
 
 class Repository:
-    """One trusted remote repository: its URL, pinned root and local stores."""
+    """One trusted remote repository: its URL, pinned root and local stores.
+
+    What it talks to can be injected, so a second transport or a test double
+    plugs in without touching the trust code:
+
+    - ``connect``: builds the :class:`~secure_import.transport.base.Transport`
+      the repository fetches through, called when the first request is about
+      to be made (again after :meth:`close`).  Default: the HTTPS
+      :class:`~secure_import.transport.https.Fetcher` for ``url`` with
+      ``ca_bundle`` and ``transport``; the network stack is then imported
+      here, not inside the import hook.
+    - ``cache``, ``state``, ``audit``, ``bytecode``, ``memo``: the stores, by
+      default each under ``paths`` as always.  Whatever comes in, trust is
+      decided the same way: every byte a transport or a store returns is
+      verified again here.
+    """
 
     def __init__(
         self,
@@ -170,6 +186,12 @@ class Repository:
         transport: TransportOptions | None = None,
         trust_dependencies: bool | str = False,
         unsafe_undeclared_imports: bool = False,
+        connect: Callable[[], Transport] | None = None,
+        cache: Cache | None = None,
+        state: StateStore | None = None,
+        audit: AuditLog | None = None,
+        bytecode: BytecodeStore | None = None,
+        memo: ManifestMemo | None = None,
     ) -> None:
         origin, base_path = parse_origin(url)  # refuses http:// before any request
         port = "" if origin.port == 443 else f":{origin.port}"
@@ -197,11 +219,19 @@ class Repository:
         self.transport = transport
         self.limits = limits or Limits()
         self.paths = paths or Paths.default()
-        self.cache = Cache(self.paths.cache_dir)
-        self.state = StateStore(self.paths.state_dir)
-        self.audit = AuditLog(self.paths.audit_log)
-        self.bytecode = BytecodeStore(self.paths.cache_dir, self.paths.state_dir)
-        self.memo = ManifestMemo(self.paths.cache_dir, self.paths.state_dir, owner=self.id)
+        self.cache = Cache(self.paths.cache_dir) if cache is None else cache
+        self.state = StateStore(self.paths.state_dir) if state is None else state
+        self.audit = AuditLog(self.paths.audit_log) if audit is None else audit
+        self.bytecode = (
+            BytecodeStore(self.paths.cache_dir, self.paths.state_dir)
+            if bytecode is None
+            else bytecode
+        )
+        self.memo = (
+            ManifestMemo(self.paths.cache_dir, self.paths.state_dir, owner=self.id)
+            if memo is None
+            else memo
+        )
         self._clock = clock or (lambda: datetime.now(UTC))
         #: Never contact the server: the cached manifest (verified exactly as a
         #: fresh one, so it must be unexpired and not below the high-water mark)
@@ -224,7 +254,8 @@ class Repository:
                     got=str(lock),
                 )
             self.locked_digest = entry.manifest_sha256
-        self._fetcher: Fetcher | None = None
+        self._connect = connect or self._connect_https
+        self._fetcher: Transport | None = None
         self._lock = threading.RLock()
         self._trusted: TrustedManifest | None = None
         self._failure: tuple[SecureImportError, float] | None = None
@@ -233,7 +264,7 @@ class Repository:
         #: package and handed out once by :meth:`code`.
         self._code: dict[tuple[str, str], CodeType] = {}
         self._ready_tops: set[str] = set()
-        if not self.offline and self.locked_digest is None:
+        if connect is None and not self.offline and self.locked_digest is None:
             # The first import will ask the server (at least a conditional
             # request): load the network stack now, not inside the import hook.
             # Offline and frozen repositories may never need it.
@@ -242,12 +273,21 @@ class Repository:
     # -- plumbing ---------------------------------------------------------
 
     @property
-    def fetcher(self) -> Fetcher:
+    def fetcher(self) -> Transport:
+        """The transport, built on first use.
+
+        Raises:
+            TransportError, ConfigError: it cannot be built (e.g. an unreadable
+                CA bundle).
+        """
         if self._fetcher is None:
-            self._fetcher = Fetcher(
-                self.url, limits=self.limits, ca_bundle=self.ca_bundle, transport=self.transport
-            )
+            self._fetcher = self._connect()
         return self._fetcher
+
+    def _connect_https(self) -> Transport:
+        return Fetcher(
+            self.url, limits=self.limits, ca_bundle=self.ca_bundle, transport=self.transport
+        )
 
     def close(self) -> None:
         if self._fetcher is not None:

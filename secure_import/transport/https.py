@@ -54,6 +54,7 @@ from secure_import.errors import (
     TooLargeError,
     TransportError,
 )
+from secure_import.transport.base import FetchStats, Response
 from secure_import.verify.names import parse_origin
 
 if TYPE_CHECKING:
@@ -248,30 +249,9 @@ class TransportOptions:
         return self == TransportOptions()
 
 
-@dataclass(frozen=True)
-class Response:
-    """A fully read body (``None`` for 304 Not Modified) and its ETag."""
-
-    url: str
-    status: int
-    body: bytes | None
-    etag: str | None
-
-
-@dataclass
-class FetchStats:
-    """Counters for the benchmark and tests: what did this repository cost?"""
-
-    requests: int = 0
-    bytes: int = 0
-    #: Wall time spent building the client (TLS context) and inside
-    #: :meth:`Fetcher.get` (connections, round trips, bodies): the network's
-    #: share of an import, which a local import does not pay.
-    seconds: float = 0.0
-
-
 class Fetcher:
-    """One keep-alive HTTPS client for one repository origin."""
+    """One keep-alive HTTPS client for one repository origin: the default
+    :class:`~secure_import.transport.base.Transport`."""
 
     def __init__(
         self,

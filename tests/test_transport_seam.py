@@ -1,0 +1,262 @@
+"""The transport seam (:mod:`secure_import.transport.base`): a Repository
+over an in-memory transport double that serves a signed site from a dict.
+
+Real HTTPS is the rule for integration tests (tests/test_import_https.py and
+tests/attacks/); this file proves the seam a second transport (a mirror, an
+object store) plugs into: the trust code is the same, every byte the double
+returns is verified, and the double's failures map onto the same refusals,
+audit records and cache state as the HTTPS client's.  No network is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from secure_import.config import BUNDLE_DIR, MANIFEST_NAME
+from secure_import.errors import (
+    ConnectionFailedError,
+    HashMismatchError,
+    HTTPStatusError,
+    LengthMismatchError,
+    TooLargeError,
+    TransportError,
+)
+from secure_import.hook.finder import get_finder
+from secure_import.publish.sign import publish
+from secure_import.repository import Repository
+from secure_import.store.audit import AuditLog
+from secure_import.store.keyfiles import generate_keypair, load_private_key_file
+from secure_import.store.paths import Paths
+from secure_import.transport.base import FetchStats, Response, Transport
+
+from .conftest import canary_code, forget_remote_modules
+
+BASE = "https://seam.test/repo/"
+
+
+class DictTransport:
+    """A site held in a dict, served under the :class:`Transport` contract.
+
+    ``failures`` maps a relative path to an exception raised instead of an
+    answer (an unreachable server, a 503); ``served`` records each request.
+    """
+
+    def __init__(self, site: dict[str, bytes]) -> None:
+        self.site = site
+        self.failures: dict[str, TransportError] = {}
+        self.served: list[tuple[str, str | None]] = []
+        self.closed = False
+        self._stats = FetchStats()
+
+    @property
+    def stats(self) -> FetchStats:
+        return self._stats
+
+    def get(
+        self,
+        url: str,
+        *,
+        cap: int,
+        etag: str | None = None,
+        what: str = "file",
+        waiting: Callable[[], None] | None = None,
+    ) -> Response:
+        assert url.startswith(BASE), url
+        assert not self.closed
+        rel = url[len(BASE) :]
+        self.served.append((rel, etag))
+        self._stats.requests += 1
+        if waiting is not None:
+            waiting()
+        if rel in self.failures:
+            raise self.failures[rel]
+        body = self.site.get(rel)
+        if body is None:
+            raise HTTPStatusError(
+                f"the server refused the {what}", check="http-status", url=url, got=404
+            )
+        tag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+        if etag is not None and etag == tag:
+            return Response(url, 304, None, etag)
+        if len(body) > cap:
+            raise TooLargeError(
+                f"the {what} is larger than allowed", check="size", url=url, expected=cap
+            )
+        self._stats.bytes += len(body)
+        return Response(url, 200, body, tag)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Site:
+    """A publisher's signed tree, read into a dict, and the consumer's stores."""
+
+    def __init__(self, tmp: Path, canary: Path) -> None:
+        src, out = tmp / "src", tmp / "out"
+        (src / "pkg").mkdir(parents=True)
+        (src / "pkg" / "__init__.py").write_text("from . import a, b, c\n")
+        for name in "abc":
+            (src / "pkg" / f"{name}.py").write_text(f"NAME = {name!r}\n")
+        (src / "armed.py").write_text(canary_code(canary) + "VALUE = 42\n")
+        key_path, self.pub_path = generate_keypair("seam", tmp / "keys")
+        publish(src, out, private_keys=[load_private_key_file(key_path)])
+        self.files = {
+            str(p.relative_to(out)).replace("\\", "/"): p.read_bytes()
+            for p in sorted(out.rglob("*"))
+            if p.is_file()
+        }
+        self.paths = Paths(cache_dir=tmp / "cache", state_dir=tmp / "state", log_dir=tmp / "log")
+        self.transports: list[DictTransport] = []
+        #: Failures every new double raises (see DictTransport.failures).
+        self.failures: dict[str, TransportError] = {}
+
+    def repository(self, **kwargs: Any) -> Repository:
+        """A new consumer process over a fresh double serving the site."""
+
+        def connect() -> Transport:
+            double = DictTransport(dict(self.files))
+            double.failures.update(self.failures)
+            self.transports.append(double)
+            return double
+
+        forget_remote_modules()
+        for old in list(get_finder().repositories):
+            get_finder().remove(old)
+        repo = Repository(BASE, keys=[self.pub_path], paths=self.paths, connect=connect, **kwargs)
+        get_finder().add(repo)
+        return repo
+
+    def audit(self) -> list[dict[str, object]]:
+        return list(AuditLog(self.paths.audit_log).records())
+
+    def cached_objects(self) -> dict[str, bytes]:
+        base = self.paths.cache_dir / "objects"
+        return {p.name: p.read_bytes() for p in base.rglob("*") if p.is_file()}
+
+    def assert_cache_verified(self) -> None:
+        for name, data in self.cached_objects().items():
+            assert hashlib.sha256(data).hexdigest() == name, f"unverified bytes cached: {name}"
+
+
+@pytest.fixture
+def site(tmp_path: Path, canary: Path) -> Site:
+    return Site(tmp_path, canary)
+
+
+def test_a_repository_imports_through_an_injected_transport_without_the_https_stack(
+    site: Site, monkeypatch: pytest.MonkeyPatch, canary: Path
+) -> None:
+    def no_https() -> None:
+        raise AssertionError("the HTTPS stack was loaded for an injected transport")
+
+    monkeypatch.setattr("secure_import.repository.load_network_stack", no_https)
+    monkeypatch.setattr("secure_import.repository.Fetcher", no_https)
+    repo = site.repository()
+    pkg = importlib.import_module("pkg")
+    armed = importlib.import_module("armed")
+    assert [pkg.a.NAME, pkg.b.NAME, pkg.c.NAME, armed.VALUE] == ["a", "b", "c", 42]
+    assert canary.exists()  # the signed module ran: the double's bytes were used
+    (double,) = site.transports
+    assert repo.fetcher is double
+    served = [rel for rel, _ in double.served]
+    assert served[0] == MANIFEST_NAME
+    assert any(rel.startswith(BUNDLE_DIR + "/") for rel in served)  # cold package: one bundle
+    assert double.stats.requests == len(double.served)
+    loads = [r["module"] for r in site.audit() if r["event"] == "load"]
+    assert {"pkg", "pkg.a", "pkg.b", "pkg.c", "armed"} <= set(loads)
+    site.assert_cache_verified()
+    repo.close()
+    assert double.closed
+
+
+def test_the_next_process_asks_conditionally_and_the_double_answers_304(site: Site) -> None:
+    site.repository()
+    importlib.import_module("pkg")
+    site.repository()
+    importlib.import_module("pkg")
+    second = site.transports[-1]
+    (manifest_request,) = [(rel, tag) for rel, tag in second.served if rel == MANIFEST_NAME]
+    assert manifest_request[1] is not None  # If-None-Match sent from the cached ETag
+    assert second.served == [manifest_request]  # 304, then everything from the cache
+    outcomes = [r["outcome"] for r in site.audit() if r["event"] == "manifest"]
+    assert outcomes == ["ok", "ok"]
+
+
+def test_a_missing_bundle_404_falls_back_to_file_by_file(site: Site) -> None:
+    site.files = {k: v for k, v in site.files.items() if not k.startswith(BUNDLE_DIR + "/")}
+    site.repository()
+    assert importlib.import_module("pkg").b.NAME == "b"
+    served = [rel for rel, _ in site.transports[-1].served]
+    assert {"pkg/__init__.py", "pkg/a.py", "pkg/b.py", "pkg/c.py"} <= set(served)
+    site.assert_cache_verified()
+
+
+def test_f2_a_body_past_the_signed_length_maps_to_a_length_mismatch(
+    site: Site, canary: Path
+) -> None:
+    """The double raises TooLargeError at the cap, as the HTTPS client does;
+    the repository reports the signed length, runs nothing and caches nothing."""
+    site.files = {k: v for k, v in site.files.items() if not k.startswith(BUNDLE_DIR + "/")}
+    site.files["armed.py"] = site.files["armed.py"] + b"# extra\n"
+    site.repository()
+    with pytest.raises(LengthMismatchError) as caught:
+        importlib.import_module("armed")
+    assert caught.value.url == BASE + "armed.py"
+    assert not canary.exists()
+    assert hashlib.sha256(site.files["armed.py"]).hexdigest() not in site.cached_objects()
+    refusals = [r for r in site.audit() if r["event"] == "refuse"]
+    assert [r["code"] for r in refusals] == ["length-mismatch"]
+    site.assert_cache_verified()
+
+
+def test_f1_tampered_bytes_from_the_transport_are_refused(site: Site, canary: Path) -> None:
+    site.files = {k: v for k, v in site.files.items() if not k.startswith(BUNDLE_DIR + "/")}
+    original = site.files["armed.py"]
+    site.files["armed.py"] = original.replace(b"42", b"66")
+    site.repository()
+    with pytest.raises(HashMismatchError):
+        importlib.import_module("armed")
+    assert not canary.exists()
+    assert [r["code"] for r in site.audit() if r["event"] == "refuse"] == ["hash-mismatch"]
+    site.assert_cache_verified()
+
+
+def test_t10_an_unreachable_server_without_a_cache_is_a_transport_refusal(site: Site) -> None:
+    site.failures[MANIFEST_NAME] = ConnectionFailedError(
+        "connection refused", check="connection", url=BASE + MANIFEST_NAME
+    )
+    site.repository()
+    with pytest.raises(ConnectionFailedError):
+        importlib.import_module("pkg")
+    assert site.cached_objects() == {}
+    assert [r["code"] for r in site.audit() if r["event"] == "refuse"] == ["connection-failed"]
+
+
+def test_t10_an_unreachable_server_falls_back_to_the_verified_cache_and_audits_it(
+    site: Site,
+) -> None:
+    site.repository()
+    importlib.import_module("pkg")
+    site.failures[MANIFEST_NAME] = ConnectionFailedError(
+        "connection refused", check="connection", url=BASE + MANIFEST_NAME
+    )
+    site.repository()
+    assert importlib.import_module("pkg").c.NAME == "c"
+    records = [r for r in site.audit() if r["event"] == "manifest"]
+    assert [r["outcome"] for r in records] == ["ok", "offline"]
+    assert "connection refused" in str(records[-1]["message"])
+
+
+def test_injected_stores_are_the_ones_written(site: Site, tmp_path: Path) -> None:
+    elsewhere = AuditLog(tmp_path / "other-log" / "audit.jsonl")
+    site.repository(audit=elsewhere)
+    importlib.import_module("pkg")
+    assert any(r["event"] == "load" for r in elsewhere.records())
+    assert not site.paths.audit_log.exists()
