@@ -16,7 +16,9 @@ errors are separate again::
     ├── TrustError                                        trust-error
     │   ├── FormatError                                   format-error
     │   ├── SignatureError                                bad-signature
-    │   │   └── ThresholdError                            threshold-not-met
+    │   │   ├── ThresholdError                            threshold-not-met
+    │   │   ├── IdentityMismatchError                     identity-mismatch
+    │   │   └── SigstoreBundleError                       bad-sigstore-bundle
     │   ├── HashMismatchError                             hash-mismatch
     │   ├── LengthMismatchError                           length-mismatch
     │   ├── ExpiredError                                  expired
@@ -73,6 +75,7 @@ __all__ = [
     "FormatError",
     "HTTPStatusError",
     "HashMismatchError",
+    "IdentityMismatchError",
     "InsecureURLError",
     "KeyFileError",
     "LengthMismatchError",
@@ -86,6 +89,7 @@ __all__ = [
     "RootRotationError",
     "SecureImportError",
     "SignatureError",
+    "SigstoreBundleError",
     "TLSError",
     "ThresholdError",
     "TooLargeError",
@@ -188,6 +192,22 @@ class ThresholdError(SignatureError):
     """Fewer distinct pinned keys signed than the threshold requires."""
 
     code = "threshold-not-met"
+
+
+class IdentityMismatchError(SignatureError):
+    """A valid Sigstore signature, made by an identity that is not pinned.
+
+    The message names the identity that signed (issuer, repository, workflow,
+    ref) and each pinned identity with the claims that differ.
+    """
+
+    code = "identity-mismatch"
+
+
+class SigstoreBundleError(SignatureError):
+    """A Sigstore bundle is malformed or fails verification against the pinned trusted root."""
+
+    code = "bad-sigstore-bundle"
 
 
 class HashMismatchError(TrustError):
