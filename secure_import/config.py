@@ -70,6 +70,17 @@ class Limits:
     read_timeout: float = 20.0
     #: Total deadline for one download, however slowly the bytes drip in (T9).
     download_deadline: float = 60.0
+    #: Minimum throughput (curl's ``--speed-limit``/``--speed-time``): a
+    #: download that averages fewer than ``min_throughput`` bytes per second
+    #: over any ``throughput_window`` seconds -- or stays silent that long --
+    #: is cut off.  A drip of a few bytes a second ends after ~10 s; an honest
+    #: slow link (anything above 1 KiB/s) is never cut, however large the file.
+    min_throughput: int = 1024
+    throughput_window: float = 10.0
+    #: Total time every request of one import may take together (manifest,
+    #: bundle, per-file fallback): the cap a chain of slow answers cannot
+    #: stretch (THREATS T9).
+    import_deadline: float = 120.0
     #: How many files of one package are fetched at once on a cold import.
     max_parallel: int = 8
     #: Longest chain of root rotations walked in one update.

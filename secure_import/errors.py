@@ -189,9 +189,19 @@ class SignatureError(TrustError):
 
 
 class ThresholdError(SignatureError):
-    """Fewer distinct pinned keys signed than the threshold requires."""
+    """Fewer distinct pinned keys signed than the threshold requires.
+
+    ``check`` says why: ``signature-invalid`` (a signature claiming a pinned
+    key did not verify: tampering), ``no-pinned-signer`` (no signature even
+    claims a pinned key: a wrong key pinned, or a rotation) or ``threshold``
+    (too few pinned keys signed).  The key ids are kept as attributes too.
+    """
 
     code = "threshold-not-met"
+    signer_ids: tuple[str, ...] = ()
+    pinned_ids: tuple[str, ...] = ()
+    verified_ids: tuple[str, ...] = ()
+    failed_pinned_ids: tuple[str, ...] = ()
 
 
 class IdentityMismatchError(SignatureError):

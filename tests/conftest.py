@@ -169,12 +169,17 @@ class Consumer:
         return self.add(**kwargs)
 
     def snapshot(self) -> dict[str, bytes]:
-        """Every file of the cache and state directories, for before/after checks."""
+        """Every file of the cache and state directories, for before/after checks.
+
+        The audit witness (kept in the cache directory) is audit data: it
+        changes with every record, refusals included, so it is left out.
+        """
         found: dict[str, bytes] = {}
+        witness = self.paths.audit_witness.parent
         for base in (self.paths.cache_dir, self.paths.state_dir):
             if base.exists():
                 for p in sorted(base.rglob("*")):
-                    if p.is_file() and not p.is_symlink():
+                    if p.is_file() and not p.is_symlink() and witness not in p.parents:
                         found[str(p)] = p.read_bytes()
         return found
 

@@ -132,9 +132,13 @@ def test_one_changed_payload_byte_is_a_signature_error() -> None:
     doc["payload"] = b64(PAYLOAD.replace(b"1", b"2"))
     with pytest.raises(ThresholdError) as info:
         verify(encode(doc), [PUB_A])
-    assert info.value.check == "threshold"
+    # Tampering, told apart from a wrong key: a pinned key's signature failed.
+    assert info.value.check == "signature-invalid"
     assert info.value.url == URL
-    assert "no signature by a pinned key" in str(info.value)
+    assert info.value.failed_pinned_ids == (PUB_A.key_id,)
+    assert info.value.verified_ids == ()
+    assert f"pinned [{PUB_A.key_id[:16]}]" in str(info.value)
+    assert "tampered" in str(info.value)
 
 
 def test_valid_reserialisation_of_the_envelope_still_verifies() -> None:
@@ -151,8 +155,27 @@ def test_unpinned_key_claiming_pinned_key_id_is_refused() -> None:
     env = handmade([{"keyid": PUB_A.key_id, "sig": raw_signature(KEY_C)}])
     with pytest.raises(ThresholdError) as info:
         verify(env, [PUB_A])
-    assert "no signature by a pinned key" in str(info.value)
+    # The claim of a pinned id is forged: reported like tampering, never trusted.
+    assert info.value.check == "signature-invalid"
     assert info.value.got == 0 and info.value.expected == 1
+
+
+def test_wrong_pinned_key_is_told_apart_from_tampering() -> None:
+    """The refusal names the key ids that signed and those pinned, and says
+    no pinned key signed at all (a wrong key pinned, or a rotation), with its
+    own check field, unlike an edited payload (check signature-invalid)."""
+    env = envelope.sign(PAYLOAD, MANIFEST_PAYLOAD_TYPE, [KEY_A])
+    with pytest.raises(ThresholdError) as info:
+        verify(env, [PUB_B])
+    assert info.value.check == "no-pinned-signer"
+    assert info.value.signer_ids == (PUB_A.key_id,)
+    assert info.value.pinned_ids == (PUB_B.key_id,)
+    assert info.value.failed_pinned_ids == ()
+    text = str(info.value)
+    assert f"signed by key ids [{PUB_A.key_id[:16]}]" in text
+    assert f"pinned [{PUB_B.key_id[:16]}]" in text
+    assert "no signature by a pinned key" in text
+    assert info.value.as_dict()["check"] == "no-pinned-signer"
 
 
 def test_publisher_a_signature_is_refused_for_publisher_b() -> None:
@@ -175,6 +198,8 @@ def test_fewer_valid_signatures_than_threshold_is_refused() -> None:
     with pytest.raises(ThresholdError) as info:
         verify(env, [PUB_A, PUB_B], threshold=2)
     assert info.value.expected == 2 and info.value.got == 1
+    assert info.value.check == "threshold"
+    assert info.value.verified_ids == (PUB_A.key_id,)
     assert "no signature by a pinned key" not in str(info.value)
 
 

@@ -39,6 +39,19 @@ Invariants:
   held one;
 - descriptors are close-on-exec, so no subprocess inherits them; after any
   failed append they are closed and the next append opens them afresh;
+- an append that fails half way (disk full, quota, file-size limit) is rolled
+  back under the lock: the log is truncated to its size before the append, so
+  no torn record is left for the next append to glue onto.  A tail without a
+  final newline found by an append (a crash mid-write, or someone else's
+  doing) is never silently extended: the fragment is cut off and an
+  ``audit-repair`` record naming its length and sha256 is chained in first;
+- a *witness* of the newest record is kept apart from the log directory
+  (:attr:`secure_import.store.paths.Paths.audit_witness`, in the cache
+  directory, which ``cache clear`` leaves alone), so a log that vanished with
+  its directory (the state directory renamed away) does not restart as a
+  clean chain: the first record of the new chain is a ``chain-restart``
+  record naming the previous chain's last hash, and :func:`verify_chain`
+  reports every restart (THREATS H7);
 - secrets never enter a record: only names, URLs, digests, versions, codes.
 
 Each append also raises a ``sys.audit("secure_import.<event>", ...)`` event so
@@ -64,7 +77,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from secure_import.errors import AuditWriteError
+from secure_import.errors import AuditWriteError, SecureImportError
 from secure_import.store.fsutil import secure_dir
 from secure_import.store.logbridge import emit, listening
 
@@ -222,7 +235,7 @@ class _Descriptors:
     descriptors without keeping the log alive.
     """
 
-    __slots__ = ("__weakref__", "anchor", "log", "mutex", "pid", "tail")
+    __slots__ = ("__weakref__", "anchor", "log", "mutex", "pid", "tail", "witness")
 
     def __init__(self) -> None:
         #: Held from taking the log lock to writing the anchor.
@@ -231,6 +244,7 @@ class _Descriptors:
         self.pid = 0
         self.log: _Held | None = None
         self.anchor: _Held | None = None
+        self.witness: _Held | None = None
         #: (file size, hash of the last line) after our own last append through
         #: ``log``: when the file has not grown since, the last line need not be
         #: read again.
@@ -239,11 +253,12 @@ class _Descriptors:
     def close(self) -> None:
         """Close both descriptors (never unlocking: outside an append we hold no
         lock, and in a forked child the lock would be the parent's)."""
-        log, anchor = self.log, self.anchor
-        self.log = self.anchor = None
+        log, anchor, witness = self.log, self.anchor, self.witness
+        self.log = self.anchor = self.witness = None
         self.tail = None
         _close_held(log)
         _close_held(anchor)
+        _close_held(witness)
 
 
 #: Every live set of descriptors, so a forked child can replace their mutexes
@@ -269,9 +284,13 @@ class AuditLog:
     instances, in one process or many, may append to one path.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, witness: Path | None = None) -> None:
         self.path = path
         self.anchor = anchor_path(path)
+        #: Where the hash of the newest record is also kept, outside the log
+        #: directory (``None``: no witness).
+        self.witness = witness
+        self._witness_name = None if witness is None else os.fspath(witness)
         # str once: a Path costs ~0.5 us per syscall to convert.
         self._log_name = os.fspath(path)
         self._anchor_name = os.fspath(self.anchor)
@@ -417,6 +436,11 @@ class AuditLog:
             if fds.tail is not None and fds.tail[0] == size:
                 prev = fds.tail[1]
             else:
+                fds.tail = None
+                if size and os.pread(log_fd, 1, size - 1) != b"\n":
+                    size = self._repair_tail(log_fd, size)
+                if size == 0:
+                    size = self._note_restart(log_fd)
                 last = _last_line(log_fd, size)
                 prev = GENESIS if last is None else _line_hash(last)
             self._put(f'{head}"{prev}"{tail}', log_fd, self._current_anchor(), size)
@@ -428,18 +452,134 @@ class AuditLog:
             if not done:
                 fds.close()
 
+    def _note(self, log_fd: int, size: int, event: str, outcome: str, message: str) -> int:
+        """Chain a note record of ours onto the locked log; return the new size."""
+        last = _last_line(log_fd, size)
+        prev = GENESIS if last is None else _line_hash(last)
+        record: dict[str, object] = {
+            "time": _timestamp(time.time_ns() // 1000),
+            "event": event,
+            "outcome": outcome,
+            "code": event,
+            "message": message,
+            "pid": os.getpid(),
+        }
+        note_head, note_tail = _split(record)
+        self._put(f'{note_head}"{prev}"{note_tail}', log_fd, self._current_anchor(), size)
+        sys.audit(f"secure_import.{event}", None, None, outcome)
+        return size + len(f'{note_head}"{prev}"{note_tail}'.encode()) + 1
+
+    def _repair_tail(self, log_fd: int, size: int) -> int:
+        """Cut a torn last line off and chain an ``audit-repair`` note naming
+        it; return the new size."""
+        start = size
+        block = 4096
+        while start > 0:
+            begin = max(0, start - block)
+            chunk = os.pread(log_fd, start - begin, begin)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                start = begin + cut + 1
+                break
+            start = begin
+            block *= 2
+        fragment = os.pread(log_fd, size - start, start)
+        last = _last_line(log_fd, start)
+        expected = GENESIS if last is None else _line_hash(last)
+        anchor = _read_anchor(self.anchor)
+        if anchor is None or anchor == expected:
+            why = "the anchor names the last complete record: an interrupted append"
+        else:
+            why = "the anchor names another record: records may have been removed as well"
+        os.ftruncate(log_fd, start)
+        return self._note(
+            log_fd,
+            start,
+            "audit-repair",
+            "repaired",
+            f"the log ended in a torn record of {len(fragment)} bytes "
+            f"(sha256 {hashlib.sha256(fragment).hexdigest()}) at offset {start}; it was cut "
+            f"off before this record ({why})",
+        )
+
+    def _note_restart(self, log_fd: int) -> int:
+        """A new (empty) log: if the witness remembers a newest record, the
+        earlier chain is gone from this path; say so in the first record."""
+        head = self._witness_head()
+        if head is None or head == GENESIS:
+            return 0
+        return self._note(
+            log_fd,
+            0,
+            "chain-restart",
+            "noted",
+            f"a new audit chain starts here: the previous chain at {self.path} ended with "
+            f"record {head}, which is not in this file (rotated, deleted, or moved away "
+            "with its directory)",
+        )
+
+    def _witness_head(self) -> str | None:
+        if self._witness_name is None:
+            return None
+        try:
+            fd = os.open(self._witness_name, os.O_RDONLY | _NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            return os.read(fd, 64).decode("ascii", "replace")
+        finally:
+            os.close(fd)
+
+    def _write_witness(self, digest: bytes) -> None:
+        """Best effort: the witness supports the evidence, the log is the record."""
+        if self.witness is None or self._witness_name is None:
+            return
+        fds = self._fds
+        try:
+            held = fds.witness
+            if held is not None:
+                info = os.fstat(held.fd)
+                try:
+                    at_path = os.lstat(self._witness_name)
+                    same = (at_path.st_dev, at_path.st_ino) == (info.st_dev, info.st_ino)
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    fds.witness = None
+                    _close_held(held)
+                    held = None
+            if held is None:
+                from secure_import.store.cache import MARKER
+
+                secure_dir(self.witness.parent.parent, what="cache", marker=MARKER)
+                secure_dir(self.witness.parent, what="audit witness")
+                held = fds.witness = _open_held(self._witness_name, _ANCHOR_FLAGS)
+            os.pwrite(held.fd, digest, 0)
+        except (OSError, SecureImportError):
+            pass
+
     def _put(self, text: str, log_fd: int, anchor_fd: int, size: int) -> None:
         """Write the line ``text`` at the end of the locked log of ``size``
-        bytes, then its hash to the anchor."""
+        bytes, then its hash to the anchor.  On any failure the log is cut
+        back to ``size``: a failed append leaves no torn record."""
         body = text.encode()
         line = body + b"\n"
-        written = os.write(log_fd, line)
-        if written != len(line):
-            raise OSError("short write")
         digest = hashlib.sha256(body).hexdigest()
+        try:
+            written = os.write(log_fd, line)
+            if written != len(line):
+                raise OSError(f"short write ({written} of {len(line)} bytes)")
+            # A fixed-size overwrite in place: one syscall, no rename.
+            os.pwrite(anchor_fd, digest.encode() + b"\n", 0)
+        except BaseException:
+            self._fds.tail = None
+            try:
+                os.ftruncate(log_fd, size)
+            except OSError:
+                pass  # the next append finds the torn tail and repairs it, audited
+            raise
         self._fds.tail = (size + written, digest)
-        # A fixed-size overwrite in place: one syscall, no rename.
-        os.pwrite(anchor_fd, digest.encode() + b"\n", 0)
+        self._write_witness(digest.encode() + b"\n")
 
     def _lock_current_log(self) -> tuple[int, int]:
         """Return the locked descriptor of the file now at ``self.path`` and its
@@ -566,21 +706,28 @@ class ChainReport:
     #: 1-based line number of the first line whose ``prev`` does not match.
     broken_at: int | None = None
     reason: str | None = None
+    #: ``"line N: message"`` for every ``chain-restart`` record: the chain is
+    #: intact from there on, but what came before it is not in this file.
+    restarts: tuple[str, ...] = ()
+    #: ``"line N: message"`` for every ``audit-repair`` record.
+    repairs: tuple[str, ...] = ()
 
 
-def verify_chain(path: Path) -> ChainReport:
+def verify_chain(path: Path, *, witness: Path | None = None) -> ChainReport:
     """Check every record's ``prev`` against the line before it, and the last
-    line against the anchor."""
+    line against the anchor and (if given) the witness kept apart."""
     anchor = _read_anchor(anchor_path(path))
+    seen = None if witness is None else _read_anchor(witness)
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
     except FileNotFoundError:
-        if anchor is not None:
+        if anchor is not None or (seen is not None and seen != GENESIS):
             return ChainReport(
                 False,
                 0,
                 1,
-                "the log is missing but its anchor says records were written (deleted log)",
+                "the log is missing but its anchor or witness says records were written "
+                "(deleted log)",
             )
         return ChainReport(True, 0)
     with os.fdopen(fd, "rb") as handle:
@@ -592,6 +739,8 @@ def verify_chain(path: Path) -> ChainReport:
         )
     expected = GENESIS
     count = 0
+    restarts: list[str] = []
+    repairs: list[str] = []
     for number, line in enumerate(data.splitlines(), start=1):
         try:
             record = json.loads(line)
@@ -604,6 +753,10 @@ def verify_chain(path: Path) -> ChainReport:
                 number,
                 "prev hash does not match the line before (edited, inserted or deleted line)",
             )
+        if record.get("event") == "chain-restart":
+            restarts.append(f"line {number}: {record.get('message')}")
+        elif record.get("event") == "audit-repair":
+            repairs.append(f"line {number}: {record.get('message')}")
         expected = _line_hash(line)
         count += 1
     if anchor is not None and anchor != expected:
@@ -613,4 +766,12 @@ def verify_chain(path: Path) -> ChainReport:
             count + 1,
             "the log ends before the newest record written (lines removed at the end)",
         )
-    return ChainReport(True, count)
+    if seen is not None and seen != expected and seen != GENESIS:
+        return ChainReport(
+            False,
+            count,
+            count + 1,
+            "the log does not end with the newest record its witness remembers "
+            "(lines removed, or the log replaced together with its anchor)",
+        )
+    return ChainReport(True, count, restarts=tuple(restarts), repairs=tuple(repairs))

@@ -9,7 +9,14 @@ Invariants:
   that fails is deleted and reported, and the caller fetches it anew;
 - signed manifest envelopes are cached too, but they are re-verified by the
   caller on every use, like any other untrusted input;
-- the cache is disposable: ``clear`` removes it, trust state lives elsewhere.
+- the cache is disposable: ``clear`` empties it, trust state lives elsewhere;
+- ``clear`` deletes only what it recognises as its own (THREATS H3): the
+  entries our stores create (:data:`OWN_ENTRIES`), each a real directory
+  owned by the current user, never through a symlink; the cache directory
+  itself only if it carries the marker (:data:`MARKER_NAME`, a standard
+  ``CACHEDIR.TAG``) written when we created it.  Before deleting anything it
+  checks that everything to delete can be deleted, so an unwritable cache is
+  one clear error with nothing gone.
 """
 
 from __future__ import annotations
@@ -17,13 +24,40 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from secure_import.errors import LocalStateError
 from secure_import.store.fsutil import atomic_write, read_file, secure_dir
 
-__all__ = ["Cache", "CacheEntry"]
+__all__ = ["MARKER", "MARKER_NAME", "OWN_ENTRIES", "Cache", "CacheEntry", "ClearReport"]
+
+#: Written into a cache directory when we create it: the Cache Directory
+#: Tagging convention (backup tools skip the directory), and our proof that
+#: ``clear`` may remove the directory itself.
+MARKER_NAME = "CACHEDIR.TAG"
+MARKER_CONTENT = (
+    b"Signature: 8a477f597d28d172789f06886806bc55\n"
+    b"# This directory is a secure-import cache: verified copies, safe to delete.\n"
+)
+MARKER = (MARKER_NAME, MARKER_CONTENT)
+#: Top-level entries of a cache directory that our stores create: objects and
+#: metadata (here), the manifest memo (``memo.MEMO_DIR``) and authenticated
+#: bytecode (``bytecode.BYTECODE_DIR``).  Nothing else is ever deleted.
+OWN_ENTRIES = ("objects", "metadata", "verified", "bytecode")
+
+
+@dataclass(frozen=True)
+class ClearReport:
+    """What :meth:`Cache.clear` did."""
+
+    objects: int
+    removed: tuple[str, ...]
+    #: Entries left alone, with why (a symlink, another owner, not ours).
+    skipped: tuple[str, ...]
+    root_removed: bool
 
 
 @dataclass(frozen=True)
@@ -42,7 +76,7 @@ class Cache:
 
     def _dir(self, *parts: str) -> Path:
         if not self._ready:
-            secure_dir(self.root, what="cache")
+            secure_dir(self.root, what="cache", marker=MARKER)
             self._ready = True
         path = self.root.joinpath(*parts)
         secure_dir(path, what="cache")
@@ -58,7 +92,7 @@ class Cache:
         digest; it has been deleted.
         """
         if not self._ready:
-            secure_dir(self.root, what="cache")
+            secure_dir(self.root, what="cache", marker=MARKER)
             self._ready = True
         path = self._object_path(sha256)
         data = read_file(path)
@@ -82,7 +116,7 @@ class Cache:
     def get_metadata(self, repo_id: str, name: str) -> bytes | None:
         """Cached, still-untrusted metadata (e.g. a manifest envelope)."""
         if not self._ready:
-            secure_dir(self.root, what="cache")
+            secure_dir(self.root, what="cache", marker=MARKER)
             self._ready = True
         return read_file(self.root / "metadata" / repo_id / name)
 
@@ -101,17 +135,117 @@ class Cache:
                     yield CacheEntry(item.name, item.stat().st_size, item)
 
     def clear(self) -> int:
-        """Delete everything in the cache directory; return the number of objects removed."""
-        count = sum(1 for _ in self.entries())
-        if self.root.is_symlink():
-            self.root.unlink()
-        elif self.root.is_dir():
-            shutil.rmtree(self.root)
+        """:meth:`clear_report`, returning the number of objects removed."""
+        return self.clear_report().objects
+
+    def clear_report(self) -> ClearReport:
+        """Delete the entries of the cache that are ours (see the module
+        docstring); the directory itself only if we created it.
+
+        Raises:
+            LocalStateError: something to delete cannot be deleted (not
+                writable, or the cache directory is not a real directory);
+                nothing was deleted.  Or deleting failed half way (a race):
+                the message says so.
+        """
         self._ready = False
-        return count
+        try:
+            info = os.lstat(self.root)
+        except FileNotFoundError:
+            return ClearReport(0, (), (), False)
+        except OSError as exc:
+            raise _clear_error(self.root, f"cannot inspect it: {exc}") from exc
+        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+            raise _clear_error(
+                self.root,
+                "it is a symlink or not a directory; nothing was deleted "
+                "(a cache is never cleared through a link)",
+            )
+        if hasattr(os, "getuid") and info.st_uid != os.getuid():
+            raise _clear_error(self.root, f"it is owned by uid {info.st_uid}; nothing was deleted")
+        mine: list[Path] = []
+        skipped: list[str] = []
+        for name in OWN_ENTRIES:
+            entry = self.root / name
+            try:
+                entry_info = os.lstat(entry)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(entry_info.st_mode) or not stat.S_ISDIR(entry_info.st_mode):
+                skipped.append(f"{entry} (a symlink or not a directory: not followed)")
+            elif hasattr(os, "getuid") and entry_info.st_uid != os.getuid():
+                skipped.append(f"{entry} (owned by uid {entry_info.st_uid})")
+            else:
+                mine.append(entry)
+        marker = self.root / MARKER_NAME
+        ours = _is_marker(marker)
+        # Everything checked before anything is deleted: one error, nothing gone.
+        _check_deletable(self.root, mine, with_root=ours)
+        count = sum(1 for _ in self.entries()) if (self.root / "objects") in mine else 0
+        removed: list[str] = []
+        try:
+            for entry in mine:
+                shutil.rmtree(entry)
+                removed.append(str(entry))
+            root_removed = False
+            if ours:
+                marker.unlink()
+                try:
+                    os.rmdir(self.root)  # only if nothing else is left in it
+                    root_removed = True
+                except OSError:
+                    skipped.append(f"{self.root} (holds files that are not ours: kept)")
+            elif not skipped:
+                leftovers = sorted(os.listdir(self.root))
+                if leftovers:
+                    skipped.append(
+                        f"{self.root} (no {MARKER_NAME}: not created by secure-import, kept "
+                        f"with {len(leftovers)} entries that are not ours)"
+                    )
+        except OSError as exc:
+            raise _clear_error(
+                self.root,
+                f"deleting failed part way ({exc}); removed so far: {', '.join(removed) or 'none'}",
+            ) from exc
+        return ClearReport(count, tuple(removed), tuple(skipped), root_removed)
 
     def total_size(self) -> int:
         return sum(entry.size for entry in self.entries())
 
     def __repr__(self) -> str:
         return f"Cache({os.fspath(self.root)!r})"
+
+
+def _clear_error(root: Path, why: str) -> LocalStateError:
+    return LocalStateError(
+        f"cannot clear the cache {root}: {why}", check="cache-clear", got=str(root)
+    )
+
+
+def _is_marker(path: Path) -> bool:
+    """The marker we write: a regular file (not a link) with our content."""
+    data = read_file(path)
+    return data is not None and data.startswith(MARKER_CONTENT.split(b"\n", 1)[0])
+
+
+def _check_deletable(root: Path, entries: list[Path], *, with_root: bool) -> None:
+    """Raise before deleting anything if some directory to delete from is not
+    writable by us (``os.access``: the kernel's answer for this process)."""
+    writable = os.W_OK | os.X_OK
+    problems: list[str] = []
+    if (entries or with_root) and not os.access(root, writable):
+        problems.append(str(root))
+    for entry in entries:
+        for directory, subdirs, _files in os.walk(entry, followlinks=False):
+            if not os.access(directory, writable | os.R_OK):
+                problems.append(directory)
+            subdirs[:] = [d for d in subdirs if not os.path.islink(os.path.join(directory, d))]
+            if len(problems) > 5:
+                break
+    if problems:
+        raise _clear_error(
+            root,
+            "these directories are not writable, so nothing was deleted: "
+            + ", ".join(problems[:5])
+            + (" ..." if len(problems) > 5 else ""),
+        )

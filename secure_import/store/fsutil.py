@@ -3,7 +3,11 @@
 Invariants (THREATS L3, L4):
 
 - a directory we use is a real directory (not a symlink), owned by the current
-  user, and not writable by group or others; we create it 0700;
+  user, and not writable by group or others; we create it 0700, and every
+  missing parent we create as well;
+- no directory above one we use lets another user rename it away: each is
+  owned by the current user or root, and not writable by group or others
+  unless sticky with our entry owned by us or root (THREATS H7);
 - files are created 0600 with ``O_NOFOLLOW``, so a planted symlink is never
   followed or written through;
 - a file is replaced atomically (temp file in the same directory, then
@@ -12,34 +16,53 @@ Invariants (THREATS L3, L4):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 from secure_import.errors import UnsafePermissionsError
 
-__all__ = ["atomic_write", "read_file", "secure_dir"]
+__all__ = ["atomic_write", "check_ancestors", "exclusive_lock", "read_file", "secure_dir"]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _READ_CHUNK = 1 << 16
 
 
-def secure_dir(path: Path, *, what: str) -> Path:
-    """Create ``path`` (0700) if missing and check it is safe to use.
+def secure_dir(path: Path, *, what: str, marker: tuple[str, bytes] | None = None) -> Path:
+    """Create ``path`` if missing and check it is safe to use.
+
+    Every directory level this call creates is made 0700 (not only the last:
+    with a umask of 002 ``mkdir -p`` would leave ``~/.local/state`` 0775).
+    ``marker`` (a file name and its bytes) is written into ``path`` when this
+    call created it, so that later code can tell a directory we made from
+    one we were merely pointed at.
+
+    Checks (THREATS L3, H7): ``path`` is a real directory owned by the current
+    user and not writable by group or others, and no directory above it lets
+    another user rename it away (see :func:`check_ancestors`).
 
     Raises:
         UnsafePermissionsError: it is a symlink, not a directory, owned by
-            another user, or writable by group/others.
+            another user, writable by group/others, or under a parent that
+            another user can write.
     """
+    created = False
     try:
         try:
             # Nearly always there already: one lstat, not a failing mkdir, its
             # exception and a stat (this runs several times per import).
             info = os.lstat(path)
         except FileNotFoundError:
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            created = _make_dirs(Path(path))
             info = os.lstat(path)
     except OSError as exc:
         raise UnsafePermissionsError(
@@ -68,7 +91,120 @@ def secure_dir(path: Path, *, what: str) -> Path:
             expected="no group/other write (0700)",
             got=f"{stat.filemode(info.st_mode)} ({path})",
         )
+    check_ancestors(Path(path), what=what)
+    if created and marker is not None:
+        name, data = marker
+        try:
+            fd = os.open(Path(path) / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        except OSError:
+            pass  # another process created the directory and its marker first
     return path
+
+
+def _make_dirs(path: Path) -> bool:
+    """Create ``path`` and every missing parent, each level 0700; True if
+    ``path`` itself was created by this call."""
+    missing: list[Path] = []
+    current = path
+    while not os.path.lexists(current):
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    created = False
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+            created = directory == path
+        except FileExistsError:
+            created = False  # made concurrently by another process: checked as found
+    return created
+
+
+#: Directories whose ancestors passed :func:`check_ancestors` in this process
+#: (the walk costs one ``lstat`` per level; it is done once per directory).
+_SAFE_ANCESTRY: set[str] = set()
+
+
+def _trusted_owner(uid: int) -> bool:
+    return not hasattr(os, "getuid") or uid in (0, os.getuid())
+
+
+def check_ancestors(path: Path, *, what: str) -> None:
+    """Refuse ``path`` if another user could rename or replace it (THREATS H7).
+
+    For each directory ``P`` above ``path`` (after resolving symlinks) and its
+    entry ``C`` on the way down: ``P`` is owned by the current user or root,
+    and if ``P`` is writable by group or others it has the sticky bit and
+    ``C`` is owned by the current user or root -- the rule the kernel itself
+    applies before letting anyone rename or delete ``C`` (``/tmp`` passes,
+    a 0775 ``~/.local`` does not).  A symlink on the way is followed, and
+    must itself be owned by the current user or root.
+
+    Raises:
+        UnsafePermissionsError: naming the weak directory and its mode.
+    """
+    if not hasattr(os, "getuid"):  # pragma: no cover - Windows: ACLs, not modes
+        return
+    key = os.fspath(path)
+    if key in _SAFE_ANCESTRY:
+        return
+    absolute = os.path.abspath(key)
+    real = os.path.realpath(absolute)
+    if real != absolute:
+        # Symlinks on the lexical path: whoever owns one decides where it points.
+        probe = Path(absolute)
+        for component in (probe, *probe.parents):
+            try:
+                info = os.lstat(component)
+            except OSError:
+                continue
+            if stat.S_ISLNK(info.st_mode) and not _trusted_owner(info.st_uid):
+                raise UnsafePermissionsError(
+                    f"the {what} directory is reached through a symlink owned by another user",
+                    check="directory-parent",
+                    expected="symlinks owned by you or root",
+                    got=f"uid {info.st_uid} owns {component}",
+                )
+    child = Path(real)
+    try:
+        child_info = os.lstat(child)
+        for parent in child.parents:
+            parent_key = os.fspath(parent)
+            info = os.lstat(parent)
+            if not _trusted_owner(info.st_uid):
+                raise UnsafePermissionsError(
+                    f"the {what} directory is under a directory owned by another user, "
+                    "who can rename it away",
+                    check="directory-parent",
+                    expected="parents owned by you or root",
+                    got=f"uid {info.st_uid} owns {parent} (above {path})",
+                )
+            if info.st_mode & 0o022 and not (
+                info.st_mode & stat.S_ISVTX and _trusted_owner(child_info.st_uid)
+            ):
+                raise UnsafePermissionsError(
+                    f"the {what} directory is under a directory that others can write "
+                    f"(without the sticky bit), so they can rename it away; "
+                    f"run: chmod go-w {parent}",
+                    check="directory-parent",
+                    expected="parents not writable by group or others, or sticky (like /tmp)",
+                    got=f"{stat.filemode(info.st_mode)} {parent} (above {path})",
+                )
+            if parent_key in _SAFE_ANCESTRY:
+                break
+            child, child_info = parent, info
+    except OSError as exc:
+        raise UnsafePermissionsError(
+            f"cannot inspect the directories above the {what} directory: {exc}",
+            check="directory-parent",
+            got=str(path),
+        ) from exc
+    _SAFE_ANCESTRY.add(key)
+    if real != key:
+        _SAFE_ANCESTRY.add(real)
 
 
 def atomic_write(path: Path, data: bytes | Sequence[bytes], *, durable: bool = False) -> None:
@@ -124,3 +260,35 @@ def read_file(path: Path) -> bytes | None:
         return b"".join(parts)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, *, timeout: float = 30.0) -> Iterator[None]:
+    """Hold an exclusive lock on the lock file ``path`` (created 0600, never
+    through a symlink) for the ``with`` block: serialises read-modify-write
+    of a state file between processes.
+
+    Raises:
+        OSError: the lock file cannot be opened, or the lock was not obtained
+            within ``timeout`` seconds (``TimeoutError``).
+    """
+    if fcntl is None:  # pragma: no cover - Windows
+        from filelock import FileLock
+
+        with FileLock(os.fspath(path), timeout=timeout):
+            yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{path} stayed locked for {timeout} s") from None
+                time.sleep(0.001)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -3,6 +3,7 @@ systemd-style overrides.  The only module that asks platformdirs."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +82,15 @@ class Paths:
     @property
     def audit_log(self) -> Path:
         return self.log_dir / "audit.jsonl"
+
+    @property
+    def audit_witness(self) -> Path:
+        """Where the hash of the audit log's newest record is kept apart from
+        the log directory (in the cache directory, which ``cache clear``
+        leaves alone): a log that vanishes with its directory is then
+        reported as a restarted chain, not as a clean one (THREATS H7)."""
+        name = hashlib.sha256(os.fsencode(os.path.abspath(self.audit_log))).hexdigest()[:32]
+        return self.cache_dir / "audit-witness" / f"{name}.head"
 
     @classmethod
     def default(

@@ -50,6 +50,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from secure_import.errors import SecureImportError
+from secure_import.store.cache import MARKER
 from secure_import.store.fsutil import atomic_write, read_file, secure_dir
 
 __all__ = ["FORMAT", "KEY_NAME", "SealedStore", "binding"]
@@ -154,7 +155,7 @@ class SealedStore:
         if self._dir_ready:
             return True
         try:
-            secure_dir(self.cache_dir, what="cache")
+            secure_dir(self.cache_dir, what="cache", marker=MARKER)
             parent = self.directory.parent
             if parent != self.cache_dir:
                 secure_dir(parent, what="cache")

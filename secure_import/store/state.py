@@ -4,6 +4,12 @@ Kept in the *state* directory, never the cache, so ``secure-import cache
 clear`` (or an attacker deleting the cache) cannot reset it (THREATS L2).
 Writes are atomic and fsynced: losing a high-water mark would re-open the door
 to rollback.
+
+The mark only ever rises, also between processes: :meth:`StateStore.raise_high_water`
+is a compare-and-swap under an exclusive lock of the repository's state
+directory that re-reads the stored mark under the lock, so a process that
+read an old mark before a long network wait can never write it back down
+over a newer one another process accepted meanwhile.
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from secure_import.errors import LocalStateError
-from secure_import.store.fsutil import atomic_write, read_file, secure_dir
+from secure_import.errors import EquivocationError, LocalStateError, RollbackError
+from secure_import.store.fsutil import atomic_write, exclusive_lock, read_file, secure_dir
 from secure_import.verify.trust import HighWater
 
 __all__ = ["StateStore", "repo_id"]
@@ -68,7 +74,50 @@ class StateStore:
         directory = secure_dir(self.root / "repos" / rid / "roots", what="state")
         atomic_write(directory / f"{version}.json", data, durable=True)
 
+    def raise_high_water(self, rid: str, mark: HighWater, *, url: str | None = None) -> None:
+        """Store ``mark`` if it is above the stored one (compare-and-swap).
+
+        Under the repository's lock the stored mark is read again: if another
+        process accepted a newer manifest since ours was checked, ours is now
+        a rollback and is refused; the same version with another envelope is
+        equivocation.  The stored mark is never lowered.
+
+        Raises:
+            RollbackError, EquivocationError: as above; nothing was written.
+            LocalStateError: the state file is damaged or cannot be locked.
+        """
+        path = self._path(rid)
+        try:
+            with exclusive_lock(path.with_name("high-water.lock")):
+                current = self.high_water(rid)
+                if current is not None:
+                    if mark.version < current.version:
+                        raise RollbackError(
+                            "another process accepted a newer manifest meanwhile; this one "
+                            "is now older than the high-water mark",
+                            check="rollback",
+                            url=url,
+                            expected=f">= {current.version}",
+                            got=mark.version,
+                        )
+                    if mark.version == current.version:
+                        if mark.digest != current.digest:
+                            raise EquivocationError(
+                                "another process accepted different signed content "
+                                "under the same manifest version",
+                                check="equivocation",
+                                url=url,
+                                expected=current.digest,
+                                got=mark.digest,
+                            )
+                        return
+                payload = json.dumps({"version": mark.version, "digest": mark.digest}).encode()
+                atomic_write(path, payload, durable=True)
+        except OSError as exc:
+            raise LocalStateError(
+                f"cannot update the high-water mark: {exc}", check="state-file", got=str(path)
+            ) from exc
+
     def set_high_water(self, rid: str, mark: HighWater) -> None:
-        secure_dir(self.root, what="state")
-        payload = json.dumps({"version": mark.version, "digest": mark.digest}).encode()
-        atomic_write(self._path(rid), payload, durable=True)
+        """:meth:`raise_high_water` (kept for callers that predate it)."""
+        self.raise_high_water(rid, mark)

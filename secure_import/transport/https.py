@@ -20,7 +20,11 @@ Policy, in order of the attack catalogue (THREATS T1-T10):
 - we ask for ``identity`` and refuse any content encoding, so a compression
   bomb is never expanded;
 - every download has a total deadline besides the per-read timeout, so a server
-  dripping one byte at a time cannot hold an import for ever.
+  dripping one byte at a time cannot hold an import for ever; a minimum
+  throughput (``Limits.min_throughput`` bytes per second over every
+  ``Limits.throughput_window`` seconds, silence included) cuts a drip off
+  within seconds; and a caller may pass the deadline of the whole import and
+  a cancel event, which every read honours (THREATS T9).
 
 Nothing here decides trust: callers verify every byte this module returns.
 """
@@ -310,12 +314,17 @@ class Fetcher:
         etag: str | None = None,
         what: str = "file",
         waiting: Callable[[], None] | None = None,
+        deadline: float | None = None,
+        cancel: threading.Event | None = None,
     ) -> Response:
         """Download ``url`` fully, reading at most ``cap + 1`` bytes.
 
         ``waiting`` is called each time a request has been sent and its answer
         is awaited (httpcore's ``trace`` extension), for a caller that has
-        other work to do meanwhile.
+        other work to do meanwhile.  ``deadline`` (on this fetcher's clock,
+        ``time.monotonic``) bounds the download besides its own deadline: the
+        whole import's.  ``cancel``, once set, stops the download at its next
+        read (another download of the same import failed).
 
         Raises:
             TransportError: and its subclasses; never an httpx exception.  The
@@ -323,7 +332,15 @@ class Fetcher:
         """
         start = time.perf_counter()
         try:
-            return self._get(url, cap=cap, etag=etag, what=what, waiting=waiting)
+            return self._get(
+                url,
+                cap=cap,
+                etag=etag,
+                what=what,
+                waiting=waiting,
+                overall=deadline,
+                cancel=cancel,
+            )
         except TransportError as exc:
             if self._auth is not None:
                 _scrub(exc, self._auth.value)
@@ -340,18 +357,36 @@ class Fetcher:
         etag: str | None,
         what: str,
         waiting: Callable[[], None] | None,
+        overall: float | None = None,
+        cancel: threading.Event | None = None,
     ) -> Response:
-        deadline = self._clock() + self.limits.download_deadline
-        extensions = {} if waiting is None else {"trace": _on_answer_awaited(waiting)}
+        limits = self.limits
+        deadline = self._clock() + limits.download_deadline
+        which = "download"
+        if overall is not None and overall < deadline:
+            deadline, which = overall, "import"
+        extensions: dict[str, object] = {}
+        if waiting is not None:
+            extensions["trace"] = _on_answer_awaited(waiting)
         current = url
         for _ in range(_MAX_REDIRECTS + 1):
             self._check_same_origin(current, original=url)
+            self._check_time(deadline, which, current, what, cancel, size=None)
+            # No single read may wait longer than the throughput window (a
+            # silent server) or past the deadline.
+            wait = max(
+                0.001, min(limits.read_timeout, limits.throughput_window, deadline - self._clock())
+            )
             headers = {"If-None-Match": etag} if etag else {}
             if self._auth is not None and parse_origin(current)[0] == self.origin:
                 headers[self._auth.name] = self._auth.value
             try:
                 with self._client.stream(
-                    "GET", current, headers=headers, extensions=extensions
+                    "GET",
+                    current,
+                    headers=headers,
+                    extensions=extensions,
+                    timeout=self._httpx.Timeout(wait, connect=min(limits.connect_timeout, wait)),
                 ) as response:
                     with self._lock:
                         self.stats.requests += 1
@@ -394,15 +429,24 @@ class Fetcher:
                             got=encoding,
                         )
                     body = self._read_capped(
-                        response, cap=cap, deadline=deadline, url=current, what=what
+                        response,
+                        cap=cap,
+                        deadline=deadline,
+                        which=which,
+                        url=current,
+                        what=what,
+                        cancel=cancel,
                     )
                     return Response(current, 200, body, response.headers.get("etag"))
             except TransportError:
                 raise
             except self._httpx.TimeoutException as exc:
+                self._check_time(deadline, which, current, what, cancel, size=None)
                 raise DeadlineError(
-                    f"timed out fetching the {what}: {type(exc).__name__}",
-                    check="timeout",
+                    f"timed out fetching the {what}: {type(exc).__name__} (nothing arrived "
+                    f"for {wait:g} s; the minimum throughput is {limits.min_throughput} "
+                    f"bytes/s over {limits.throughput_window:g} s)",
+                    check="throughput" if wait < limits.read_timeout else "timeout",
                     url=current,
                 ) from exc
             except self._httpx.ConnectError as exc:
@@ -418,7 +462,15 @@ class Fetcher:
         )
 
     def _read_capped(
-        self, response: httpx.Response, *, cap: int, deadline: float, url: str, what: str
+        self,
+        response: httpx.Response,
+        *,
+        cap: int,
+        deadline: float,
+        which: str,
+        url: str,
+        what: str,
+        cancel: threading.Event | None,
     ) -> bytes:
         declared = response.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
@@ -431,8 +483,12 @@ class Fetcher:
             )
         chunks: list[bytes] = []
         size = 0
-        # No chunk size: yield whatever arrives, so the deadline is checked after
-        # every read (a dripping server cannot hide behind a buffering chunker).
+        limits = self.limits
+        window_start = self._clock()
+        window_bytes = 0
+        # No chunk size: yield whatever arrives, so the deadline and the
+        # throughput are checked after every read (a dripping server cannot
+        # hide behind a buffering chunker).
         for chunk in response.iter_raw():
             size += len(chunk)
             if size > cap:
@@ -444,17 +500,62 @@ class Fetcher:
                     got=f"> {cap} bytes (stopped reading)",
                 )
             chunks.append(chunk)
-            if self._clock() > deadline:
-                raise DeadlineError(
-                    f"the {what} did not arrive within the download deadline",
-                    check="deadline",
-                    url=url,
-                    expected=f"<= {self.limits.download_deadline} s",
-                    got=f"{size} bytes so far",
-                )
+            self._check_time(deadline, which, url, what, cancel, size=size)
+            window_bytes += len(chunk)
+            now = self._clock()
+            elapsed = now - window_start
+            if elapsed >= limits.throughput_window:
+                if window_bytes < limits.min_throughput * elapsed:
+                    raise DeadlineError(
+                        f"the {what} arrived too slowly (a drip): "
+                        f"{window_bytes} bytes in {elapsed:.1f} s",
+                        check="throughput",
+                        url=url,
+                        expected=f">= {limits.min_throughput} bytes/s over "
+                        f"{limits.throughput_window:g} s",
+                        got=f"{window_bytes / elapsed:.0f} bytes/s ({size} bytes so far)",
+                    )
+                window_start, window_bytes = now, 0
         with self._lock:
             self.stats.bytes += size
         return b"".join(chunks)
+
+    def _check_time(
+        self,
+        deadline: float,
+        which: str,
+        url: str,
+        what: str,
+        cancel: threading.Event | None,
+        *,
+        size: int | None,
+    ) -> None:
+        """Raise if the deadline (the download's or the import's) passed, or
+        the import cancelled this download."""
+        so_far = "" if size is None else f"{size} bytes so far"
+        if cancel is not None and cancel.is_set():
+            raise DeadlineError(
+                f"the {what} was cancelled: another download of this import failed",
+                check="cancelled",
+                url=url,
+                got=so_far or None,
+            )
+        if self._clock() > deadline:
+            if which == "import":
+                raise DeadlineError(
+                    f"the import's total deadline passed while fetching the {what}",
+                    check="import-deadline",
+                    url=url,
+                    expected=f"<= {self.limits.import_deadline:g} s for the whole import",
+                    got=so_far or None,
+                )
+            raise DeadlineError(
+                f"the {what} did not arrive within the download deadline",
+                check="deadline",
+                url=url,
+                expected=f"<= {self.limits.download_deadline} s",
+                got=so_far or None,
+            )
 
     def _check_same_origin(self, url: str, *, original: str) -> None:
         try:

@@ -28,7 +28,10 @@ Invariants of :func:`verify`:
 - well-formed signatures that verify under no pinned key are ignored, as long
   as the threshold is met (M6);
 - fewer than ``threshold`` distinct pinned keys verified raises
-  :class:`ThresholdError` (M1, M4); a threshold below 1 or above the number of
+  :class:`ThresholdError` (M1, M4) that names the key ids that signed, those
+  pinned and those verified, with ``check`` telling tampering
+  (``signature-invalid``: a signature claiming a pinned key failed) from a
+  wrong key or a rotation (``no-pinned-signer``); a threshold below 1 or above the number of
   distinct pinned keys is a :class:`ConfigError`;
 - the returned payload is exactly the bytes the signatures covered; callers
   parse it only after :func:`verify` returns.
@@ -242,27 +245,81 @@ def verify(
 
     message = pae(payload_type, payload)
     verified: set[str] = set()
+    #: Claimed ids of signatures that verified under no pinned key although
+    #: they claim a pinned key's id: tampering (or a forged claim).
+    failed_pinned: list[str] = []
     for claimed_id, sig in signatures:
         candidates: list[PublicKey] = []
         hinted = pinned.get(claimed_id)
         if hinted is not None:
             candidates.append(hinted)
         candidates.extend(key for key_id, key in pinned.items() if key_id != claimed_id)
+        matched = False
         for candidate in candidates:
             if candidate.key_id in verified:
                 continue  # this key already counted; one key counts once
             if candidate.verify(sig, message):
                 verified.add(candidate.key_id)
+                matched = True
                 break
+        if not matched and hinted is not None and claimed_id not in verified:
+            failed_pinned.append(claimed_id)
 
     if len(verified) < threshold:
-        if not verified:
-            message_text = "no signature by a pinned key"
-        else:
-            message_text = (
-                f"only {len(verified)} distinct pinned key(s) signed, {threshold} required"
-            )
-        raise ThresholdError(
-            message_text, check="threshold", url=url, expected=threshold, got=len(verified)
+        raise _threshold_error(
+            signatures=[claimed for claimed, _ in signatures],
+            pinned=sorted(pinned),
+            verified=sorted(verified),
+            failed_pinned=sorted(set(failed_pinned)),
+            threshold=threshold,
+            url=url,
         )
     return Verified(payload=payload, payload_type=got_type, key_ids=frozenset(verified))
+
+
+def _ids(key_ids: list[str]) -> str:
+    """Key ids as messages show them: the first 16 characters, like short
+    commit hashes (the message stays readable; attributes keep them whole)."""
+    return ", ".join(k[:16] for k in key_ids) or "none"
+
+
+def _threshold_error(
+    *,
+    signatures: list[str],
+    pinned: list[str],
+    verified: list[str],
+    failed_pinned: list[str],
+    threshold: int,
+    url: str | None,
+) -> ThresholdError:
+    """A refusal that says exactly why: which key ids signed (as claimed),
+    which are pinned, which verified, and whether a signature claiming a
+    pinned key failed (``check="signature-invalid"``: the signed bytes were
+    altered, or the claim is forged) or no signature is even claimed by a
+    pinned key (``check="no-pinned-signer"``: a wrong key pinned, or the
+    publisher rotated its keys).  ``check="threshold"`` when some pinned keys
+    signed, but too few."""
+    detail = (
+        f"signed by key ids [{_ids(signatures)}]; pinned [{_ids(pinned)}]; "
+        f"verified [{_ids(verified)}]"
+    )
+    if failed_pinned:
+        check = "signature-invalid"
+        text = (
+            f"a signature claiming pinned key {_ids(failed_pinned)} does not verify "
+            "(tampered bytes or a forged claim)"
+        )
+    elif not verified:
+        check = "no-pinned-signer"
+        text = "no signature by a pinned key (wrong key pinned, or keys rotated)"
+    else:
+        check = "threshold"
+        text = f"only {len(verified)} distinct pinned key(s) signed, {threshold} required"
+    error = ThresholdError(
+        f"{text}; {detail}", check=check, url=url, expected=threshold, got=len(verified)
+    )
+    error.signer_ids = tuple(signatures)
+    error.pinned_ids = tuple(pinned)
+    error.verified_ids = tuple(verified)
+    error.failed_pinned_ids = tuple(failed_pinned)
+    return error

@@ -20,6 +20,7 @@ import pytest
 
 import secure_import
 from secure_import.errors import SecureImportError
+from secure_import.store.cache import MARKER_CONTENT, MARKER_NAME
 
 from ..conftest import Consumer, Publisher, canary_code
 
@@ -69,9 +70,14 @@ class Scenario:
         cache_root = str(self.consumer.paths.cache_dir / "objects")
         for path, data in state_before.items():
             assert after.get(path) == data, f"changed or removed by the attack: {path}"
+        marker = str(self.consumer.paths.cache_dir / MARKER_NAME)
         for path in set(after) - set(state_before):
             # Only verified objects may appear (siblings that passed their own
-            # check on the per-file path); never metadata or trust state.
+            # check on the per-file path), and the cache directory's marker
+            # once the directory is created; never metadata or trust state.
+            if path == marker:
+                assert Path(path).read_bytes() == MARKER_CONTENT
+                continue
             assert path.startswith(cache_root), f"written during the attack: {path}"
         self.consumer.assert_cache_verified()
         new = self.consumer.refusals()[records_before:]
