@@ -221,9 +221,11 @@ class Repository:
         self.paths = paths or Paths.default()
         self.cache = Cache(self.paths.cache_dir) if cache is None else cache
         self.state = StateStore(self.paths.state_dir) if state is None else state
-        self.audit = AuditLog(self.paths.audit_log, witness=self.paths.audit_witness)
+        self.audit = (
+            AuditLog(self.paths.audit_log, witness=self.paths.audit_witness)
             if audit is None
-             else audit
+            else audit
+        )
         self.bytecode = (
             BytecodeStore(self.paths.cache_dir, self.paths.state_dir)
             if bytecode is None

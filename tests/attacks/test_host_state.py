@@ -23,6 +23,7 @@ from secure_import.errors import (
     EquivocationError,
     LocalStateError,
     RollbackError,
+    SecureImportError,
     UnsafePermissionsError,
 )
 from secure_import.publish.serve import RequestInfo, Response
@@ -396,12 +397,12 @@ def test_m8_two_processes_cannot_lower_the_high_water_mark(scenario: Scenario) -
     repo_b = Repository(
         pub.url, keys=[pub.pub_path], ca_bundle=pub.rig.ca_pem_path, paths=scenario.consumer.paths
     )
-    outcome: list[BaseException | int] = []
+    outcome: list[SecureImportError | int] = []
 
     def process_a() -> None:
         try:
             outcome.append(repo_a.trusted_manifest().manifest.version)
-        except BaseException as exc:
+        except SecureImportError as exc:
             outcome.append(exc)
 
     thread = threading.Thread(target=process_a)
