@@ -49,6 +49,7 @@ errors are separate again::
     │   └── AuditWriteError                               audit-write-failed
     ├── ConfigError                                       config-error
     │   └── KeyFileError                                  key-file
+    ├── PublishConflictError                              publish-conflict
     └── NotListedError (also ModuleNotFoundError)         not-listed
 
 Every message names the check that failed and, where it applies, the URL, the
@@ -84,6 +85,7 @@ __all__ = [
     "NameNotAllowedError",
     "NotListedError",
     "PublisherMismatchError",
+    "PublishConflictError",
     "RedirectRefusedError",
     "RollbackError",
     "RootRotationError",
@@ -413,6 +415,18 @@ class KeyFileError(ConfigError):
     """A key file is missing, unreadable, of the wrong type, or badly protected."""
 
     code = "key-file"
+
+
+# --- publishing ----------------------------------------------------------
+
+
+class PublishConflictError(SecureImportError):
+    """A publish was refused because the store's state is not the one it built on:
+    another publisher holds the lock or committed first, or the store holds a
+    manifest that is newer or does not verify.  Nothing this publish uploaded
+    is referenced by the store's manifest."""
+
+    code = "publish-conflict"
 
 
 # --- names ---------------------------------------------------------------

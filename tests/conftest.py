@@ -39,6 +39,9 @@ from .httpsrig import TLSServerFactory, make_rig
 
 HERE = Path(__file__).parent
 
+#: The S3-compatible emulator and bucket fixtures (tests/s3rig.py).
+pytest_plugins = ["tests.s3rig"]
+
 
 def canary_code(canary: Path) -> str:
     """A line of module code that proves, by leaving a file, that it ran."""

@@ -30,6 +30,7 @@ from secure_import.cli.audit import cmd_audit
 from secure_import.cli.cache import cmd_cache, cmd_fetch, cmd_lock
 from secure_import.cli.common import _settings
 from secure_import.cli.doctor import cmd_check, cmd_config
+from secure_import.cli.objectstore import cmd_publish
 from secure_import.cli.output import (
     EXIT_FAIL,
     EXIT_OK,
@@ -189,6 +190,34 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME",
         help="a name the code imports from the consumer's own environment (repeatable)",
+    )
+
+    p = command(
+        "publish",
+        cmd_publish,
+        "upload a signed site to S3-compatible object storage (manifest last, "
+        "never over a newer release)",
+    )
+    p.add_argument("site", help="the signed site directory (sign --out)")
+    p.add_argument("--to", required=True, metavar="s3://BUCKET/PREFIX")
+    p.add_argument(
+        "--key",
+        action="append",
+        required=True,
+        help="public key the site and the store's manifest must verify with (repeatable)",
+    )
+    p.add_argument("--threshold", type=int, default=1)
+    p.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="https S3 API endpoint of a non-AWS store (default: AWS, or $AWS_ENDPOINT_URL)",
+    )
+    p.add_argument("--region", help="the bucket's region (default: the AWS chain's)")
+    p.add_argument("--ca-bundle", help="a CA certificate to trust besides the system's")
+    p.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="remove the lock an interrupted publish left (only when no other publish is running)",
     )
 
     p = command("root", cmd_root, "publish a trust root, or rotate/revoke publisher keys")
