@@ -24,11 +24,13 @@ from secure_import.config import Limits
 from secure_import.errors import SecureImportError
 from secure_import.hook.extend import extend_package
 from secure_import.hook.finder import get_finder
+from secure_import.pinning import KeySpec, PublisherSpec, TrustedRootSpec
 from secure_import.publish import githost
-from secure_import.repository import KeySpec, Repository
+from secure_import.repository import Repository
 from secure_import.settings import configure
 from secure_import.store.audit import AuditLog
 from secure_import.store.paths import Paths
+from secure_import.verify.identity import Identity as SigstoreIdentity
 from secure_import.verify.keys import PublicKey
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "Repo",
     "Repository",
     "SecureImportError",
+    "SigstoreIdentity",
     "add_repo",
     "configure",
     "errors",
@@ -57,7 +60,9 @@ Repo = Repository
 def add_repo(
     url: str,
     *,
-    keys: Sequence[KeySpec],
+    keys: Sequence[KeySpec] = (),
+    publishers: Sequence[PublisherSpec] = (),
+    sigstore_trusted_root: TrustedRootSpec | None = None,
     modules: Iterable[str] | None = None,
     ca_bundle: str | os.PathLike[str] | None = None,
     threshold: int = 1,
@@ -75,11 +80,22 @@ def add_repo(
         url: an ``https://`` URL of a signed repository (``http://`` is refused
             here, before any request).
         keys: the publisher's public key files (PEM) or loaded keys.
+        publishers: more pinned publishers: key files, loaded keys, or
+            :class:`SigstoreIdentity` pins (a CI workflow or a person signing
+            keylessly; needs the extra ``secure-import[sigstore]``).  Keys and
+            identities share ``threshold``: ``threshold=2`` with a CI identity
+            and Alice's key means the CI workflow built it and Alice approved.
+        sigstore_trusted_root: the Sigstore trusted root identities are
+            verified against: ``"public-good"`` (default: the one shipped with
+            sigstore-python), a ``trusted_root.json`` path (a private Sigstore
+            deployment), never sigstore's user cache.
         modules: top-level names accepted from this repository; by default the
             names its verified manifest declares (fetched on first need).
         ca_bundle: a PEM file that, when given, is the only CA trusted for this
             repository's TLS (private servers).
-        threshold: how many distinct pinned keys must sign the manifest.
+        threshold: how many distinct pinned publishers must sign the manifest
+            (keys count once each; the identities together count once, for the
+            one Sigstore bundle a manifest carries).
         root_version: the version of the publisher's trust root these keys
             form (1 unless you pin after a rotation); later rotations published
             in the repository are followed automatically and recorded.
@@ -106,6 +122,8 @@ def add_repo(
         repository = Repository(
             url,
             keys=keys,
+            publishers=publishers,
+            sigstore_trusted_root=sigstore_trusted_root,
             threshold=threshold,
             root_version=root_version,
             modules=modules,
@@ -143,7 +161,9 @@ def repositories() -> Sequence[Repository]:
 def repo(
     url: str,
     *,
-    keys: Sequence[KeySpec],
+    keys: Sequence[KeySpec] = (),
+    publishers: Sequence[PublisherSpec] = (),
+    sigstore_trusted_root: TrustedRootSpec | None = None,
     modules: Iterable[str] | None = None,
     ca_bundle: str | os.PathLike[str] | None = None,
     threshold: int = 1,
@@ -159,6 +179,8 @@ def repo(
     repository = add_repo(
         url,
         keys=keys,
+        publishers=publishers,
+        sigstore_trusted_root=sigstore_trusted_root,
         modules=modules,
         ca_bundle=ca_bundle,
         threshold=threshold,

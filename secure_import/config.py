@@ -37,6 +37,8 @@ __all__ = [
     "DEFAULT_CLOCK_SLACK",
     "DEFAULT_EXPIRES_IN",
     "MANIFEST_NAME",
+    "MANIFEST_PAYLOAD_NAME",
+    "SIGSTORE_BUNDLE_NAME",
     "Limits",
 ]
 
@@ -45,6 +47,16 @@ APP_NAME = "secure-import"
 #: File name of the signed manifest envelope at the repository root.  Not an
 #: identifier, so it can never collide with a module or package name.
 MANIFEST_NAME = "secure-import-manifest.json"
+
+#: The Sigstore bundle of a keylessly signed repository, beside the manifest:
+#: a standard bundle (``sigstore sign``'s output) over the manifest payload,
+#: which the publisher also publishes as :data:`MANIFEST_PAYLOAD_NAME` so that
+#: ``sigstore verify`` alone can check it.
+SIGSTORE_BUNDLE_NAME = "secure-import-manifest.sigstore.json"
+
+#: The manifest payload (the bytes the envelope carries), as a plain file for
+#: third parties; consumers never fetch it (they verify the envelope's copy).
+MANIFEST_PAYLOAD_NAME = "secure-import-manifest.payload.json"
 
 #: Folder of per-package bundles: the concatenation of a top-level package's
 #: modules in manifest order, named by a digest of their signed entries.  An

@@ -18,14 +18,12 @@ Order of work for a module (the finder calls these):
    envelope is verified and the bytecode pack of the package being imported is
    read; that work is used only if the answer leaves the cached envelope in
    force (304 or unreachable server).
-2. :meth:`Repository.lookup` — the one question the finder asks: what a name
-   is in the trusted manifest (module, package, data-only directory, or
-   nothing); a name that is not listed is refused without any request.
-3. :meth:`Repository.code` and :meth:`Repository.source` — verified code and
-   bytes, assembled by :class:`~secure_import.assembly.Assembler`: the first
-   time a top-level package is used, *all* its modules are verified (from
-   authenticated bytecode, the re-hashed cache, or fetched), so one altered
-   file stops the whole package before any of it runs.
+2. :meth:`Repository.find` — name to manifest entry; a name that is not listed
+   is refused without any request.
+3. :meth:`Repository.source` — the verified bytes: from this process's memory,
+   else from the cache (re-hashed), else fetched.  The first time a top-level
+   package is used, *all* its modules are verified (fetched concurrently when
+   cold), so one altered file stops the whole package before any of it runs.
 
 No byte that failed a check is returned, cached or executed.
 """
@@ -37,61 +35,55 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import CodeType
 from typing import NamedTuple
 
-from secure_import.assembly import Assembler, Pack
-from secure_import.config import MANIFEST_NAME, Limits
+from secure_import._guard import busy
+from secure_import.config import MANIFEST_NAME, SIGSTORE_BUNDLE_NAME, Limits
 from secure_import.errors import (
     ConfigError,
     ConnectionFailedError,
     HTTPStatusError,
+    LengthMismatchError,
     NotListedError,
     RootRotationError,
     SecureImportError,
     ThresholdError,
+    TooLargeError,
     TransportError,
 )
+from secure_import.pinning import KeySpec, PublisherSpec, TrustedRootSpec, pinned_root
 from secure_import.store.audit import AuditLog
-from secure_import.store.bytecode import BytecodeStore
+from secure_import.store.bytecode import BytecodeStore, compile_verified
 from secure_import.store.cache import Cache
-from secure_import.store.keyfiles import load_public_key_file
-from secure_import.store.lock import LockEntry, read_lock
 from secure_import.store.memo import ManifestMemo
 from secure_import.store.paths import Paths
 from secure_import.store.state import StateStore, repo_id
 from secure_import.transport.background import InBackground
 from secure_import.transport.base import Response, Transport
 from secure_import.transport.https import Fetcher, TransportOptions, load_network_stack
-from secure_import.verify.keys import PublicKey
+from secure_import.verify.bundle import bundle_entries, bundle_path
+from secure_import.verify.hashes import verify_bytes
+from secure_import.verify.keyless import MAX_BUNDLE_BYTES
 from secure_import.verify.manifest import FileEntry, Manifest
 from secure_import.verify.names import is_never_remote, parse_origin
 from secure_import.verify.root import ROOTS_DIR, Root
-from secure_import.verify.tree import is_listed_dir
-from secure_import.verify.trust import TrustedManifest
+from secure_import.verify.trust import SigstoreBundle, TrustedManifest
 from secure_import.verify.trustset import Candidate, TrustState
 
-__all__ = ["MANIFEST_NAME", "KeySpec", "Listing", "Repository"]
+__all__ = ["MANIFEST_NAME", "KeySpec", "Repository"]
 
 #: After a failed manifest fetch, imports fail fast with the same error for
 #: this many seconds instead of hitting the server for every unknown name.
 _RETRY_AFTER = 30.0
 
-KeySpec = str | os.PathLike[str] | PublicKey
+#: Fetch a cold package as one bundle when more than this many modules are missing.
+_BUNDLE_THRESHOLD = 2
 
 _Request = InBackground[Response]
-
-
-class Listing(NamedTuple):
-    """What a name is in a repository's signed manifest (:meth:`Repository.lookup`)."""
-
-    #: The module's file; ``None`` for a data-only directory.
-    entry: FileEntry | None
-    is_package: bool
-    #: The repository-relative directory of a data-only directory, else ``None``.
-    data_dir: str | None
 
 
 class _Prepared(NamedTuple):
@@ -99,25 +91,7 @@ class _Prepared(NamedTuple):
     name being imported, while the freshness request was in flight."""
 
     candidate: Candidate
-    pack: Pack | None
-
-
-def _load_keys(keys: Iterable[KeySpec]) -> list[PublicKey]:
-    loaded: list[PublicKey] = []
-    for item in keys:
-        if isinstance(item, PublicKey):
-            loaded.append(item)
-        elif isinstance(item, str | os.PathLike):
-            loaded.append(load_public_key_file(item))
-        else:
-            raise ConfigError(
-                "keys must be public key files or loaded PublicKey objects",
-                check="keys",
-                got=type(item).__name__,
-            )
-    if not loaded:
-        raise ConfigError("at least one pinned publisher key is required", check="keys")
-    return loaded
+    pack: tuple[str, list[FileEntry], list[CodeType]] | None
 
 
 _FOLLOW = {False: "no", True: "direct", "no": "no", "direct": "direct", "transitive": "transitive"}
@@ -179,10 +153,12 @@ class Repository:
         self,
         url: str,
         *,
-        keys: Sequence[KeySpec],
+        keys: Sequence[KeySpec] = (),
         threshold: int = 1,
         root_version: int = 1,
         modules: Iterable[str] | None = None,
+        publishers: Sequence[PublisherSpec] = (),
+        sigstore_trusted_root: TrustedRootSpec | None = None,
         ca_bundle: str | os.PathLike[str] | None = None,
         paths: Paths | None = None,
         limits: Limits | None = None,
@@ -219,7 +195,13 @@ class Repository:
             )
         #: The publisher as the user pinned it; rotations recorded in the state
         #: directory move trust forward from here, never back.
-        self.pinned_root = Root.from_keys(_load_keys(keys), threshold, version=root_version)
+        self.pinned_root = pinned_root(
+            keys=keys,
+            publishers=publishers,
+            threshold=threshold,
+            root_version=root_version,
+            sigstore_trusted_root=sigstore_trusted_root,
+        )
         self.ca_bundle = None if ca_bundle is None else Path(ca_bundle)
         #: Credentials, client certificate, trust store (private repositories).
         self.transport = transport
@@ -253,6 +235,8 @@ class Repository:
         #: dependency declarations are held to it too).
         self.lock_file = None if lock is None else Path(lock)
         if lock is not None:
+            from secure_import.store.lock import read_lock
+
             entry = read_lock(lock).get(self.url)
             if entry is None:
                 raise ConfigError(
@@ -266,19 +250,14 @@ class Repository:
         self._fetcher: Transport | None = None
         self._lock = threading.RLock()
         self._trusted: TrustedManifest | None = None
+        #: The Sigstore bundle fetched with a new envelope (cached once accepted).
+        self._fetched_bundle: bytes | None = None
         self._failure: tuple[SecureImportError, float] | None = None
-        #: Verified bytes and code for the entries of the trusted manifest.
-        self.assembly = Assembler(
-            self.url,
-            manifest=lambda: self.manifest,
-            transport=lambda: self.fetcher,
-            cache=self.cache,
-            bytecode=self.bytecode,
-            limits=self.limits,
-            offline=self.offline,
-            record=self.record,
-            lock=self._lock,
-        )
+        self._verified: dict[str, bytes] = {}
+        #: Code objects from authenticated bytecode, found while verifying a
+        #: package and handed out once by :meth:`code`.
+        self._code: dict[tuple[str, str], CodeType] = {}
+        self._ready_tops: set[str] = set()
         if connect is None and not self.offline and self.locked_digest is None:
             # The first import will ask the server (at least a conditional
             # request): load the network stack now, not inside the import hook.
@@ -400,6 +379,7 @@ class Repository:
         """One manifest update: this method does the I/O, :class:`TrustState`
         decides (roots, then the manifest, then acceptance), and each verdict
         is acted on here (high-water mark, cache, audit record, memo)."""
+        self._fetched_bundle = None
         trust = TrustState(
             self.pinned_root,
             high_water=self.state.high_water(self.id),
@@ -428,7 +408,9 @@ class Repository:
                 # same trust state.
                 candidate = early.candidate
             else:
-                candidate = trust.verify(body, recall=self.memo.load)
+                candidate = trust.verify(
+                    body, recall=self.memo.load, sigstore_bundle=self._sigstore_bundle(fresh)
+                )
         except (ThresholdError, RootRotationError) as exc:
             # Maybe the publisher rotated its keys: walk the signed root chain
             # (only ever forward, each step checked), then try once more.
@@ -439,7 +421,9 @@ class Repository:
             self._rotate(trust, up_to=rotation.up_to)
             if trust.root.version == before:
                 raise
-            candidate = trust.verify(body, recall=self.memo.load)
+            candidate = trust.verify(
+                body, recall=self.memo.load, sigstore_bundle=self._sigstore_bundle(fresh)
+            )
         verdict = trust.accept(candidate)
         trusted = verdict.trusted
         if verdict.new_high_water is not None:
@@ -449,6 +433,10 @@ class Repository:
                 self.cache.put_metadata(self.id, MANIFEST_NAME, fresh)
                 if etag:
                     self.cache.put_metadata(self.id, MANIFEST_NAME + ".etag", etag.encode())
+                if self._fetched_bundle is not None:
+                    # The bundle that counted for this envelope, for the
+                    # next process that holds no memo of it.
+                    self.cache.put_metadata(self.id, SIGSTORE_BUNDLE_NAME, self._fetched_bundle)
             except OSError as exc:
                 warnings.warn(f"secure_import: could not cache the manifest: {exc}", stacklevel=2)
         self.record(
@@ -470,8 +458,41 @@ class Repository:
             and early.candidate.trusted.envelope_digest == trusted.envelope_digest
         ):
             # Bound to the entries of the manifest now accepted: use it.
-            self.assembly.adopt_pack(*early.pack)
+            self._adopt_pack(*early.pack)
         return trusted
+
+    def _sigstore_bundle(self, fresh: bytes | None) -> SigstoreBundle | None:
+        """The supplier of the Sigstore bundle for the envelope being verified
+        (``fresh``: the server's new envelope; ``None``: the cached one), or
+        ``None`` when no identity is pinned.
+
+        Called by the trust code only when the pinned keys alone do not meet
+        the threshold and no memo vouches for the envelope.  For the cached
+        envelope the cached bundle is tried first; otherwise (and when none is
+        cached) the server's, capped, with a 404 meaning "none published".
+        Nothing it returns is trusted: the trust code verifies it.
+        """
+        if not self.pinned_root.identities:
+            return None
+
+        def supply() -> tuple[bytes, str] | None:
+            url = self.url_for(SIGSTORE_BUNDLE_NAME)
+            if fresh is None:
+                cached = self.cache.get_metadata(self.id, SIGSTORE_BUNDLE_NAME)
+                if cached is not None or self.offline:
+                    return None if cached is None else (cached, url)
+            try:
+                response = self.fetcher.get(url, cap=MAX_BUNDLE_BYTES, what="Sigstore bundle")
+            except HTTPStatusError as exc:
+                if exc.got == 404:
+                    return None
+                raise
+            assert response.body is not None
+            if fresh is not None:
+                self._fetched_bundle = response.body
+            return response.body, url
+
+        return supply
 
     def _ask_server(self, cached: bytes | None, trust: TrustState) -> _Request | None:
         """Start the manifest request, or ``None`` when none is to be made
@@ -521,10 +542,19 @@ class Repository:
         proper error, only if it is still needed.
         """
         try:
-            candidate = trust.verify(cached, recall=self.memo.load)
+            candidate = trust.verify(
+                cached, recall=self.memo.load, sigstore_bundle=self._sigstore_bundle(None)
+            )
         except SecureImportError:
             return None
-        return _Prepared(candidate, self.assembly.pack_for(candidate.trusted.manifest, top))
+        manifest = candidate.trusted.manifest
+        pack = None
+        if top is not None and top in manifest.provides and top not in self._ready_tops:
+            entries = bundle_entries(manifest.files, top)
+            codes = self.bytecode.load_pack([(e.sha256, self.url_for(e.path)) for e in entries])
+            if codes is not None:
+                pack = (top, entries, codes)
+        return _Prepared(candidate, pack)
 
     def _manifest_bytes(
         self, cached: bytes | None, request: _Request | None
@@ -554,6 +584,36 @@ class Repository:
             return cached, None, None, None
         assert response.body is not None
         return response.body, response.body, response.etag, None
+
+    def prefetch(self) -> int:
+        """Verify and cache every file of every allowed top-level name now
+        (deploy time), so later imports need no network; return the count.
+
+        Raises:
+            TrustError, TransportError: as for an import.
+        """
+        manifest = self.manifest
+        count = 0
+        with busy():
+            for top in manifest.provides:
+                if self.modules is not None and top not in self.modules:
+                    continue
+                self._verify_package(top)
+                for path, entry in sorted(manifest.files.items()):
+                    # Sources too: with authenticated bytecode the package ran
+                    # without them, but get_source and tracebacks need them later.
+                    if path.split("/", 1)[0] == top or path == f"{top}.py":
+                        self._obtain(entry)
+                count += sum(1 for p in manifest.files if p.split("/", 1)[0] in (top, f"{top}.py"))
+            for dist in manifest.dist_info_dirs():
+                for path, entry in sorted(manifest.files.items()):
+                    if path.startswith(dist + "/"):
+                        self._obtain(entry)
+                        count += 1
+        with self._lock:
+            self._verified.clear()
+            self._ready_tops.clear()
+        return count
 
     # -- trust roots ----------------------------------------------------------
 
@@ -636,67 +696,39 @@ class Repository:
         manifest = self.trusted_manifest(prepare=top).manifest
         hit = manifest.find_module(fullname) if top in manifest.provides else None
         if hit is None:
-            raise self._not_listed(fullname)
+            raise NotListedError(
+                f"{fullname} is not listed in the signed manifest of this repository",
+                check="manifest-listing",
+                url=self.url,
+                name=fullname,
+            )
         return hit
-
-    def _not_listed(self, fullname: str) -> NotListedError:
-        return NotListedError(
-            f"{fullname} is not listed in the signed manifest of this repository",
-            check="manifest-listing",
-            url=self.url,
-            name=fullname,
-        )
-
-    def lookup(self, name: str) -> Listing | None:
-        """What ``name`` (a dotted module name) is in this repository: the one
-        question the finder asks.
-
-        A module or package (its entry), a data-only directory (files listed,
-        no ``__init__.py``: an empty package whose only use is resources), or
-        ``None`` when the manifest lists nothing under that name.  Loads the
-        trusted manifest on first use (preparing ``name``'s top-level package).
-
-        Raises:
-            NotListedError: listed, but under a top-level name the manifest
-                does not provide (no request made).
-            TrustError, TransportError, LocalStateError: no manifest is trusted.
-        """
-        top = name.partition(".")[0]
-        manifest = self.trusted_manifest(prepare=top).manifest
-        hit = manifest.find_module(name)
-        if hit is None:
-            directory = name.replace(".", "/")
-            if is_listed_dir(manifest, directory):
-                return Listing(None, True, directory)
-            return None
-        if top not in manifest.provides:
-            raise self._not_listed(name)
-        entry, is_package = hit
-        return Listing(entry, is_package, None)
 
     @property
     def manifest(self) -> Manifest:
         return self.trusted_manifest().manifest
 
-    def lock_entry(self) -> LockEntry:
-        """The pin of this repository's manifest for a lock file (frozen mode),
-        fetched and verified now.
-
-        Raises:
-            TrustError, TransportError, LocalStateError: nothing was trusted.
-        """
-        trusted = self.trusted_manifest()
-        return LockEntry(self.url, trusted.envelope_digest, trusted.manifest.version)
-
     # -- bytes ------------------------------------------------------------
 
     def source(self, entry: FileEntry, *, keep: bool = False) -> bytes:
-        """Verified bytes of a listed file (see :meth:`Assembler.source`).
+        """Verified bytes of a listed file.
+
+        ``keep=False`` drops the in-memory copy once handed out: a later read
+        (``get_source``) comes from the cache and is hashed again.
 
         Raises:
             TrustError, TransportError: nothing was cached or returned.
         """
-        return self.assembly.source(entry, keep=keep)
+        top = entry.path.split("/", 1)[0].removesuffix(".py")
+        if entry.path.endswith(".py") and top not in self._ready_tops:
+            self._verify_package(top)
+        with self._lock:
+            data = (
+                self._verified.get(entry.sha256) if keep else self._verified.pop(entry.sha256, None)
+            )
+        if data is not None:
+            return data
+        return self._obtain(entry)
 
     def code(self, entry: FileEntry) -> CodeType:
         """The code object of a listed module, from verified bytes only.
@@ -704,15 +736,197 @@ class Repository:
         Raises:
             TrustError, TransportError: nothing was compiled or returned.
         """
-        return self.assembly.code(entry)
+        top = entry.path.split("/", 1)[0].removesuffix(".py")
+        if top not in self._ready_tops:
+            self._verify_package(top)
+        with self._lock:
+            code = self._code.pop((entry.sha256, entry.path), None)
+        if code is not None:
+            return code
+        url = self.url_for(entry.path)
+        code = self.bytecode.load(sha256=entry.sha256, url=url)
+        if code is None:
+            code = compile_verified(
+                self.source(entry), sha256=entry.sha256, url=url, store=self.bytecode
+            )
+        return code
 
-    def prefetch(self) -> int:
-        """Verify and cache every file of every allowed top-level name now
-        (deploy time), so later imports need no network; return the count.
+    def _verify_package(self, top: str) -> None:
+        """Verify every module of a top-level package before any of it runs."""
+        with self._lock:
+            if top in self._ready_tops:
+                return
+            entries = bundle_entries(self.manifest.files, top)
+            modules = [(e.sha256, self.url_for(e.path)) for e in entries]
+            packed = self.bytecode.load_pack(modules)
+            if packed is not None:
+                self._adopt_pack(top, entries, packed)
+                return
+            codes: list[CodeType] = []
+            missing: list[FileEntry] = []
+            for entry in entries:
+                code = self.bytecode.load(sha256=entry.sha256, url=self.url_for(entry.path))
+                if code is not None:
+                    # Bound by HMAC to this very sha256 and URL: as good as the
+                    # verified source it was compiled from, without reading it.
+                    self._code[(entry.sha256, entry.path)] = code
+                    codes.append(code)
+                    continue
+                data = self._from_cache(entry)
+                if data is None:
+                    missing.append(entry)
+                else:
+                    self._verified[entry.sha256] = data
+            if len(missing) > _BUNDLE_THRESHOLD:
+                bundled = self._fetch_bundle(entries, top)
+                if bundled is not None:
+                    for entry in missing:
+                        self._verified[entry.sha256] = bundled[entry.path]
+                    missing = []
+            if missing:
+                results = self._fetch_many(missing)
+                for entry, outcome in zip(missing, results, strict=True):
+                    if isinstance(outcome, SecureImportError):
+                        raise outcome
+                    self._verified[entry.sha256] = outcome
+            # Compile every verified source now, while little else is in memory,
+            # and seal its code: code() then loads it as on a warm import, so
+            # no source stays in memory and no compile runs while the package's
+            # modules pile up.  A source that could not be sealed is kept (two
+            # files may share content: it is dropped only if every one was sealed).
+            unsealed: set[str] = set()
+            for entry in entries:
+                data = self._verified.get(entry.sha256)
+                if data is not None and not self.bytecode.precompile(
+                    data, sha256=entry.sha256, url=self.url_for(entry.path)
+                ):
+                    unsealed.add(entry.sha256)
+            for entry in entries:
+                if entry.sha256 not in unsealed:
+                    self._verified.pop(entry.sha256, None)
+            self._ready_tops.add(top)
+        if len(codes) == len(entries):
+            # Every module had authenticated bytecode (compiled by earlier
+            # processes): seal them as one pack for the next process.  Not
+            # done in the process that compiles, whose cold import already
+            # holds every source and code object in memory.
+            self.bytecode.save_pack(modules, codes)
 
-        Raises:
-            TrustError, TransportError: as for an import.
+    def _adopt_pack(self, top: str, entries: list[FileEntry], codes: list[CodeType]) -> None:
+        """Use a bytecode pack for the modules of ``top``.  One sealed file bound
+        to every (sha256, URL) of the package's entries in the trusted
+        manifest: as good as the verified sources, without reading them."""
+        with self._lock:
+            for entry, code in zip(entries, codes, strict=True):
+                self._code[(entry.sha256, entry.path)] = code
+            self._ready_tops.add(top)
+
+    def _fetch_bundle(self, entries: list[FileEntry], top: str) -> dict[str, bytes] | None:
+        """All modules of ``top`` in one request, each verified and cached.
+
+        ``None`` when the host has no bundle (404): the caller then fetches
+        file by file.  A bundle whose pieces do not verify is refused like a
+        tampered file; it is never a reason to trust anything less.
         """
-        return self.assembly.prefetch(self.modules)
+        if self.offline:
+            return None
+        url = self.url_for(bundle_path(entries, top))
+        total = sum(e.length for e in entries)
+        try:
+            with busy():
+                response = self.fetcher.get(url, cap=total, what="package bundle")
+        except HTTPStatusError as exc:
+            if exc.got == 404:
+                return None
+            raise
+        except TooLargeError as exc:
+            raise LengthMismatchError(
+                "the package bundle is longer than its signed files (stopped reading)",
+                check="length",
+                url=url,
+                expected=f"{total} bytes",
+                got=f"more than {total} bytes",
+            ) from exc
+        body = response.body or b""
+        if len(body) != total:
+            raise LengthMismatchError(
+                "the package bundle is shorter than its signed files",
+                check="length",
+                url=url,
+                expected=f"{total} bytes",
+                got=f"{len(body)} bytes",
+            )
+        pieces: dict[str, bytes] = {}
+        offset = 0
+        for entry in entries:
+            piece = body[offset : offset + entry.length]
+            offset += entry.length
+            verify_bytes(piece, entry, url=self.url_for(entry.path))
+            pieces[entry.path] = piece
+        del body, response  # only the verified pieces stay in memory
+        for entry in entries:
+            try:
+                self.cache.put(entry.sha256, pieces[entry.path])
+            except OSError as exc:
+                warnings.warn(f"secure_import: could not cache {entry.path}: {exc}", stacklevel=2)
+        return pieces
 
-    # -- bytes ------------------------------------------------------------
+    def _fetch_many(self, entries: list[FileEntry]) -> list[bytes | SecureImportError]:
+        def one(entry: FileEntry) -> bytes | SecureImportError:
+            with busy():  # worker threads are ours too: no re-entry from lazy imports
+                try:
+                    return self._download(entry)
+                except SecureImportError as exc:
+                    return exc
+
+        if len(entries) == 1 or self.limits.max_parallel <= 1:
+            return [one(e) for e in entries]
+        with ThreadPoolExecutor(max_workers=min(self.limits.max_parallel, len(entries))) as pool:
+            return list(pool.map(one, entries))
+
+    def _from_cache(self, entry: FileEntry) -> bytes | None:
+        data, corrupt = self.cache.get(entry.sha256)
+        if corrupt:
+            self.record(
+                "cache-corrupt",
+                outcome="discarded",
+                url=self.url_for(entry.path),
+                sha256=entry.sha256,
+                code="cache-corrupt",
+                message="a cached file no longer matched its digest; deleted and fetched again",
+            )
+        if data is not None and len(data) != entry.length:
+            return None
+        return data
+
+    def _obtain(self, entry: FileEntry) -> bytes:
+        data = self._from_cache(entry)
+        if data is not None:
+            return data
+        return self._download(entry)
+
+    def _download(self, entry: FileEntry) -> bytes:
+        url = self.url_for(entry.path)
+        if self.offline:
+            raise ConnectionFailedError(
+                f"{entry.path} is not in the cache and this repository is offline",
+                check="offline",
+                url=url,
+            )
+        try:
+            response = self.fetcher.get(url, cap=entry.length, what=entry.path)
+        except TooLargeError as exc:
+            raise LengthMismatchError(
+                f"{entry.path} is longer than its signed length (stopped reading)",
+                check="length",
+                url=url,
+                expected=f"{entry.length} bytes",
+                got=f"more than {entry.length} bytes",
+            ) from exc
+        assert response.body is not None
+        verify_bytes(response.body, entry, url=url)
+        try:
+            self.cache.put(entry.sha256, response.body)
+        except OSError as exc:
+            warnings.warn(f"secure_import: could not cache {url}: {exc}", stacklevel=2)
+        return response.body

@@ -119,6 +119,10 @@ class Claims:
     extensions: dict[str, str] = field(default_factory=dict)
     v1_issuer: bool = True
     v2_issuer: bool = True
+    #: Deprecated raw-string GitHub extensions Fulcio still writes (.2 trigger,
+    #: .3 sha, .4 workflow name, .5 repository, .6 ref); ``sigstore verify
+    #: github`` reads these.
+    legacy: dict[int, str] = field(default_factory=dict)
 
 
 def github_claims(
@@ -162,7 +166,8 @@ def github_claims(
     }
     if environment is not None:
         extensions["deployment_environment"] = environment
-    return Claims(issuer=GITHUB_ISSUER, san=signer_uri, extensions=extensions)
+    legacy = {2: trigger, 3: sha, 4: "release", 5: repository, 6: ref}
+    return Claims(issuer=GITHUB_ISSUER, san=signer_uri, extensions=extensions, legacy=legacy)
 
 
 def _mth(leaves: list[bytes]) -> bytes:
@@ -330,6 +335,13 @@ class TestSigstore:
             builder = builder.add_extension(
                 x509.UnrecognizedExtension(
                     ObjectIdentifier(_FULCIO + "8"), _der_utf8(claims.issuer)
+                ),
+                critical=False,
+            )
+        for number, value in claims.legacy.items():
+            builder = builder.add_extension(
+                x509.UnrecognizedExtension(
+                    ObjectIdentifier(_FULCIO + str(number)), value.encode("utf-8")
                 ),
                 critical=False,
             )

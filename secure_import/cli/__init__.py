@@ -172,7 +172,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("sign", cmd_sign, "sign a source tree into a static repository")
     p.add_argument("src")
-    p.add_argument("--key", action="append", required=True, help="private key (repeatable)")
+    p.add_argument("--key", action="append", default=[], help="private key (repeatable)")
+    p.add_argument(
+        "--sigstore",
+        action="store_true",
+        help="also sign keylessly with Sigstore (ambient OIDC credentials of the CI job, or "
+        "SIGSTORE_ID_TOKEN); writes secure-import-manifest.sigstore.json (needs the extra "
+        "secure-import[sigstore])",
+    )
+    p.add_argument(
+        "--sigstore-trust-config",
+        metavar="FILE",
+        help="sigstore client trust configuration of a private Sigstore deployment "
+        "(default: the public-good instance)",
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--version", type=int, help="manifest version (default: previous + 1)")
     p.add_argument("--expires-in", type=int, default=90, metavar="DAYS")
@@ -248,8 +261,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("verify", cmd_verify, "verify a repository directory or https URL")
     p.add_argument("repo")
-    p.add_argument("--key", action="append", required=True, help="public key (repeatable)")
+    p.add_argument("--key", action="append", default=[], help="public key (repeatable)")
     p.add_argument("--threshold", type=int, default=1)
+    identity = p.add_argument_group(
+        "Sigstore identity (a publisher pinned by who signed; counts once toward --threshold)"
+    )
+    identity.add_argument(
+        "--identity-issuer", metavar="URL", help="OIDC issuer URL, or github-actions / gitlab"
+    )
+    identity.add_argument("--identity", metavar="SAN", help="exact certificate identity")
+    identity.add_argument("--identity-repository", metavar="OWNER/REPO|URI")
+    identity.add_argument("--identity-workflow", metavar="PATH|URI", help="signing workflow")
+    identity.add_argument("--identity-ref", metavar="REF", help="e.g. refs/tags/v*")
+    identity.add_argument("--identity-environment", metavar="NAME")
+    identity.add_argument(
+        "--sigstore-trusted-root",
+        metavar="FILE",
+        help="trusted_root.json to verify against (default: public-good, shipped with sigstore)",
+    )
     p.add_argument("--ca-bundle", help="the only CA trusted for an https REPO")
 
     p = command("serve", cmd_serve, "serve a repository over HTTPS on 127.0.0.1 (development)")

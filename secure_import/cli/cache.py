@@ -108,7 +108,7 @@ def cmd_lock(args: argparse.Namespace, out: Out) -> int:
     # Writing a lock is how frozen mode is updated on purpose: build unfrozen.
     repositories = build_repositories(replace(settings, frozen=False))
     try:
-        entries = write_lock(target, [repository.lock_entry() for repository in repositories])
+        entries = write_lock(target, repositories)
     finally:
         for repository in repositories:
             repository.close()

@@ -93,10 +93,10 @@ def _check_repository(
     repo: RepositorySettings, settings: Settings, network: bool
 ) -> list[_Finding]:
     """Each step of a repository's configuration, stopping at the first hard failure."""
+    from secure_import.pinning import pinned_root
     from secure_import.settings import build_repository
     from secure_import.store.keyfiles import load_public_key_file
     from secure_import.transport.https import Fetcher
-    from secure_import.verify.root import Root
 
     found: list[_Finding] = []
 
@@ -117,11 +117,33 @@ def _check_repository(
     if len(keys) != len(repo.keys):
         return found
     try:
-        Root.from_keys(keys, repo.threshold)
+        root = pinned_root(
+            keys=keys,
+            publishers=repo.identities,
+            threshold=repo.threshold,
+            sigstore_trusted_root=repo.sigstore_trusted_root,
+        )
     except SecureImportError as exc:
         add("pin", False, exc.detail)
         return found
-    add("pin", True, f"threshold {repo.threshold} of {len({k.key_id for k in keys})} keys")
+    for pin in root.identities:
+        add("identity", True, f"sigstore {pin.describe()}")
+    if root.sigstore_root is not None:
+        add(
+            "trusted-root",
+            True,
+            f"{root.sigstore_root.source} (sha256 {root.sigstore_root.sha256[:16]})",
+        )
+    add(
+        "pin",
+        True,
+        f"threshold {repo.threshold} of {len(root.keys)} keys"
+        + (
+            f" and {len(root.identities)} Sigstore identities (counted once)"
+            if root.identities
+            else ""
+        ),
+    )
     try:
         transport = repo.transport()
         Fetcher(
@@ -161,7 +183,8 @@ def _check_repository(
         "manifest",
         True,
         f"{where}: version {manifest.version}, expires "
-        f"{manifest.expires.isoformat()}, provides {', '.join(manifest.provides)}",
+        f"{manifest.expires.isoformat()}, provides {', '.join(manifest.provides)}, "
+        f"signed by {trusted.key_id_text}",
     )
     if repo.modules is not None:
         missing = sorted(set(repo.modules) - set(manifest.provides))

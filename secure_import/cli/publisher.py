@@ -9,6 +9,8 @@ from pathlib import Path
 
 from secure_import.cli.common import _passphrase
 from secure_import.cli.output import EXIT_FAIL, EXIT_OK, EXIT_USAGE, Out
+from secure_import.errors import ConfigError
+from secure_import.verify.identity import Identity, identity_from_mapping
 
 
 def cmd_keygen(args: argparse.Namespace, out: Out) -> int:
@@ -40,6 +42,19 @@ def cmd_sign(args: argparse.Namespace, out: Out) -> int:
 
     passphrase = _passphrase(args)
     keys = [load_private_key_file(path, passphrase=passphrase) for path in args.key]
+    if not keys and not args.sigstore:
+        raise ConfigError("give --key (repeatable), --sigstore, or both", check="keys")
+    sigstore_sign = None
+    if args.sigstore:
+        from secure_import.publish.keyless import sign_payload
+
+        trust_config = (
+            None if args.sigstore_trust_config is None else Path(args.sigstore_trust_config)
+        )
+
+        def sigstore_sign(payload: bytes) -> bytes:
+            return sign_payload(payload, trust_config=trust_config)
+
     result = publish(
         Path(args.src),
         Path(args.out),
@@ -48,6 +63,7 @@ def cmd_sign(args: argparse.Namespace, out: Out) -> int:
         expires_in=timedelta(days=args.expires_in),
         requires=None if args.requires is None else Path(args.requires),
         local_imports=args.local_import,
+        sigstore_sign=sigstore_sign,
     )
     m = result.manifest
     for skipped in result.skipped:
@@ -133,13 +149,37 @@ def cmd_root(args: argparse.Namespace, out: Out) -> int:
     return EXIT_OK
 
 
+def _identities(args: argparse.Namespace) -> list[Identity]:
+    """The Sigstore identity given with ``--identity-*`` options, if any."""
+    fields = {
+        "issuer": args.identity_issuer,
+        "identity": args.identity,
+        "repository": args.identity_repository,
+        "workflow": args.identity_workflow,
+        "ref": args.identity_ref,
+        "environment": args.identity_environment,
+    }
+    given = {key: value for key, value in fields.items() if value is not None}
+    if not given:
+        return []
+    return [identity_from_mapping(given, source="command line")]
+
+
 def cmd_verify(args: argparse.Namespace, out: Out) -> int:
     from secure_import.publish.sitecheck import verify_repository
     from secure_import.store.keyfiles import load_public_key_file
 
     keys = [load_public_key_file(path) for path in args.key]
+    identities = _identities(args)
+    if not keys and not identities:
+        raise ConfigError("give --key (repeatable), a Sigstore identity, or both", check="keys")
     report = verify_repository(
-        args.repo, keys=keys, threshold=args.threshold, ca_bundle=args.ca_bundle
+        args.repo,
+        keys=keys,
+        threshold=args.threshold,
+        ca_bundle=args.ca_bundle,
+        identities=identities,
+        sigstore_trusted_root=args.sigstore_trusted_root,
     )
     if out.json:
         out.emit(
@@ -156,7 +196,8 @@ def cmd_verify(args: argparse.Namespace, out: Out) -> int:
         if report.manifest is not None:
             out.result(
                 f"manifest: version {report.manifest.version}, signed by "
-                f"{', '.join(k[:16] for k in report.key_ids)}, expires "
+                f"{', '.join(k if k.startswith('sigstore:') else k[:16] for k in report.key_ids)}"
+                ", expires "
                 f"{report.manifest.expires.isoformat()}"
             )
         out.result(f"files checked: {report.checked}, failures: {len(report.failures)}")

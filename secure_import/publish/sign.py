@@ -24,14 +24,20 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from secure_import.config import BUNDLE_DIR, DEFAULT_EXPIRES_IN, MANIFEST_NAME
+from secure_import.config import (
+    BUNDLE_DIR,
+    DEFAULT_EXPIRES_IN,
+    MANIFEST_NAME,
+    MANIFEST_PAYLOAD_NAME,
+    SIGSTORE_BUNDLE_NAME,
+)
 from secure_import.errors import ConfigError, FormatError, UnsafePathError
 from secure_import.publish.declare import read_declarations
 from secure_import.publish.imports import scan_imports
@@ -190,6 +196,7 @@ def publish(
     now: datetime | None = None,
     requires: Path | None = None,
     local_imports: Iterable[str] = (),
+    sigstore_sign: Callable[[bytes], bytes] | None = None,
 ) -> PublishResult:
     """Sign ``src`` into the static repository ``out``.
 
@@ -197,14 +204,23 @@ def publish(
     :mod:`secure_import.publish.declare`); ``local_imports`` adds names the
     code imports from the consumer's own environment.
 
+    ``sigstore_sign`` signs keylessly: it receives the manifest payload and
+    returns a Sigstore bundle over it (see
+    :mod:`secure_import.publish.keyless`), written as
+    :data:`~secure_import.config.SIGSTORE_BUNDLE_NAME`; with no private key
+    the envelope then carries no key signature.  Every publish also writes
+    the payload as :data:`~secure_import.config.MANIFEST_PAYLOAD_NAME` (what
+    ``sigstore sign`` and ``sigstore verify`` take) and removes a bundle left
+    from the previous version.
+
     Raises:
         UnsafePathError: a file or name the consumer would refuse.
         ConfigError: bad arguments, ``out`` is not a repository we made, a
             bad declarations file, or the code imports a name that is neither
             provided, declared nor local (nothing is written).
     """
-    if not private_keys:
-        raise ConfigError("at least one signing key is required", check="keys")
+    if not private_keys and sigstore_sign is None:
+        raise ConfigError("at least one signing key (or Sigstore) is required", check="keys")
     if not src.is_dir():
         raise ConfigError("the source directory does not exist", check="source", got=str(src))
     if expires_in <= timedelta(0):
@@ -279,7 +295,11 @@ def publish(
         files=entries,
         requires=declarations.requires,
     )
-    signed = envelope.sign(payload, envelope.MANIFEST_PAYLOAD_TYPE, list(private_keys))
+    if private_keys:
+        signed = envelope.sign(payload, envelope.MANIFEST_PAYLOAD_TYPE, list(private_keys))
+    else:
+        signed = envelope.wrap_unsigned(payload, envelope.MANIFEST_PAYLOAD_TYPE)
+    sigstore_bundle = None if sigstore_sign is None else sigstore_sign(payload)
 
     out.mkdir(parents=True, exist_ok=True)
     if previous is not None:
@@ -308,6 +328,15 @@ def publish(
         target = out / bundle_path(members, top)
         atomic_write(target, b"".join(contents[e.path] for e in members))
         os.chmod(target, 0o644)
+    bundle_file = out / SIGSTORE_BUNDLE_NAME
+    if sigstore_bundle is not None:
+        atomic_write(bundle_file, sigstore_bundle)
+        os.chmod(bundle_file, 0o644)
+    elif bundle_file.is_file() or bundle_file.is_symlink():
+        bundle_file.unlink()  # it signed the previous version's payload
+    payload_file = out / MANIFEST_PAYLOAD_NAME
+    atomic_write(payload_file, payload)
+    os.chmod(payload_file, 0o644)
     manifest_path = out / MANIFEST_NAME
     atomic_write(manifest_path, signed)
     os.chmod(manifest_path, 0o644)

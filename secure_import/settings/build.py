@@ -28,6 +28,8 @@ def build_repository(repo: RepositorySettings, settings: Settings) -> Repository
     return Repository(
         repo.url,
         keys=list(repo.keys),
+        publishers=list(repo.identities),
+        sigstore_trusted_root=repo.sigstore_trusted_root,
         threshold=repo.threshold,
         root_version=repo.root_version,
         modules=repo.modules,

@@ -163,7 +163,16 @@ def _check_restriction(
             f"{where}.keys",
             "a project file may not change the keys pinned for a repository configured elsewhere",
         )
-    for key in ("url", "root_version", "ca_bundle", "truststore", "client_cert", "client_key"):
+    for key in (
+        "url",
+        "root_version",
+        "ca_bundle",
+        "truststore",
+        "client_cert",
+        "client_key",
+        "identities",
+        "sigstore_trusted_root",
+    ):
         if key in fields and fields[key] != base.get(key, _DEFAULTS.get(key)):
             raise _fail(
                 label,
@@ -277,17 +286,29 @@ def _finish_repo(
 ) -> RepositorySettings:
     label = source
     where = f"repositories.{name}"
-    for required in ("url", "keys"):
-        if required not in fields:
-            raise _fail(label, f"{where}.{required}", "is required")
-    keys = fields["keys"]
+    if "url" not in fields:
+        raise _fail(label, f"{where}.url", "is required")
+    keys = fields.get("keys", ())
+    identities = fields.get("identities", ())
+    if not keys and not identities:
+        raise _fail(
+            label,
+            f"{where}.keys",
+            "is required (or Sigstore identities in [[repositories.NAME.publishers]])",
+        )
+    if "sigstore_trusted_root" in fields and not identities:
+        raise _fail(
+            label, f"{where}.sigstore_trusted_root", "is set but no Sigstore identity is pinned"
+        )
     threshold = fields.get("threshold", 1)
-    if threshold > len(set(keys)):
+    most = len(set(keys)) + (1 if identities else 0)
+    if threshold > most:
         raise _fail(
             label,
             f"{where}.threshold",
-            "cannot exceed the number of pinned key files",
-            expected=f"<= {len(set(keys))}",
+            "cannot exceed the number of pinned key files"
+            + (" plus one for the Sigstore identities" if identities else ""),
+            expected=f"<= {most}",
             got=threshold,
         )
     modules = fields.get("modules")
@@ -316,6 +337,8 @@ def _finish_repo(
         url=fields["url"],
         keys=keys,
         threshold=threshold,
+        identities=identities,
+        sigstore_trusted_root=fields.get("sigstore_trusted_root"),
         root_version=fields.get("root_version", 1),
         modules=modules,
         ca_bundle=fields.get("ca_bundle"),

@@ -11,6 +11,7 @@ from pathlib import Path
 from secure_import.config import DEFAULT_CLOCK_SLACK, Limits
 from secure_import.store.paths import Paths
 from secure_import.transport.https import AuthHeader, TransportOptions
+from secure_import.verify.identity import Identity
 
 #: Name of a standalone configuration file (project, user or site).
 CONFIG_FILE_NAME = "secure-import.toml"
@@ -69,6 +70,8 @@ _REPO_KEYS = frozenset(
     {
         "url",
         "keys",
+        "publishers",
+        "sigstore_trusted_root",
         "threshold",
         "root_version",
         "modules",
@@ -131,6 +134,11 @@ class RepositorySettings:
     url: str
     keys: tuple[Path, ...]
     threshold: int = 1
+    #: Publishers pinned by Sigstore identity (``[[repositories.NAME.publishers]]``
+    #: tables with an ``issuer``); keys and identities share ``threshold``.
+    identities: tuple[Identity, ...] = ()
+    #: ``"public-good"`` or a trusted_root.json path; ``None``: public-good.
+    sigstore_trusted_root: Path | str | None = None
     #: Version of the publisher's trust root the pinned keys belong to.
     root_version: int = 1
     #: ``None`` only with ``unsafe_all_modules``: then whatever the manifest declares.
@@ -230,6 +238,10 @@ class Settings:
                     "name": r.name,
                     "url": r.url,
                     "keys": [str(k) for k in r.keys],
+                    "identities": [pin.as_dict() for pin in r.identities],
+                    "sigstore_trusted_root": None
+                    if r.sigstore_trusted_root is None
+                    else str(r.sigstore_trusted_root),
                     "threshold": r.threshold,
                     "root_version": r.root_version,
                     "modules": None if r.modules is None else sorted(r.modules),

@@ -22,6 +22,7 @@ from secure_import.settings.model import (
     MAX_SAFE_CLOCK_SLACK,
     AuthSettings,
 )
+from secure_import.verify.identity import Identity, identity_from_mapping
 from secure_import.verify.names import is_never_remote, parse_origin
 
 # --- reading one file --------------------------------------------------------
@@ -138,9 +139,19 @@ def _parse_repo(label: str, name: str, table: object, base: Path) -> dict[str, A
                 raise _fail(label, k, f"{exc.detail} (got {value!r})") from exc
             out[key] = value
         elif key == "keys":
-            out[key] = tuple(_path(label, k, v, base) for v in _strings(label, k, value))
-            if not out[key]:
+            keys = tuple(_path(label, k, v, base) for v in _strings(label, k, value))
+            if not keys:
                 raise _fail(label, k, "at least one pinned key file is required")
+            out[key] = out.get(key, ()) + keys
+        elif key == "publishers":
+            keys, identities = _parse_publishers(label, k, value, base)
+            out["keys"] = out.get("keys", ()) + keys
+            out["identities"] = identities
+        elif key == "sigstore_trusted_root":
+            if value == "public-good":
+                out[key] = value
+            else:
+                out[key] = _path(label, k, value, base)
         elif key in ("threshold", "root_version"):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise _fail(label, k, "must be an integer >= 1", got=repr(value))
@@ -171,6 +182,32 @@ def _parse_repo(label: str, name: str, table: object, base: Path) -> dict[str, A
         elif key == "auth":
             out[key] = _parse_auth(label, k, value, base)
     return out
+
+
+def _parse_publishers(
+    label: str, where: str, value: object, base: Path
+) -> tuple[tuple[Path, ...], tuple[Identity, ...]]:
+    """``[[repositories.NAME.publishers]]``: each table is ``{ key = "FILE" }``
+    or a Sigstore identity (``issuer`` plus ``identity``/``repository``/
+    ``workflow``/``ref``/``environment``)."""
+    if not isinstance(value, list) or not value:
+        raise _fail(label, where, "must be a non-empty array of tables ([[...publishers]])")
+    keys: list[Path] = []
+    identities: list[Identity] = []
+    for index, entry in enumerate(value):
+        at = f"{where}[{index}]"
+        if not isinstance(entry, dict):
+            raise _fail(label, at, 'must be a table: { key = "FILE" } or { issuer = ..., ... }')
+        if "key" in entry:
+            if len(entry) != 1:
+                raise _fail(label, at, "a key publisher has only the field key")
+            keys.append(_path(label, f"{at}.key", entry["key"], base))
+            continue
+        try:
+            identities.append(identity_from_mapping(entry, source=f"{label}: {at}"))
+        except SecureImportError as exc:
+            raise _fail(label, at, exc.detail + (f" (got {exc.got})" if exc.got else "")) from exc
+    return tuple(keys), tuple(identities)
 
 
 def _parse_auth(label: str, where: str, value: object, base: Path) -> AuthSettings:

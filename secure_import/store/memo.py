@@ -11,7 +11,8 @@ bytes and the very same root reuse it instead of verifying again.
 Invariants:
 
 - the memo is bound to the envelope's sha256, the root that authenticated it
-  (version, threshold, every key's raw bytes), the parser's rules
+  (version, threshold, every key's raw bytes, every pinned Sigstore identity
+  and the sha256 of the pinned Sigstore trusted root), the parser's rules
   (:data:`secure_import.verify.manifest.PARSE_RULES`) and this format.  Re-pinning
   keys, rotating the root, a new parser or a single changed envelope byte is
   another binding, so the memo is not used and the envelope is verified from
@@ -102,6 +103,9 @@ def _binding(root: Root, digest: str) -> bytes:
             str(root.version).encode(),
             str(root.threshold).encode(),
             *(key.raw for key in root.keys),
+            # Sigstore identities and their trusted root: another pin, another memo.
+            *(repr(sorted(pin.as_dict().items())).encode() for pin in root.identities),
+            b"" if root.sigstore_root is None else root.sigstore_root.sha256.encode(),
             digest.encode(),
         ]
     )

@@ -55,9 +55,11 @@ __all__ = [
     "MAX_SIGNATURES",
     "ROOT_PAYLOAD_TYPE",
     "Verified",
+    "authenticate",
     "pae",
     "sign",
     "verify",
+    "wrap_unsigned",
 ]
 
 MANIFEST_PAYLOAD_TYPE = "application/vnd.secure-import.manifest+json"
@@ -136,6 +138,20 @@ def sign(payload: bytes, payload_type: str, private_keys: Sequence[Ed25519Privat
     )
 
 
+def wrap_unsigned(payload: bytes, payload_type: str) -> bytes:
+    """An envelope with no key signature (canonical JSON, ``signatures: []``).
+
+    For a publisher that signs only keylessly: the Sigstore bundle published
+    beside the envelope signs ``payload``, and consumers that pin only keys
+    refuse the envelope (no pinned key signed it).
+    """
+    if not isinstance(payload, bytes):
+        raise ConfigError("the payload to sign must be bytes", check="sign")
+    return strictjson.dumps_canonical(
+        {"payloadType": payload_type, "payload": _b64encode(payload), "signatures": []}
+    )
+
+
 def _parse_signatures(value: object, *, url: str | None) -> list[tuple[str, bytes]]:
     if not isinstance(value, list):
         raise FormatError("envelope signatures must be a list", check="envelope", url=url)
@@ -201,12 +217,42 @@ def verify(
         SignatureError: if ``payloadType`` is not ``payload_type``.
         ThresholdError: if fewer than ``threshold`` distinct pinned keys signed.
     """
+    return _verify(envelope, payload_type=payload_type, keys=keys, threshold=threshold, url=url)
+
+
+def authenticate(
+    envelope: bytes,
+    *,
+    payload_type: str,
+    keys: Iterable[PublicKey],
+    url: str | None = None,
+) -> Verified:
+    """Which of the pinned ``keys`` signed ``envelope`` (possibly none): every
+    check of :func:`verify` except the threshold, which the caller applies
+    (keys may share it with Sigstore identities, and there may be no key).
+
+    Raises:
+        ConfigError: a pinned key is not a :class:`PublicKey`.
+        FormatError: if the envelope is malformed in any way.
+        SignatureError: if ``payloadType`` is not ``payload_type``.
+    """
+    return _verify(envelope, payload_type=payload_type, keys=keys, threshold=None, url=url)
+
+
+def _verify(
+    envelope: bytes,
+    *,
+    payload_type: str,
+    keys: Iterable[PublicKey],
+    threshold: int | None,
+    url: str | None,
+) -> Verified:
     pinned: dict[str, PublicKey] = {}
     for key in keys:
         if not isinstance(key, PublicKey):
             raise ConfigError("pinned keys must be PublicKey instances", check="pinned-keys")
         pinned.setdefault(key.key_id, key)  # the id is derived from raw bytes: dedup by raw
-    if (
+    if threshold is not None and (
         isinstance(threshold, bool)
         or not isinstance(threshold, int)
         or not 1 <= threshold <= len(pinned)
@@ -265,7 +311,7 @@ def verify(
         if not matched and hinted is not None and claimed_id not in verified:
             failed_pinned.append(claimed_id)
 
-    if len(verified) < threshold:
+    if threshold is not None and len(verified) < threshold:
         raise _threshold_error(
             signatures=[claimed for claimed, _ in signatures],
             pinned=sorted(pinned),

@@ -37,7 +37,7 @@ Invariants of :func:`verify_bundle`:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from secure_import.errors import ConfigError, SigstoreBundleError
@@ -82,17 +82,19 @@ def require_sigstore() -> None:
         ) from exc
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class PinnedTrustedRoot:
     """A parsed Sigstore trusted root and where it came from.
 
     ``sha256`` is the digest of the exact bytes the user pinned (shown by
-    ``secure-import check`` and recorded in audit records).
+    ``secure-import check``, and part of what the manifest memo is bound to);
+    two pins are equal when their bytes are.
     """
 
-    source: str
+    source: str = field(compare=False)
     sha256: str
-    _root: Any  # sigstore.models.TrustedRoot: kept opaque so this module's import stays light
+    #: sigstore.models.TrustedRoot, kept opaque so this module's import stays light.
+    _root: Any = field(compare=False, repr=False)
 
 
 def load_trusted_root(data: bytes, *, source: str) -> PinnedTrustedRoot:

@@ -35,6 +35,8 @@ from datetime import UTC, datetime
 
 from secure_import.errors import ConfigError, FormatError
 from secure_import.verify import strictjson
+from secure_import.verify.identity import Identity
+from secure_import.verify.keyless import PinnedTrustedRoot
 from secure_import.verify.keys import PublicKey
 from secure_import.verify.manifest import MAX_VERSION, format_time, parse_time
 
@@ -67,12 +69,22 @@ _KEY_FIELDS = frozenset({"keytype", "public"})
 
 @dataclass(frozen=True)
 class Root:
-    """A validated trust root: keys sorted by key id, no key twice."""
+    """A validated trust root: keys sorted by key id, no key twice.
+
+    A root the user pins locally may also name Sigstore ``identities``
+    (:class:`~secure_import.verify.identity.Identity`) and the Sigstore
+    trusted root their certificates chain to; the threshold then counts
+    distinct keys *and* a matching identity (one Sigstore bundle accompanies a
+    manifest, so identities add at most one).  Signed root documents (key
+    rotation) carry keys only, and a root with identities follows no rotation.
+    """
 
     version: int
     expires: datetime
     threshold: int
     keys: tuple[PublicKey, ...]
+    identities: tuple[Identity, ...] = ()
+    sigstore_root: PinnedTrustedRoot | None = None
 
     @classmethod
     def from_keys(
@@ -82,16 +94,22 @@ class Root:
         *,
         version: int = 1,
         expires: datetime = FAR_FUTURE,
+        identities: Sequence[Identity] = (),
+        sigstore_root: PinnedTrustedRoot | None = None,
     ) -> Root:
-        """A root for locally pinned ``keys`` (duplicates are counted once).
+        """A root for locally pinned ``keys`` and ``identities`` (duplicates
+        are counted once).
 
         ``expires`` is normalised to UTC whole seconds, as the wire format has.
 
         Raises:
-            ConfigError: if there are no keys or more than :data:`MAX_KEYS`, a
-                key is not a :class:`PublicKey`, ``threshold`` is not in
-                1..number of distinct keys, ``version`` is not in 1..2**53, or
-                ``expires`` is not timezone-aware.
+            ConfigError: if there are no publishers or more than
+                :data:`MAX_KEYS` keys, a key is not a :class:`PublicKey` or an
+                identity not an :class:`Identity`, identities come without a
+                Sigstore trusted root, ``threshold`` is not in 1..number of
+                distinct keys (plus one when identities are pinned),
+                ``version`` is not in 1..2**53, or ``expires`` is not
+                timezone-aware.
         """
         unique: dict[str, PublicKey] = {}
         for key in keys:
@@ -100,14 +118,39 @@ class Root:
                     "pinned keys must be PublicKey objects", check="root", got=type(key).__name__
                 )
             unique.setdefault(key.key_id, key)
-        if not 1 <= len(unique) <= MAX_KEYS:
+        pins: list[Identity] = []
+        for pin in identities:
+            if not isinstance(pin, Identity):
+                raise ConfigError(
+                    "pinned identities must be Identity objects",
+                    check="root",
+                    got=type(pin).__name__,
+                )
+            if pin not in pins:
+                pins.append(pin)
+        if pins and sigstore_root is None:
             raise ConfigError(
-                f"a root needs 1 to {MAX_KEYS} distinct keys", check="root", got=len(unique)
+                "pinned Sigstore identities need the Sigstore trusted root to verify them",
+                check="trusted-root",
             )
-        if type(threshold) is not int or not 1 <= threshold <= len(unique):
+        if not 1 <= len(unique) + len(pins) or len(unique) > MAX_KEYS:
+            raise ConfigError(
+                f"a root needs at least one publisher (a key or a Sigstore identity) and at "
+                f"most {MAX_KEYS} distinct keys",
+                check="root",
+                got=len(unique),
+            )
+        most = len(unique) + (1 if pins else 0)
+        if type(threshold) is not int or not 1 <= threshold <= most:
             raise ConfigError(
                 f"threshold must be an integer between 1 and the number of distinct keys "
-                f"({len(unique)})",
+                f"({len(unique)})"
+                + (
+                    " plus one for the pinned Sigstore identities (a manifest carries one "
+                    "Sigstore bundle, so identities count at most once)"
+                    if pins
+                    else ""
+                ),
                 check="threshold",
                 got=repr(threshold),
             )
@@ -119,7 +162,14 @@ class Root:
             raise ConfigError("root expiry must be a timezone-aware datetime", check="root")
         expires = expires.astimezone(UTC).replace(microsecond=0)
         ordered = tuple(unique[key_id] for key_id in sorted(unique))
-        return cls(version=version, expires=expires, threshold=threshold, keys=ordered)
+        return cls(
+            version=version,
+            expires=expires,
+            threshold=threshold,
+            keys=ordered,
+            identities=tuple(pins),
+            sigstore_root=sigstore_root if pins else None,
+        )
 
     @property
     def key_ids(self) -> frozenset[str]:

@@ -4,6 +4,12 @@ Invariants a reader can check against the code below:
 
 - the envelope is verified against the pinned root's keys and threshold
   *before* its payload is parsed;
+- with Sigstore identities pinned, keys and identities share one threshold:
+  distinct keys count once each, and a Sigstore bundle counts once when it
+  verifies over the exact payload under the pinned Sigstore trusted root *and*
+  its certificate's claims match a pinned identity (a valid bundle by another
+  identity is refused, naming both); the bundle is consulted only when the
+  keys alone fall short;
 - the manifest must claim the root version that verified it;
 - the manifest is not expired at ``now`` (a time fixed by the caller at the
   start of the operation), allowing ``clock_slack``;
@@ -23,6 +29,7 @@ And for a new trust root (key rotation, revocation):
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -32,18 +39,22 @@ from secure_import.errors import (
     EquivocationError,
     ExpiredError,
     FastForwardError,
+    IdentityMismatchError,
     LockMismatchError,
     RollbackError,
     RootRotationError,
     SignatureError,
+    ThresholdError,
 )
-from secure_import.verify import envelope, manifest
+from secure_import.verify import envelope, identity, keyless, manifest
 from secure_import.verify import root as rootmod
 from secure_import.verify.manifest import Manifest
 from secure_import.verify.root import Root
 
 __all__ = [
+    "SIGSTORE_SIGNER",
     "HighWater",
+    "SigstoreBundle",
     "TrustedManifest",
     "authenticate_manifest",
     "check_manifest",
@@ -90,6 +101,7 @@ def verify_manifest(
     max_version_jump: int,
     url: str | None = None,
     locked_digest: str | None = None,
+    sigstore_bundle: SigstoreBundle | None = None,
 ) -> TrustedManifest:
     """Verify a manifest envelope completely: :func:`authenticate_manifest`,
     then :func:`check_manifest`.
@@ -101,7 +113,9 @@ def verify_manifest(
         ExpiredError, RollbackError, EquivocationError, FastForwardError.
         LockMismatchError: ``locked_digest`` is given and differs.
     """
-    parsed, key_ids = authenticate_manifest(envelope_bytes, root=root, url=url)
+    parsed, key_ids = authenticate_manifest(
+        envelope_bytes, root=root, url=url, sigstore_bundle=sigstore_bundle
+    )
     return check_manifest(
         parsed,
         key_ids=key_ids,
@@ -116,28 +130,106 @@ def verify_manifest(
     )
 
 
+#: Supplies the Sigstore bundle published beside a manifest envelope, and the
+#: URL it came from, or ``None`` when the repository publishes none.  Called
+#: only when the pinned keys alone do not meet the threshold.
+SigstoreBundle = Callable[[], tuple[bytes, str] | None]
+
+#: Prefix of the signer label a verified Sigstore identity adds to the signer
+#: ids (the audit records' ``key_id`` field names it in full).
+SIGSTORE_SIGNER = "sigstore:"
+
+
 def authenticate_manifest(
-    envelope_bytes: bytes, *, root: Root, url: str | None = None
+    envelope_bytes: bytes,
+    *,
+    root: Root,
+    url: str | None = None,
+    sigstore_bundle: SigstoreBundle | None = None,
 ) -> tuple[Manifest, frozenset[str]]:
-    """The manifest an envelope carries, and the ids of the keys that signed it.
+    """The manifest an envelope carries, and the ids of the publishers that signed it.
 
     Signatures are checked against ``root``'s keys and threshold *before* the
     payload is parsed.  This decides only "did the publisher sign these bytes";
     whether they are acceptable now is :func:`check_manifest`'s question, asked
     every time (its answer depends on the clock and the high-water mark).
 
+    When ``root`` pins Sigstore identities and its keys alone do not meet the
+    threshold, the Sigstore bundle (from ``sigstore_bundle``) must verify over
+    the envelope's payload against the root's pinned Sigstore trusted root and
+    be signed by a pinned identity; it then counts once, and its signer label
+    (``sigstore:issuer=... identity=...``) joins the returned ids.
+
     Raises:
-        SignatureError, ThresholdError: not signed by enough pinned keys.
+        SignatureError, ThresholdError: not signed by enough pinned publishers.
+        IdentityMismatchError: the bundle verifies but its signer is not pinned.
+        SigstoreBundleError: the bundle is malformed or does not verify.
         FormatError, UnsafePathError: the signed payload is malformed.
     """
-    verified = envelope.verify(
-        envelope_bytes,
-        payload_type=envelope.MANIFEST_PAYLOAD_TYPE,
-        keys=root.keys,
-        threshold=root.threshold,
-        url=url,
+    if not root.identities:
+        verified = envelope.verify(
+            envelope_bytes,
+            payload_type=envelope.MANIFEST_PAYLOAD_TYPE,
+            keys=root.keys,
+            threshold=root.threshold,
+            url=url,
+        )
+        return manifest.parse(verified.payload, url=url), verified.key_ids
+    signed = envelope.authenticate(
+        envelope_bytes, payload_type=envelope.MANIFEST_PAYLOAD_TYPE, keys=root.keys, url=url
     )
-    return manifest.parse(verified.payload, url=url), verified.key_ids
+    signers = set(signed.key_ids)
+    if len(signers) < root.threshold:
+        signers.add(_identity_signer(signed.payload, root, signers, sigstore_bundle, url))
+        if len(signers) < root.threshold:
+            raise ThresholdError(
+                f"{len(signers)} of the {root.threshold} required publishers signed "
+                f"(keys: {', '.join(sorted(signed.key_ids)) or 'none'}; and the pinned identity)",
+                check="threshold",
+                url=url,
+                expected=root.threshold,
+                got=len(signers),
+            )
+    return manifest.parse(signed.payload, url=url), frozenset(signers)
+
+
+def _identity_signer(
+    payload: bytes,
+    root: Root,
+    key_signers: set[str],
+    sigstore_bundle: SigstoreBundle | None,
+    url: str | None,
+) -> str:
+    """Verify the Sigstore bundle over ``payload``; the label of its pinned signer."""
+    pinned = "; ".join(pin.describe() for pin in root.identities)
+    found = None if sigstore_bundle is None else sigstore_bundle()
+    if found is None:
+        raise ThresholdError(
+            f"{len(key_signers)} of the {root.threshold} required publishers signed, and "
+            "the repository publishes no Sigstore bundle for the pinned identities",
+            check="threshold",
+            url=url,
+            expected=f"a Sigstore bundle signed by: {pinned}",
+            got=f"key signatures: {', '.join(sorted(key_signers)) or 'none'}; no bundle",
+        )
+    bundle, bundle_url = found
+    assert root.sigstore_root is not None  # Root.from_keys guarantees it
+    signer = keyless.verify_bundle(
+        payload, bundle, trusted_root=root.sigstore_root, url=bundle_url
+    ).signer
+    if not identity.matching(root.identities, signer):
+        differences = " | ".join(
+            f"{pin.describe()} ({'; '.join(identity.mismatches(pin, signer))})"
+            for pin in root.identities
+        )
+        raise IdentityMismatchError(
+            "the manifest's Sigstore bundle was signed by an identity that is not pinned",
+            check="identity",
+            url=bundle_url,
+            expected=differences,
+            got=signer.describe(),
+        )
+    return SIGSTORE_SIGNER + signer.describe()
 
 
 def check_manifest(
@@ -223,10 +315,22 @@ def check_manifest(
 def verify_root_update(trusted: Root, data: bytes, *, url: str | None = None) -> Root:
     """Verify root ``trusted.version + 1`` and return it.
 
+    A root that pins Sigstore identities follows no rotation: root documents
+    carry keys only, and letting one replace a mixed key-and-identity pin
+    would let the keys alone redefine who must sign.
+
     Raises:
-        RootRotationError: not signed by both thresholds, or not the next version.
+        RootRotationError: not signed by both thresholds, not the next
+            version, or ``trusted`` pins identities.
         FormatError: the root document is malformed.
     """
+    if trusted.identities:
+        raise RootRotationError(
+            "a root that pins Sigstore identities follows no signed root rotation; "
+            "re-pin the repository's publishers instead",
+            check="root-rotation-identities",
+            url=url,
+        )
     try:
         by_old = envelope.verify(
             data,

@@ -47,6 +47,7 @@ from secure_import.verify.manifest import Manifest
 from secure_import.verify.root import Root
 from secure_import.verify.trust import (
     HighWater,
+    SigstoreBundle,
     TrustedManifest,
     authenticate_manifest,
     check_manifest,
@@ -191,6 +192,8 @@ class TrustState:
         manifest names a *later* root than ours: walk forward.  Anything else,
         including a manifest naming an older or the same root, is final.
         """
+        if self._root.identities:
+            return None  # roots with Sigstore identities follow no rotation
         if isinstance(exc, ThresholdError):
             return Rotation(None)
         if isinstance(exc, RootRotationError):
@@ -201,12 +204,20 @@ class TrustState:
 
     # -- step 2: the manifest ---------------------------------------------------
 
-    def verify(self, envelope: bytes, *, recall: Recall | None = None) -> Candidate:
+    def verify(
+        self,
+        envelope: bytes,
+        *,
+        recall: Recall | None = None,
+        sigstore_bundle: SigstoreBundle | None = None,
+    ) -> Candidate:
         """Check a manifest envelope completely under the root now in force.
 
         ``recall`` (the caller's memo) may vouch for the signatures of exactly
         these bytes under exactly this root; every other check runs anyway,
         since its answer depends on the clock and the high-water mark.
+        ``sigstore_bundle`` supplies the Sigstore bundle when the root pins
+        identities (see :func:`~secure_import.verify.trust.authenticate_manifest`).
 
         Raises:
             SignatureError, ThresholdError: not signed by enough pinned keys.
@@ -220,7 +231,9 @@ class TrustState:
         digest = hashlib.sha256(envelope).hexdigest()
         remembered = None if recall is None else recall(self._root, digest)
         if remembered is None:
-            parsed, key_ids = authenticate_manifest(envelope, root=self._root, url=self._url)
+            parsed, key_ids = authenticate_manifest(
+                envelope, root=self._root, url=self._url, sigstore_bundle=sigstore_bundle
+            )
         else:
             parsed, key_ids = remembered
         trusted = check_manifest(
