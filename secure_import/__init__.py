@@ -73,12 +73,17 @@ def add_repo(
     lock: str | os.PathLike[str] | None = None,
     trust_dependencies: bool | str = False,
     unsafe_undeclared_imports: bool = False,
+    s3_endpoint: str | None = None,
+    s3_region: str | None = None,
 ) -> Repository:
     """Trust ``url`` for code signed by ``keys`` and install the finder.
 
     Args:
         url: an ``https://`` URL of a signed repository (``http://`` is refused
-            here, before any request).
+            here, before any request), or ``s3://bucket/prefix/`` for one in
+            S3-compatible object storage, read through obstore (the ``s3``
+            extra) over TLS with the standard AWS credential chain and
+            verified exactly like https.
         keys: the publisher's public key files (PEM) or loaded keys.
         publishers: more pinned publishers: key files, loaded keys, or
             :class:`SigstoreIdentity` pins (a CI workflow or a person signing
@@ -92,7 +97,8 @@ def add_repo(
         modules: top-level names accepted from this repository; by default the
             names its verified manifest declares (fetched on first need).
         ca_bundle: a PEM file that, when given, is the only CA trusted for this
-            repository's TLS (private servers).
+            repository's TLS (private servers); for ``s3://``, a CA added to
+            the trusted roots (obstore cannot replace them).
         threshold: how many distinct pinned publishers must sign the manifest
             (keys count once each; the identities together count once, for the
             one Sigstore bundle a manifest carries).
@@ -113,10 +119,14 @@ def add_repo(
             audited, and in frozen mode must be in the lock file).
         unsafe_undeclared_imports: let this repository's code import names
             other repositories serve without a signed declaration (warns).
+        s3_endpoint: for ``s3://``: the https S3 API endpoint of a non-AWS
+            store (default: AWS, or ``$AWS_ENDPOINT_URL``); never plaintext.
+        s3_region: for ``s3://``: the bucket's region (default: the AWS chain's).
 
     Raises:
-        InsecureURLError: the URL is not https.
-        ConfigError, KeyFileError: bad keys, names or threshold.
+        InsecureURLError: the URL is not https (or a valid s3:// URL).
+        ConfigError, KeyFileError: bad keys, names or threshold; ``s3://``
+            without the ``s3`` extra installed.
     """
     try:
         repository = Repository(
@@ -134,6 +144,8 @@ def add_repo(
             lock=lock,
             trust_dependencies=trust_dependencies,
             unsafe_undeclared_imports=unsafe_undeclared_imports,
+            s3_endpoint=s3_endpoint,
+            s3_region=s3_region,
         )
     except SecureImportError as exc:
         # A refused configuration is audited like a refused import.

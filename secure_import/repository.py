@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import CodeType
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from secure_import._guard import busy
 from secure_import.config import MANIFEST_NAME, SIGSTORE_BUNDLE_NAME, Limits
@@ -73,6 +73,9 @@ from secure_import.verify.names import is_never_remote, parse_origin
 from secure_import.verify.root import ROOTS_DIR, Root
 from secure_import.verify.trust import SigstoreBundle, TrustedManifest
 from secure_import.verify.trustset import Candidate, TrustState
+
+if TYPE_CHECKING:
+    from secure_import.transport.s3 import S3Location
 
 __all__ = ["MANIFEST_NAME", "KeySpec", "Repository"]
 
@@ -131,6 +134,30 @@ def _check_modules(modules: Iterable[str] | None) -> frozenset[str] | None:
     return names
 
 
+def _s3_location(url: str, transport: TransportOptions | None, endpoint: str | None) -> S3Location:
+    """The bucket and prefix of an ``s3://`` repository URL (no request made).
+
+    Raises:
+        InsecureURLError: a malformed ``s3://`` URL, or a non-https endpoint
+            (given, or from the environment).
+        ConfigError: https-only options (credentials header, client
+            certificate, system trust store) given for object storage, whose
+            credentials come from the standard AWS chain.
+    """
+    from secure_import.transport.s3 import check_endpoint, parse_s3_url
+
+    location = parse_s3_url(url)
+    check_endpoint(endpoint)
+    if transport is not None and not transport.is_default:
+        raise ConfigError(
+            "auth, client certificates and the system trust store apply to https "
+            "repositories; an s3:// repository takes its credentials from the AWS chain",
+            check="s3-options",
+            url=location.url,
+        )
+    return location
+
+
 class Repository:
     """One trusted remote repository: its URL, pinned root and local stores.
 
@@ -174,10 +201,25 @@ class Repository:
         audit: AuditLog | None = None,
         bytecode: BytecodeStore | None = None,
         memo: ManifestMemo | None = None,
+        s3_endpoint: str | None = None,
+        s3_region: str | None = None,
     ) -> None:
-        origin, base_path = parse_origin(url)  # refuses http:// before any request
-        port = "" if origin.port == 443 else f":{origin.port}"
-        self.url = f"https://{origin.host}{port}{base_path}"
+        self._s3: S3Location | None = None
+        if url.startswith("s3://"):
+            self._s3 = _s3_location(url, transport, s3_endpoint)
+            self.url = self._s3.url
+        else:
+            if s3_endpoint is not None or s3_region is not None:
+                raise ConfigError(
+                    "s3_endpoint and s3_region apply to s3:// repositories only",
+                    check="s3-options",
+                    url=url,
+                )
+            origin, base_path = parse_origin(url)  # refuses http:// before any request
+            port = "" if origin.port == 443 else f":{origin.port}"
+            self.url = f"https://{origin.host}{port}{base_path}"
+        self.s3_endpoint = s3_endpoint
+        self.s3_region = s3_region
         self.id = repo_id(self.url)
         self.modules = _check_modules(modules)
         #: Whether the signed dependency declarations of this repository are
@@ -246,7 +288,7 @@ class Repository:
                     got=str(lock),
                 )
             self.locked_digest = entry.manifest_sha256
-        self._connect = connect or self._connect_https
+        self._connect = connect or (self._connect_https if self._s3 is None else self._connect_s3)
         self._fetcher: Transport | None = None
         self._lock = threading.RLock()
         self._trusted: TrustedManifest | None = None
@@ -262,7 +304,12 @@ class Repository:
             # The first import will ask the server (at least a conditional
             # request): load the network stack now, not inside the import hook.
             # Offline and frozen repositories may never need it.
-            load_network_stack()
+            if self._s3 is None:
+                load_network_stack()
+            else:
+                from secure_import.transport.s3 import import_obstore
+
+                import_obstore()  # also: a missing 's3' extra is reported here
 
     # -- plumbing ---------------------------------------------------------
 
@@ -282,6 +329,16 @@ class Repository:
         return Fetcher(
             self.url, limits=self.limits, ca_bundle=self.ca_bundle, transport=self.transport
         )
+
+    def _connect_s3(self) -> Transport:
+        """Object storage through obstore: the same verification, another transport."""
+        from secure_import.transport.s3 import S3Options, S3Transport
+
+        assert self._s3 is not None
+        options = S3Options(
+            endpoint=self.s3_endpoint, region=self.s3_region, ca_bundle=self.ca_bundle
+        )
+        return S3Transport(self._s3, options, limits=self.limits)
 
     def close(self) -> None:
         if self._fetcher is not None:

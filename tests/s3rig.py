@@ -81,7 +81,9 @@ class S3Bucket:
     name: str
 
     def url(self, prefix: str = "") -> str:
-        return f"s3://{self.name}/{prefix}"
+        """``s3://bucket/prefix/`` (``s3://bucket/`` for the whole bucket)."""
+        prefix = prefix.strip("/")
+        return f"s3://{self.name}/{prefix + '/' if prefix else ''}"
 
     def https_url(self, prefix: str = "") -> str:
         return self.emulator.https_url(self.name, prefix)

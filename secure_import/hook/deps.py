@@ -381,7 +381,7 @@ def importing_repository(repositories: Sequence[Repository], depth: int = 1) -> 
     frame: FrameType | None = sys._getframe(depth + 1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if filename.startswith("https://"):
+        if filename.startswith(("https://", "s3://")):
             best: Repository | None = None
             for repo in repositories:
                 if filename.startswith(repo.url) and (

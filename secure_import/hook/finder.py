@@ -67,7 +67,9 @@ __all__ = [
     "path_hook",
 ]
 
-_URL_PREFIX = "https://"
+#: The schemes of repository URLs (an ``s3://`` repository's modules carry
+#: ``s3://bucket/prefix/...`` as ``__file__`` and ``__path__``).
+_URL_PREFIX = ("https://", "s3://")
 
 
 def _owned_error(
@@ -321,8 +323,8 @@ class RemotePathEntryFinder:
 
 
 def path_hook(path: str) -> RemotePathEntryFinder:
-    """``sys.path_hooks`` entry: claims ``https://`` entries, refuses all others
-    at the cost of one ``startswith``."""
+    """``sys.path_hooks`` entry: claims ``https://`` (and ``s3://``) entries,
+    refuses all others at the cost of one ``startswith``."""
     if isinstance(path, str) and path.startswith(_URL_PREFIX):
         return RemotePathEntryFinder(path)
     raise ImportError("not a secure_import https path entry", path=path)

@@ -1,8 +1,9 @@
 """S3-compatible object storage through obstore: locations, the TLS-only client, errors.
 
 The one module that builds an obstore store; the publisher (``publish/s3.py``)
-and the consumer's transport both come through here, so the transport policy
-is written once:
+and the consumer's transport (:class:`S3Transport`, what a repository with an
+``s3://`` URL fetches through) both come through here, so the transport
+policy is written once:
 
 - TLS always: ``allow_http`` and ``allow_invalid_certificates`` are forced off
   in the client options, which override the ``AWS_ALLOW_HTTP`` /
@@ -31,6 +32,9 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -46,9 +50,12 @@ from secure_import.errors import (
     DeadlineError,
     HTTPStatusError,
     InsecureURLError,
+    RedirectRefusedError,
     TLSError,
+    TooLargeError,
     TransportError,
 )
+from secure_import.transport.base import FetchStats, Response
 from secure_import.verify.names import parse_origin
 
 if TYPE_CHECKING:
@@ -57,6 +64,8 @@ if TYPE_CHECKING:
 __all__ = [
     "S3Location",
     "S3Options",
+    "S3Transport",
+    "check_endpoint",
     "import_obstore",
     "is_not_found",
     "open_store",
@@ -78,6 +87,7 @@ _ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"
 # S3 bucket naming rules (general purpose buckets): 3-63 characters, lower-case
 # letters, digits, dots and hyphens, starting and ending with a letter or digit.
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_CHUNK = 64 * 1024
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 _CA_MAX_BYTES = 1024 * 1024
 
@@ -179,8 +189,12 @@ def import_obstore() -> ModuleType:
         ) from exc
 
 
-def _checked_endpoint(endpoint: str | None) -> str | None:
-    """The endpoint to use: the given one, else the environment's, https only."""
+def check_endpoint(endpoint: str | None) -> str | None:
+    """The endpoint to use: the given one, else the environment's, https only.
+
+    Raises:
+        InsecureURLError: not ``https://host[:port]``.
+    """
     source = "the endpoint option"
     if endpoint is None:
         for variable in _ENDPOINT_VARIABLES:
@@ -246,7 +260,7 @@ def open_store(location: S3Location, options: S3Options, limits: Limits) -> S3St
         InsecureURLError: a non-https endpoint.
         TLSError: an unreadable CA bundle.
     """
-    endpoint = _checked_endpoint(options.endpoint)
+    endpoint = check_endpoint(options.endpoint)
     import_obstore()
     client: dict[str, Any] = {
         "allow_http": False,
@@ -364,3 +378,138 @@ def translate(exc: Exception, *, url: str, what: str) -> TransportError:
     return ConnectionFailedError(
         f"the store could not be reached for the {what}: {first}", check="connection", url=url
     )
+
+
+class S3Transport:
+    """A repository's :class:`~secure_import.transport.base.Transport` over obstore.
+
+    Keeps the contract of ``transport/base.py`` exactly as the HTTPS client
+    does, so the repository verifies an ``s3://`` repository the same way:
+
+    - only URLs under the repository's ``s3://bucket/prefix/`` are fetched
+      (the key is the prefix plus the repository-relative path);
+    - ``etag`` becomes ``If-None-Match``; an unchanged object is a 304;
+    - an object whose stored size exceeds ``cap`` is refused before its body
+      is read; a body is read in chunks and reading stops past ``cap``;
+    - a total deadline per download (``Limits.download_deadline``) is checked
+      after every chunk, besides the client's own timeouts;
+    - ``waiting`` is called just before the request is handed to obstore,
+      which releases the interpreter while it waits for the store.
+    """
+
+    def __init__(
+        self,
+        location: S3Location,
+        options: S3Options,
+        *,
+        limits: Limits,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Raises: ConfigError, InsecureURLError, TLSError as :func:`open_store`."""
+        built = time.perf_counter()
+        self.location = location
+        self.limits = limits
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._stats = FetchStats()
+        self._store = open_store(location, options, limits)
+        self._obstore = import_obstore()
+        self._stats.seconds = time.perf_counter() - built
+
+    @property
+    def stats(self) -> FetchStats:
+        return self._stats
+
+    def close(self) -> None:
+        """Nothing to release: obstore pools connections inside the store object."""
+
+    def get(
+        self,
+        url: str,
+        *,
+        cap: int,
+        etag: str | None = None,
+        what: str = "file",
+        waiting: Callable[[], None] | None = None,
+    ) -> Response:
+        """Download the object behind ``url`` (``s3://bucket/prefix/path``).
+
+        Raises:
+            TransportError: and its subclasses only; HTTPStatusError with
+                ``got=404`` for a missing object; TooLargeError past ``cap``.
+        """
+        start = time.perf_counter()
+        try:
+            return self._get(url, cap=cap, etag=etag, what=what, waiting=waiting)
+        finally:
+            with self._lock:
+                self._stats.seconds += time.perf_counter() - start
+
+    def _get(
+        self,
+        url: str,
+        *,
+        cap: int,
+        etag: str | None,
+        what: str,
+        waiting: Callable[[], None] | None,
+    ) -> Response:
+        base = self.location.url
+        if not url.startswith(base) or len(url) == len(base):
+            raise RedirectRefusedError(
+                "request outside the repository's bucket and prefix refused",
+                check="s3-location",
+                url=url,
+                expected=base,
+            )
+        key = self.location.prefix + url[len(base) :]
+        deadline = self._clock() + self.limits.download_deadline
+        options: dict[str, Any] = {} if etag is None else {"if_none_match": etag}
+        obstore = self._obstore
+        if waiting is not None:
+            waiting()
+        try:
+            result = obstore.get(self._store, key, options=options)
+            with self._lock:
+                self._stats.requests += 1
+            size = int(result.meta["size"])
+            if size > cap:
+                raise TooLargeError(
+                    f"the store holds a {what} larger than allowed",
+                    check="size",
+                    url=url,
+                    expected=f"<= {cap} bytes",
+                    got=f"{size} bytes",
+                )
+            chunks: list[bytes] = []
+            read = 0
+            for chunk in result.stream(min_chunk_size=_CHUNK):
+                read += len(chunk)
+                if read > cap:
+                    raise TooLargeError(
+                        f"the {what} is larger than allowed",
+                        check="size",
+                        url=url,
+                        expected=f"<= {cap} bytes",
+                        got=f"> {cap} bytes (stopped reading)",
+                    )
+                chunks.append(bytes(chunk))
+                if self._clock() > deadline:
+                    raise DeadlineError(
+                        f"the {what} did not arrive within the download deadline",
+                        check="deadline",
+                        url=url,
+                        expected=f"<= {self.limits.download_deadline} s",
+                        got=f"{read} bytes so far",
+                    )
+        except TransportError:
+            raise
+        except store_errors() as exc:
+            if isinstance(exc, obstore.exceptions.NotModifiedError) and etag is not None:
+                with self._lock:
+                    self._stats.requests += 1
+                return Response(url, 304, None, etag)
+            raise translate(exc, url=url, what=what) from None
+        with self._lock:
+            self._stats.bytes += read
+        return Response(url, 200, b"".join(chunks), result.meta.get("e_tag"))
