@@ -581,3 +581,37 @@ def test_without_obstore_an_s3_location_is_a_clear_configuration_error(
     with pytest.raises(ConfigError) as info:
         open_store(parse_s3_url("s3://bucket/x"), S3Options(), Limits())
     assert info.value.check == "s3-support" and "secure-import[s3]" in str(info.value)
+
+
+def test_keyless_signing_files_ride_with_the_manifest_and_stale_ones_are_removed(
+    tmp_path: Path, s3_bucket: S3Bucket
+) -> None:
+    """A Sigstore bundle and payload file in the site are uploaded before the manifest;
+    a later release without them removes the stale copies (they belong to an older
+    manifest); a payload file that is not the manifest's payload uploads nothing."""
+    from secure_import.config import MANIFEST_PAYLOAD_NAME, SIGSTORE_BUNDLE_NAME
+
+    site = Site(tmp_path)
+    site.write("s3sig.py", "X = 1\n")
+    site.sign()
+    keys = [load_public_key_file(site.pub_path)]
+    payload = base64.b64decode(json.loads(site.manifest_bytes())["payload"])
+    (site.out / MANIFEST_PAYLOAD_NAME).write_bytes(b"not the payload")
+    (site.out / SIGSTORE_BUNDLE_NAME).write_bytes(b'{"bundle": "opaque to the publisher"}')
+    with pytest.raises(ConfigError) as info:
+        publish_to_s3(site.out, s3_bucket.url(), keys=keys, options=_options(s3_bucket))
+    assert info.value.check == "site-verify" and _objects(s3_bucket) == {}
+
+    (site.out / MANIFEST_PAYLOAD_NAME).write_bytes(payload)
+    done = publish_to_s3(site.out, s3_bucket.url(), keys=keys, options=_options(s3_bucket))
+    assert done.uploaded.index(SIGSTORE_BUNDLE_NAME) < done.uploaded.index(MANIFEST_NAME)
+    assert _objects(s3_bucket)[MANIFEST_PAYLOAD_NAME] == payload
+
+    site.write("s3sig.py", "X = 2\n")
+    site.sign()
+    for name in (MANIFEST_PAYLOAD_NAME, SIGSTORE_BUNDLE_NAME):
+        (site.out / name).unlink(missing_ok=True)
+    publish_to_s3(site.out, s3_bucket.url(), keys=keys, options=_options(s3_bucket))
+    stored = _objects(s3_bucket)
+    assert SIGSTORE_BUNDLE_NAME not in stored and MANIFEST_PAYLOAD_NAME not in stored
+    assert stored[MANIFEST_NAME] == site.manifest_bytes()

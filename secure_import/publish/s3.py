@@ -33,6 +33,7 @@ conditional puts on ETags (AWS S3, MinIO, R2, GCS's S3 API and Ceph do).
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 import secrets
@@ -42,7 +43,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from secure_import.config import MANIFEST_NAME, Limits
+from secure_import.config import (
+    MANIFEST_NAME,
+    MANIFEST_PAYLOAD_NAME,
+    SIGSTORE_BUNDLE_NAME,
+    Limits,
+)
 from secure_import.errors import (
     ConfigError,
     HTTPStatusError,
@@ -155,6 +161,7 @@ def publish_to_s3(
             result.uploaded.append(MANIFEST_NAME)
         else:
             result.unchanged.append(MANIFEST_NAME)
+        _remove_stale_sigstore(obstore, store, location, objects, result)
         return result
     finally:
         warning = _release_lock(obstore, store, location, token)
@@ -229,7 +236,39 @@ def _load_site(
             data = read_file(path)
             if path.stem.isdigit() and data is not None:
                 objects.append(_Object(f"{ROOTS_DIR}/{path.name}", data, immutable=True))
+    objects.extend(_sigstore_objects(site, envelope))
     return envelope, manifest.version, objects
+
+
+#: Files that ride along with the manifest when it is signed keylessly: the
+#: Sigstore bundle over the payload, and the payload itself (for ``sigstore
+#: verify``).  Consumers verify the bundle; they are uploaded before the
+#: manifest and, when the site has none, a stale copy is removed after it.
+_SIGSTORE_FILES = (SIGSTORE_BUNDLE_NAME, MANIFEST_PAYLOAD_NAME)
+
+
+def _sigstore_objects(site: Path, envelope: bytes) -> list[_Object]:
+    found = []
+    for name in _SIGSTORE_FILES:
+        data = read_file(site / name)
+        if data is None:
+            continue
+        if name == MANIFEST_PAYLOAD_NAME and data != _payload_of(envelope):
+            raise ConfigError(
+                "the site's payload file is not the payload of its manifest; nothing was "
+                "uploaded (sign again)",
+                check="site-verify",
+                url=str(site / name),
+            )
+        found.append(_Object(name, data, immutable=False))
+    return found
+
+
+def _payload_of(envelope: bytes) -> bytes:
+    try:
+        return base64.b64decode(json.loads(envelope)["payload"], validate=True)
+    except (ValueError, KeyError, TypeError):
+        return b""
 
 
 def _remote_version(remote: bytes, root: Root, location: S3Location) -> int:
@@ -360,6 +399,29 @@ def _upload_content(
         except store_errors() as exc:
             raise translate(exc, url=url, what=obj.path) from None
         result.uploaded.append(obj.path)
+
+
+def _remove_stale_sigstore(
+    obstore: Any,
+    store: Any,
+    location: S3Location,
+    objects: list[_Object],
+    result: S3PublishResult,
+) -> None:
+    """After the commit: a Sigstore bundle or payload the new site does not have
+    belongs to an older manifest; remove it (a warning if that fails)."""
+    present = {obj.path for obj in objects}
+    for name in _SIGSTORE_FILES:
+        if name in present:
+            continue
+        try:
+            obstore.delete(store, location.key(name))
+        except store_errors() as exc:
+            if not is_not_found(exc):
+                result.warnings.append(
+                    f"could not remove the stale {location.url_for(name)}: "
+                    f"{translate(exc, url=location.url_for(name), what=name).detail}"
+                )
 
 
 def _commit_manifest(
