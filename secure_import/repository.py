@@ -69,7 +69,7 @@ from secure_import.verify.bundle import bundle_entries, bundle_path
 from secure_import.verify.hashes import verify_bytes
 from secure_import.verify.keyless import MAX_BUNDLE_BYTES
 from secure_import.verify.manifest import FileEntry, Manifest
-from secure_import.verify.names import is_never_remote, parse_origin
+from secure_import.verify.names import is_never_remote, normalize_url
 from secure_import.verify.root import ROOTS_DIR, Root
 from secure_import.verify.trust import SigstoreBundle, TrustedManifest
 from secure_import.verify.trustset import Candidate, TrustState
@@ -215,12 +215,10 @@ class Repository:
                     check="s3-options",
                     url=url,
                 )
-            origin, base_path = parse_origin(url)  # refuses http:// before any request
-            port = "" if origin.port == 443 else f":{origin.port}"
-            self.url = f"https://{origin.host}{port}{base_path}"
+            # Refuses http:// before any request; one spelling per repository.
+            self.url = normalize_url(url)
         self.s3_endpoint = s3_endpoint
         self.s3_region = s3_region
-        self.id = repo_id(self.url)
         self.modules = _check_modules(modules)
         #: Whether the signed dependency declarations of this repository are
         #: followed to repositories the consumer did not pin (a widening):
@@ -243,6 +241,15 @@ class Repository:
             threshold=threshold,
             root_version=root_version,
             sigstore_trusted_root=sigstore_trusted_root,
+        )
+        #: Keys the state, cache and memo of this repository: its URL *and*
+        #: its pinned keys and identities, so a repository pinned to other
+        #: keys at the same URL (however spelled) never touches this one's
+        #: high-water mark, cached manifest or memo.
+        self.id = repo_id(
+            self.url,
+            key_ids=[k.key_id for k in self.pinned_root.keys]
+            + [repr(i) for i in self.pinned_root.identities],
         )
         self.ca_bundle = None if ca_bundle is None else Path(ca_bundle)
         #: Credentials, client certificate, trust store (private repositories).

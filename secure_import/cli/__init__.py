@@ -23,7 +23,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from secure_import import __version__
 from secure_import.cli.audit import cmd_audit
@@ -38,6 +38,7 @@ from secure_import.cli.output import (
     Out,
     UsageError,
     _colour_wanted,
+    printable,
 )
 from secure_import.cli.publisher import cmd_keygen, cmd_root, cmd_serve, cmd_sign, cmd_verify
 from secure_import.errors import SecureImportError
@@ -144,8 +145,25 @@ def _policy(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _ParseError(Exception):
+    """argparse found a usage error; carries its message and the (sub)parser."""
+
+    def __init__(self, message: str, parser: argparse.ArgumentParser) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors reach :func:`main` as an
+    exception (subcommand parsers are of the same class), so ``--json`` can
+    answer them in JSON instead of argparse's text."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _ParseError(message, self)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="secure-import",
         description="Publish signed Python repositories and import from them safely.",
         epilog="exit codes: 0 ok, 1 verification or operation failure, 2 usage error "
@@ -393,19 +411,31 @@ def _make_out(args: argparse.Namespace) -> Out:
 
 
 def _describe(exc: BaseException, out: Out) -> None:
-    print(out.paint(f"secure-import: error: {exc}", "31", err=True), file=sys.stderr)
+    print(
+        out.paint(f"secure-import: error: {printable(str(exc))}", "31", err=True), file=sys.stderr
+    )
     if out.verbosity > 0:
         cause = exc.__cause__ or exc.__context__
         while cause is not None:
-            print(f"  caused by {type(cause).__name__}: {cause}", file=sys.stderr)
+            print(f"  caused by {type(cause).__name__}: {printable(str(cause))}", file=sys.stderr)
             cause = cause.__cause__ or cause.__context__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code (``run``: the program's)."""
     parser = build_parser()
+    raw = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(raw)
+    except _ParseError as exc:
+        exc.parser.print_usage(sys.stderr)
+        print(f"{exc.parser.prog}: error: {printable(str(exc))}", file=sys.stderr)
+        # Only the options before a program's own arguments count (run -- ... --json).
+        if "--json" in raw[: raw.index("--")] if "--" in raw else "--json" in raw:
+            Out(json=True).emit(
+                {"ok": False, "error": {"code": "usage", "message": printable(str(exc))}}
+            )
+        return EXIT_USAGE
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     out = _make_out(args)
@@ -413,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args, out))
     except UsageError as exc:
         parser.print_usage(sys.stderr)
-        print(f"secure-import: error: {exc}", file=sys.stderr)
+        print(f"secure-import: error: {printable(str(exc))}", file=sys.stderr)
         if out.json:
             out.emit({"ok": False, "error": {"code": "usage", "message": str(exc)}})
         return EXIT_USAGE

@@ -37,9 +37,10 @@ def cmd_audit(args: argparse.Namespace, out: Out) -> int:
     from secure_import.store.audit import verify_chain
     from secure_import.store.auditquery import read_lines
 
-    path = _paths(args, out).audit_log
+    paths = _paths(args, out)
+    path = paths.audit_log
     if args.audit_command == "verify":
-        report = verify_chain(path)
+        report = verify_chain(path, witness=paths.audit_witness)
         if out.json:
             out.emit(
                 {
@@ -47,8 +48,22 @@ def cmd_audit(args: argparse.Namespace, out: Out) -> int:
                     "records": report.records,
                     "broken_at_line": report.broken_at,
                     "reason": report.reason,
+                    "restarts": list(report.restarts),
+                    "repairs": list(report.repairs),
                 }
             )
+        elif report.ok and report.restarts:
+            # Intact from its start, but that start is a restart: say so,
+            # never just "intact" (THREATS H7).
+            out.result(
+                out.paint(
+                    f"audit log RESTARTED: {report.records} records intact since the "
+                    f"restart, but earlier records are not in this file ({path})",
+                    "33",
+                )
+            )
+            for item in report.restarts:
+                out.result(f"  {item}")
         elif report.ok:
             out.result(f"audit log intact: {report.records} records ({path})")
         else:
@@ -57,6 +72,8 @@ def cmd_audit(args: argparse.Namespace, out: Out) -> int:
                     f"audit log BROKEN at line {report.broken_at}: {report.reason} ({path})", "31"
                 )
             )
+        for item in report.repairs:
+            out.note(f"  repaired: {item}")
         return EXIT_OK if report.ok else EXIT_FAIL
     selected = _audit_filter(args)
     rows = [(line, record) for line, record in read_lines(path) if selected.matches(record)]

@@ -22,11 +22,24 @@ def cmd_cache(args: argparse.Namespace, out: Out) -> int:
 
     cache = Cache(_paths(args, out).cache_dir)
     if args.cache_command == "clear":
-        count = cache.clear()
+        # Deletes only what it recognises as ours; raises before deleting
+        # anything if something to delete cannot be deleted (THREATS H3).
+        report = cache.clear_report()
         if out.json:
-            out.emit({"ok": True, "removed": count, "cache_dir": str(cache.root)})
+            out.emit(
+                {
+                    "ok": True,
+                    "removed": report.objects,
+                    "cache_dir": str(cache.root),
+                    "removed_entries": list(report.removed),
+                    "kept": list(report.skipped),
+                    "directory_removed": report.root_removed,
+                }
+            )
             return EXIT_OK
-        out.result(f"removed {count} cached files from {cache.root}")
+        out.result(f"removed {report.objects} cached files from {cache.root}")
+        for item in report.skipped:
+            out.warn(f"kept {item}")
         out.note("trust state (high-water marks) is kept in the state directory")
         return EXIT_OK
     entries = list(cache.entries())

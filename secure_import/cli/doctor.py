@@ -25,6 +25,8 @@ def cmd_config(args: argparse.Namespace, out: Out) -> int:
     out.result("files read (lowest precedence first):")
     for name in settings.files or ("(none)",):
         out.result(f"  {name}")
+    for item in settings.ignored:
+        out.result(f"  IGNORED (untrusted): {item}")
     out.result("")
     out.table(
         ["setting", "value", "from"],

@@ -24,6 +24,22 @@ class UsageError(Exception):
     """A usage problem found after argument parsing (exit 2)."""
 
 
+def printable(text: str, *, lines: bool = True) -> str:
+    """``text`` with every control character escaped (THREATS H8): names,
+    URLs and messages in our output may come from an attacker (a refused
+    module name, a redirect target) and must not move the cursor, recolour
+    or retitle a terminal, or forge lines.  ``lines`` keeps newlines and
+    tabs (our own multi-line text); table cells keep neither."""
+    if text.isprintable():
+        return text
+    keep = "\n\t" if lines else ""
+    return "".join(ch if ch.isprintable() or ch in keep else ascii(ch)[1:-1] for ch in text)
+
+
+class Painted(str):
+    """Text :meth:`Out.paint` escaped and coloured: printed as it is."""
+
+
 # --- output ------------------------------------------------------------------
 
 
@@ -42,29 +58,37 @@ class Out:
     colour: bool = False
     colour_err: bool = False
 
+    # Every human-readable line goes through printable(): our colour codes
+    # are added after escaping, nothing else reaches the terminal raw.
+
     def result(self, text: str = "") -> None:
-        print(text)
+        print(text if isinstance(text, Painted) else printable(text))
 
     def note(self, text: str) -> None:
         """A secondary human line (hints, summaries); dropped by ``-q`` and ``--json``."""
         if self.verbosity >= 0 and not self.json:
-            print(text)
+            print(printable(text))
 
     def info(self, text: str) -> None:
         """A diagnostic on stderr; dropped by ``-q``."""
         if self.verbosity >= 0:
-            print(text, file=sys.stderr)
+            print(printable(text), file=sys.stderr)
 
     def warn(self, text: str) -> None:
-        print(self.paint(f"secure-import: warning: {text}", "33", err=True), file=sys.stderr)
+        print(
+            self.paint(f"secure-import: warning: {printable(text)}", "33", err=True),
+            file=sys.stderr,
+        )
 
     def emit(self, value: object) -> None:
         print(json.dumps(value, indent=2, default=str))
 
-    def paint(self, text: str, code: str, *, err: bool = False) -> str:
+    def paint(self, text: str, code: str, *, err: bool = False) -> Painted:
+        """``text`` (escaped) in colour ``code`` when the stream is a terminal."""
+        text = printable(text)
         if not (self.colour_err if err else self.colour):
-            return text
-        return f"\x1b[{code}m{text}\x1b[0m"
+            return Painted(text)
+        return Painted(f"\x1b[{code}m{text}\x1b[0m")
 
     def table(
         self,
@@ -74,7 +98,7 @@ class Out:
         status_column: int | None = None,
     ) -> None:
         """A plain aligned table; the status column is coloured on a terminal."""
-        cells = [[str(c) for c in row] for row in rows]
+        cells = [[printable(str(c), lines=False) for c in row] for row in rows]
         widths = [len(h) for h in headers]
         for row in cells:
             for i, cell in enumerate(row):

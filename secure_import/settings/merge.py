@@ -13,7 +13,7 @@ from typing import Any
 
 import platformdirs
 
-from secure_import.config import APP_NAME, DEFAULT_CLOCK_SLACK
+from secure_import.config import APP_NAME, DEFAULT_CLOCK_SLACK, Limits
 from secure_import.errors import ConfigError, SecureImportError
 from secure_import.settings.model import (
     _FALSE,
@@ -21,14 +21,17 @@ from secure_import.settings.model import (
     CONFIG_FILE_NAME,
     MAX_SAFE_CLOCK_SLACK,
     USER_FILE_NAME,
+    IgnoredConfigWarning,
     Overrides,
     RepositorySettings,
     Settings,
     UnsafeConfigWarning,
 )
 from secure_import.settings.parse import _fail, _Layer, _parse_layer, _seconds
+from secure_import.store.fsutil import trust_problem
 from secure_import.store.keyfiles import load_public_key_file
 from secure_import.store.paths import site_mode_from_env
+from secure_import.verify.names import normalize_url
 
 # --- merging ------------------------------------------------------------------
 
@@ -55,6 +58,29 @@ def _apply(merged: _Merged, layer: _Layer) -> None:
         merged.repo_sources[name] = layer.label
 
 
+def _normal(url: object) -> object:
+    """The URL as repositories key their state (host case, default port, a
+    trailing slash): two spellings of one repository are one repository."""
+    if not isinstance(url, str):
+        return url
+    try:
+        return normalize_url(url)
+    except SecureImportError:
+        return url
+
+
+def _trusted_file(kind: str, path: Path) -> None:
+    """Refuse a site, user or explicit file another user could have written
+    (THREATS H1): the user chose it, so it is an error, not a silent skip."""
+    problem = trust_problem(path)
+    if problem is not None:
+        raise ConfigError(
+            f"{path}: the {kind} configuration file cannot be trusted: {problem}",
+            check="config-file-trust",
+            got=str(path),
+        )
+
+
 def _served_by(merged: _Merged) -> dict[str, str]:
     """Top-level name -> repository name, for the names trusted layers let be served."""
     out: dict[str, str] = {}
@@ -68,14 +94,53 @@ def _apply_project(merged: _Merged, layer: _Layer) -> None:
     """The project layer: refuse anything that would widen trust, then apply."""
     label = layer.label
     forbidden = {
+        "cache_dir": "would move the cache (and what `cache clear` deletes); a committed "
+        "cache could stand in for the server",
         "state_dir": "would reset the trust state (high-water marks, rotated roots)",
         "log_dir": "would move the audit log",
         "site": "would change which directories hold trust state",
         "unsafe_clock_slack": "unsafe_* settings are refused in a project file",
+        "allow_project_freshness": "only the user, site or explicit configuration decides "
+        "what a project file may ask for",
     }
     for key, why in forbidden.items():
         if key in layer.values:
             raise _fail(label, key, f"a project file may only tighten trust: it {why}")
+    allowed = bool(merged.values.get("allow_project_freshness"))
+    lowering: list[str] = [key for key in ("frozen", "lock_file") if key in layer.values]
+    if layer.values.get("frozen") is False:
+        lowering.remove("frozen")  # leaving frozen mode is refused below
+    lowering += [
+        f"repositories.{name}.refresh"
+        for name, fields in layer.repos.items()
+        if fields.get("refresh") == "offline"
+    ]
+    if lowering and not allowed:
+        raise _fail(
+            label,
+            lowering[0],
+            "a project file may not lower freshness (frozen mode, a lock file, offline "
+            "repositories) unless the user, site or explicit configuration sets "
+            "allow_project_freshness = true: with a committed lock it could hold a "
+            "trusted repository on an old release without asking the server",
+        )
+    for key, tighter, unit in (
+        ("min_throughput", "higher", "bytes/s"),
+        ("throughput_window", "lower", "s"),
+        ("import_deadline", "lower", "s"),
+    ):
+        if key not in layer.values:
+            continue
+        current_limit = merged.values.get(key, getattr(Limits, key))
+        value = layer.values[key]
+        if (value < current_limit) if tighter == "higher" else (value > current_limit):
+            raise _fail(
+                label,
+                key,
+                f"a project file may only tighten the transport limits ({key} only {tighter})",
+                expected=f"{'>=' if tighter == 'higher' else '<='} {current_limit:g} {unit}",
+                got=f"{value:g} {unit}",
+            )
     slack = layer.values.get("clock_slack")
     current = merged.values.get("clock_slack", DEFAULT_CLOCK_SLACK)
     if slack is not None and slack > current:
@@ -100,7 +165,7 @@ def _apply_project(merged: _Merged, layer: _Layer) -> None:
             f"{merged.origins.get('lock_file')}",
         )
     served = _served_by(merged)
-    urls = {fields.get("url"): name for name, fields in merged.repos.items()}
+    urls = {_normal(fields.get("url")): name for name, fields in merged.repos.items()}
     for name, fields in layer.repos.items():
         where = f"repositories.{name}"
         if fields.get("unsafe_all_modules"):
@@ -119,7 +184,7 @@ def _apply_project(merged: _Merged, layer: _Layer) -> None:
             )
         base = merged.repos.get(name)
         if base is None:
-            other = urls.get(fields.get("url"))
+            other = urls.get(_normal(fields.get("url")))
             if other is not None:
                 raise _fail(
                     label,
@@ -412,6 +477,7 @@ def load_settings(
         ("user", user_file or _user_file()),
     ):
         if candidate.is_file():
+            _trusted_file(kind, candidate)
             layer = _parse_layer(kind, candidate)
             if layer is not None:
                 _apply(merged, layer)
@@ -422,13 +488,22 @@ def load_settings(
         if path is not None
         else (Path(env["SECURE_IMPORT_CONFIG"]) if env.get("SECURE_IMPORT_CONFIG") else None)
     )
+    ignored: list[str] = []
     if discover_project:
         project = find_project_file(cwd)
         if project is not None and (explicit is None or project.resolve() != explicit.resolve()):
-            layer = _parse_layer("project", project)
-            if layer is not None:
-                _apply_project(merged, layer)
+            problem = trust_problem(project)
+            if problem is not None:
+                # Found by walking up, not chosen: another user's file in a
+                # shared directory must not configure us.  Ignored, loudly.
+                ignored.append(f"{project}: {problem}")
+            else:
+                layer = _parse_layer("project", project)
+                if layer is not None:
+                    _apply_project(merged, layer)
     if explicit is not None:
+        if explicit.is_file():
+            _trusted_file("explicit", explicit)
         layer = _parse_layer("explicit", explicit)
         if layer is None:
             raise ConfigError(f"{explicit}: has no [tool.secure-import] table", check="config-file")
@@ -447,9 +522,9 @@ def load_settings(
         if offline:
             extra = replace(extra, refresh="offline")
         repos.insert(0, extra)
-    seen: dict[str, str] = {}
+    seen: dict[object, str] = {}
     for repo in repos:
-        normal = repo.url if repo.url.endswith("/") else repo.url + "/"
+        normal = _normal(repo.url)
         if normal in seen:
             raise ConfigError(
                 f"{repo.source}: repositories.{repo.name}.url: the same URL is configured "
@@ -469,6 +544,11 @@ def load_settings(
         frozen=values.get("frozen", False),
         files=tuple(merged.files),
         unsafe=tuple(_effective_unsafe(merged, repos)),
+        ignored=tuple(ignored),
+        allow_project_freshness=bool(values.get("allow_project_freshness", False)),
+        min_throughput=values.get("min_throughput", Limits.min_throughput),
+        throughput_window=values.get("throughput_window", Limits.throughput_window),
+        import_deadline=values.get("import_deadline", Limits.import_deadline),
         origins={
             k: merged.origins.get(k, "default")
             for k in (
@@ -495,7 +575,35 @@ def load_settings(
     if warn:
         for item in settings.unsafe:
             _warn_unsafe(item)
+    for item in settings.ignored:
+        _report_ignored(settings, item, warn=warn)
     return settings
+
+
+def _report_ignored(settings: Settings, item: str, *, warn: bool) -> None:
+    """Warn about and audit one project file ignored as untrusted."""
+    from secure_import.store.audit import AuditLog
+
+    message = (
+        f"ignored the project configuration file {item} (it could add repositories "
+        "and keys for names this program imports)"
+    )
+    if warn:
+        warnings.warn_explicit(
+            f"secure_import: {message}",
+            IgnoredConfigWarning,
+            filename=item.split(": ", 1)[0],
+            lineno=1,
+            module="secure_import.settings",
+            registry={},
+        )
+    paths = settings.paths
+    try:
+        AuditLog(paths.audit_log, witness=paths.audit_witness).append(
+            "config-ignored", outcome="ignored", code="config-untrusted", message=message
+        )
+    except SecureImportError as exc:
+        warnings.warn(f"secure_import: could not audit it: {exc}", stacklevel=3)
 
 
 def _warn_unsafe(item: str) -> None:

@@ -62,6 +62,10 @@ _GLOBAL_KEYS = frozenset(
         "lock_file",
         "frozen",
         "repositories",
+        "allow_project_freshness",
+        "min_throughput",
+        "throughput_window",
+        "import_deadline",
     }
 )
 
@@ -94,6 +98,11 @@ _REFRESH = ("always", "offline")
 
 class UnsafeConfigWarning(UserWarning):
     """An ``unsafe_*`` setting is in effect: security is weaker than the defaults."""
+
+
+class IgnoredConfigWarning(UserWarning):
+    """A project configuration file was ignored because it cannot be trusted
+    (owned by another user, or under a directory others can write: THREATS H1)."""
 
 
 # --- the resolved settings -------------------------------------------------
@@ -205,6 +214,15 @@ class Settings:
     unsafe: tuple[str, ...] = ()
     #: Where each global value came from (``"default"``, a file, ``$VAR``, ...).
     origins: Mapping[str, str] = field(default_factory=dict)
+    #: ``"file: why"`` for every project file ignored as untrusted (THREATS H1).
+    ignored: tuple[str, ...] = ()
+    #: A trusted layer lets the project file lower freshness (frozen mode,
+    #: its lock file, offline repositories): ``allow_project_freshness``.
+    allow_project_freshness: bool = False
+    #: Transport limits (see :class:`secure_import.config.Limits`).
+    min_throughput: int = Limits.min_throughput
+    throughput_window: float = Limits.throughput_window
+    import_deadline: float = Limits.import_deadline
 
     @property
     def paths(self) -> Paths:
@@ -217,7 +235,12 @@ class Settings:
 
     @property
     def limits(self) -> Limits:
-        return Limits(clock_slack=self.clock_slack)
+        return Limits(
+            clock_slack=self.clock_slack,
+            min_throughput=self.min_throughput,
+            throughput_window=self.throughput_window,
+            import_deadline=self.import_deadline,
+        )
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready description (``secure-import config``); no secrets."""
@@ -232,6 +255,11 @@ class Settings:
             "lock_file": None if self.lock_file is None else str(self.lock_file),
             "frozen": self.frozen,
             "unsafe": list(self.unsafe),
+            "ignored": list(self.ignored),
+            "allow_project_freshness": self.allow_project_freshness,
+            "min_throughput": self.min_throughput,
+            "throughput_window_seconds": self.throughput_window,
+            "import_deadline_seconds": self.import_deadline,
             "origins": dict(self.origins),
             "repositories": [
                 {

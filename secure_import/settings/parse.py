@@ -112,8 +112,8 @@ def _seconds(label: str, key: str, value: object) -> timedelta:
 
 
 def _strings(label: str, key: str, value: object) -> list[str]:
-    if isinstance(value, str):
-        value = [value]
+    # A string where a list is documented is refused, not wrapped: TOML's
+    # types are the schema, and ``keys = "a.pub"`` is a typo as likely as a wish.
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise _fail(label, key, "must be a list of non-empty strings", got=repr(value))
     return list(value)
@@ -253,8 +253,17 @@ def _parse_layer(kind: str, path: Path) -> _Layer | None:
             raise _unknown(label, key, _GLOBAL_KEYS)
         if key in ("cache_dir", "state_dir", "log_dir", "lock_file"):
             values[key] = _path(label, key, value, base)
-        elif key in ("site", "frozen"):
+        elif key in ("site", "frozen", "allow_project_freshness"):
             values[key] = _bool(label, key, value)
+        elif key == "min_throughput":
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 30:
+                raise _fail(label, key, "must be bytes per second, 1 or more", got=repr(value))
+            values[key] = value
+        elif key in ("throughput_window", "import_deadline"):
+            seconds = _seconds(label, key, value).total_seconds()
+            if seconds <= 0 or seconds > 3600:
+                raise _fail(label, key, "must be seconds, more than 0 and at most 3600")
+            values[key] = seconds
         elif key == "clock_slack":
             slack = _seconds(label, key, value)
             if slack > MAX_SAFE_CLOCK_SLACK:

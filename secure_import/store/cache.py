@@ -47,6 +47,9 @@ MARKER = (MARKER_NAME, MARKER_CONTENT)
 #: metadata (here), the manifest memo (``memo.MEMO_DIR``) and authenticated
 #: bytecode (``bytecode.BYTECODE_DIR``).  Nothing else is ever deleted.
 OWN_ENTRIES = ("objects", "metadata", "verified", "bytecode")
+#: The audit log's witness (``Paths.audit_witness``): kept by ``clear``, it
+#: is evidence about the log, not cached data.
+WITNESS_DIR = "audit-witness"
 
 
 @dataclass(frozen=True)
@@ -194,9 +197,13 @@ class Cache:
                     os.rmdir(self.root)  # only if nothing else is left in it
                     root_removed = True
                 except OSError:
-                    skipped.append(f"{self.root} (holds files that are not ours: kept)")
+                    left = sorted(set(os.listdir(self.root)) - {WITNESS_DIR})
+                    if left:
+                        skipped.append(
+                            f"{self.root} (holds entries that are not ours: {', '.join(left)})"
+                        )
             elif not skipped:
-                leftovers = sorted(os.listdir(self.root))
+                leftovers = sorted(set(os.listdir(self.root)) - {WITNESS_DIR})
                 if leftovers:
                     skipped.append(
                         f"{self.root} (no {MARKER_NAME}: not created by secure-import, kept "

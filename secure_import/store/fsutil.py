@@ -31,7 +31,15 @@ except ImportError:  # pragma: no cover - Windows
 
 from secure_import.errors import UnsafePermissionsError
 
-__all__ = ["atomic_write", "check_ancestors", "exclusive_lock", "read_file", "secure_dir"]
+__all__ = [
+    "atomic_write",
+    "check_ancestors",
+    "exclusive_lock",
+    "read_file",
+    "secure_dir",
+    "trust_problem",
+    "writable_by_others",
+]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _READ_CHUNK = 1 << 16
@@ -132,7 +140,68 @@ def _trusted_owner(uid: int) -> bool:
     return not hasattr(os, "getuid") or uid in (0, os.getuid())
 
 
-def check_ancestors(path: Path, *, what: str) -> None:
+_PRIVATE_GROUPS: dict[int, bool] = {}
+
+
+def _private_group(gid: int) -> bool:
+    """Whether ``gid`` is the current user's own private group (the
+    user-private-group scheme Debian and Ubuntu use with umask 002): named
+    like the user, the user's primary group, no other members.  Group write
+    on such a directory gives nobody else anything."""
+    if gid in _PRIVATE_GROUPS:
+        return _PRIVATE_GROUPS[gid]
+    private = False
+    try:
+        import grp
+        import pwd
+
+        user = pwd.getpwuid(os.getuid())
+        group = grp.getgrgid(gid)
+        private = (
+            user.pw_gid == gid
+            and group.gr_name == user.pw_name
+            and all(member == user.pw_name for member in group.gr_mem)
+        )
+    except (ImportError, KeyError, OSError):
+        private = False
+    _PRIVATE_GROUPS[gid] = private
+    return private
+
+
+def writable_by_others(info: os.stat_result) -> bool:
+    """Whether someone other than the owner may write the file or directory
+    ``info`` describes: other-write, or group-write by a group that is not the
+    current user's private group."""
+    mode = info.st_mode
+    return bool(mode & 0o002) or bool(mode & 0o020 and not _private_group(info.st_gid))
+
+
+def trust_problem(path: Path) -> str | None:
+    """Why a configuration file at ``path`` cannot be trusted (THREATS H1), or
+    ``None``: it is owned by another user than the current one or root,
+    writable by others, or under a directory another user could write or
+    rename (:func:`check_ancestors`'s rule)."""
+    if not hasattr(os, "getuid"):  # pragma: no cover - Windows
+        return None
+    try:
+        link = os.lstat(path)
+        info = os.stat(path)
+    except OSError as exc:
+        return f"cannot inspect it: {exc.strerror or exc}"
+    if stat.S_ISLNK(link.st_mode) and not _trusted_owner(link.st_uid):
+        return f"it is a symlink owned by uid {link.st_uid}"
+    if not _trusted_owner(info.st_uid):
+        return f"it is owned by uid {info.st_uid}, not by you (uid {os.getuid()}) or root"
+    if writable_by_others(info):
+        return f"it is writable by others ({stat.filemode(info.st_mode)})"
+    try:
+        check_ancestors(Path(os.path.realpath(path)).parent, what="configuration", _self=True)
+    except UnsafePermissionsError as exc:
+        return f"{exc.detail} ({exc.got})"
+    return None
+
+
+def check_ancestors(path: Path, *, what: str, _self: bool = False) -> None:
     """Refuse ``path`` if another user could rename or replace it (THREATS H7).
 
     For each directory ``P`` above ``path`` (after resolving symlinks) and its
@@ -140,7 +209,8 @@ def check_ancestors(path: Path, *, what: str) -> None:
     and if ``P`` is writable by group or others it has the sticky bit and
     ``C`` is owned by the current user or root -- the rule the kernel itself
     applies before letting anyone rename or delete ``C`` (``/tmp`` passes,
-    a 0775 ``~/.local`` does not).  A symlink on the way is followed, and
+    a 0775 ``~/.local`` does not, unless its group is the user's own private
+    group).  A symlink on the way is followed, and
     must itself be owned by the current user or root.
 
     Raises:
@@ -148,6 +218,18 @@ def check_ancestors(path: Path, *, what: str) -> None:
     """
     if not hasattr(os, "getuid"):  # pragma: no cover - Windows: ACLs, not modes
         return
+    if _self:
+        # ``path`` is a directory holding a file we are about to trust: it
+        # must pass the parent rule itself (owner, no write by others).
+        info = os.stat(path)
+        if not _trusted_owner(info.st_uid) or (
+            writable_by_others(info) and not info.st_mode & stat.S_ISVTX
+        ):
+            raise UnsafePermissionsError(
+                f"the {what} file is in a directory another user can write",
+                check="directory-parent",
+                got=f"{stat.filemode(info.st_mode)} uid {info.st_uid} {path}",
+            )
     key = os.fspath(path)
     if key in _SAFE_ANCESTRY:
         return
@@ -182,7 +264,7 @@ def check_ancestors(path: Path, *, what: str) -> None:
                     expected="parents owned by you or root",
                     got=f"uid {info.st_uid} owns {parent} (above {path})",
                 )
-            if info.st_mode & 0o022 and not (
+            if writable_by_others(info) and not (
                 info.st_mode & stat.S_ISVTX and _trusted_owner(child_info.st_uid)
             ):
                 raise UnsafePermissionsError(

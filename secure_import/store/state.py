@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from secure_import.errors import EquivocationError, LocalStateError, RollbackError
@@ -25,9 +26,13 @@ from secure_import.verify.trust import HighWater
 __all__ = ["StateStore", "repo_id"]
 
 
-def repo_id(base_url: str) -> str:
-    """A stable, file-name-safe identifier for a repository URL."""
-    return hashlib.sha256(base_url.encode()).hexdigest()[:32]
+def repo_id(base_url: str, *, key_ids: Iterable[str] = ()) -> str:
+    """A stable, file-name-safe identifier for a repository: its normalised
+    URL and the ids of its pinned keys.  Two repositories at one URL pinned
+    to different keys have different state (a project file pinning its own
+    keys for a trusted URL cannot move that repository's high-water mark)."""
+    text = base_url + "\0" + ",".join(sorted(set(key_ids)))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 class StateStore:

@@ -89,3 +89,18 @@ def canonical_url(url: str) -> str:
     origin, base_path = parse_origin(url)
     port = "" if origin.port == 443 else f":{origin.port}"
     return f"https://{origin.host}{port}{base_path}"
+
+
+def normalize_url(url: str) -> str:
+    """The one spelling of a repository URL (THREATS H4 and issue 14's URL
+    spellings): lowercase scheme and host, no default port, a path ending in
+    ``/``.  ``https://LOCALHOST:443/r`` and ``https://localhost/r/`` are one
+    repository: duplicates are detected, and state, cache and seals keyed, on
+    this form.
+
+    Raises:
+        InsecureURLError: as :func:`parse_origin`.
+    """
+    origin, path = parse_origin(url)
+    port = "" if origin.port == 443 else f":{origin.port}"
+    return f"https://{origin.host}{port}{path}"

@@ -95,6 +95,7 @@ def test_h7_state_dir_under_a_group_writable_parent_is_refused_before_use(
     weak = scenario.tmp / "shared"
     weak.mkdir()
     os.chmod(weak, 0o775)
+    os.chown(weak, -1, NOBODY)  # a group others are in (not the user's private group)
     paths = scenario.consumer.paths
     scenario.consumer.paths = Paths(
         cache_dir=paths.cache_dir, state_dir=weak / "state", log_dir=paths.log_dir
