@@ -35,7 +35,7 @@ from secure_import.store.paths import Paths
 from secure_import.transport.https import TransportOptions
 from secure_import.transport.s3 import S3Transport, parse_s3_url
 
-from .clirunner import run_cli
+from .clirunner import run_cli, run_json
 from .conftest import canary_code, forget_remote_modules
 from .s3rig import S3Bucket
 from .test_s3_publish import Site, _objects, _options, _store
@@ -266,3 +266,74 @@ def test_s3_repository_options_are_checked_when_it_is_added(
         secure_import.add_repo("s3://bucket/r", keys=[pub], paths=paths)
     assert info.value.check == "s3-support"
     assert _records(paths, "refuse")[-1]["code"] == "config-error"
+
+
+def _s3_config(tmp_path: Path, bucket: S3Bucket, site: Site, prefix: str, extra: str = "") -> Path:
+    """An explicit configuration file (``--config``) naming an s3:// repository: the
+    endpoint is a user-level setting (a project file may not choose it)."""
+    conf = tmp_path / "conf"
+    conf.mkdir(exist_ok=True)
+    (conf / "pub.pub").write_bytes(site.pub_path.read_bytes())
+    path = conf / "secure-import.toml"
+    path.write_text(
+        "[repositories.bucket]\n"
+        f'url = "{bucket.url(prefix)}"\nkeys = ["pub.pub"]\nmodules = ["s3cfg"]\n'
+        f'ca_bundle = "{bucket.emulator.ca_pem_path}"\n'
+        f's3_endpoint = "{bucket.emulator.endpoint}"\ns3_region = "us-east-1"\n{extra}'
+    )
+    return path
+
+
+def test_s3_repository_from_a_configuration_file_checks_and_runs(
+    tmp_path: Path, s3_bucket: S3Bucket
+) -> None:
+    site = _published(tmp_path, s3_bucket, "cfg", {"s3cfg.py": "print('from the bucket')\n"})
+    conf = _s3_config(tmp_path, s3_bucket, site, "cfg")
+    report = run_json(tmp_path, "check", "--config", conf, "--no-project")
+    assert report["ok"], report
+    found = {f["check"]: f["detail"] for f in report["findings"]}
+    assert "(s3, through obstore)" in found["url"]
+    assert s3_bucket.emulator.endpoint in found["transport"]
+    script = tmp_path / "use.py"
+    script.write_text("import s3cfg\nprint(s3cfg.__file__)\n")
+    ran = run_cli(tmp_path, "run", "--config", conf, "--no-project", script)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split("\n")[:2] == ["from the bucket", s3_bucket.url("cfg") + "s3cfg.py"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "url", "message"),
+    [
+        ("", "https://example.org/r/", "applies to s3:// repositories only"),
+        ('auth = { env = "TOKEN" }\n', None, "takes its credentials from the AWS chain"),
+        ('client_cert = "client.pem"\n', None, "takes its credentials from the AWS chain"),
+    ],
+)
+def test_configuration_refuses_options_of_the_other_transport(
+    tmp_path: Path, s3_bucket: S3Bucket, extra: str, url: str | None, message: str
+) -> None:
+    conf = _s3_config(tmp_path, s3_bucket, Site(tmp_path), "cfg", extra)
+    if url is not None:
+        conf.write_text(conf.read_text().replace(s3_bucket.url("cfg"), url))
+    done = run_cli(tmp_path, "config", "--config", conf, "--no-project")
+    assert done.returncode == 1 and message in done.stderr, done.stderr
+
+
+def test_configuration_refuses_a_plaintext_s3_endpoint(tmp_path: Path, s3_bucket: S3Bucket) -> None:
+    conf = _s3_config(tmp_path, s3_bucket, Site(tmp_path), "cfg")
+    conf.write_text(conf.read_text().replace("https://127.0.0.1", "http://127.0.0.1"))
+    done = run_cli(tmp_path, "config", "--config", conf, "--no-project")
+    assert done.returncode == 1 and "s3_endpoint" in done.stderr, done.stderr
+
+
+def test_a_project_file_may_not_choose_the_s3_endpoint(tmp_path: Path, s3_bucket: S3Bucket) -> None:
+    """H1/H2 spirit: a file found by walking up from the working directory cannot pick
+    the server the AWS credentials sign requests for."""
+    conf = _s3_config(tmp_path, s3_bucket, Site(tmp_path), "cfg")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pub.pub").write_bytes((conf.parent / "pub.pub").read_bytes())
+    (project / "secure-import.toml").write_text(conf.read_text())
+    done = run_cli(tmp_path, "config", cwd=project)
+    assert done.returncode == 1, done.stderr
+    assert "repositories.bucket.s3_endpoint" in done.stderr and "project" in done.stderr

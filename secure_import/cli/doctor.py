@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from secure_import.cli.common import _settings
 from secure_import.cli.output import EXIT_FAIL, EXIT_OK, Out, Progress
@@ -91,6 +91,14 @@ class _Finding:
         }
 
 
+def _s3_transport(repo: RepositorySettings, settings: Settings) -> Any:
+    """The obstore transport an s3:// repository will use (built, not used)."""
+    from secure_import.transport.s3 import S3Options, S3Transport, parse_s3_url
+
+    options = S3Options(endpoint=repo.s3_endpoint, region=repo.s3_region, ca_bundle=repo.ca_bundle)
+    return S3Transport(parse_s3_url(repo.url), options, limits=settings.limits)
+
+
 def _check_repository(
     repo: RepositorySettings, settings: Settings, network: bool
 ) -> list[_Finding]:
@@ -106,7 +114,8 @@ def _check_repository(
         found.append(_Finding(repo.name, check, ok, detail))
         return ok
 
-    add("url", True, f"{repo.url} (https)")
+    is_s3 = repo.url.startswith("s3://")
+    add("url", True, f"{repo.url} ({'s3, through obstore' if is_s3 else 'https'})")
     keys = []
     for path in repo.keys:
         try:
@@ -148,22 +157,30 @@ def _check_repository(
     )
     try:
         transport = repo.transport()
-        Fetcher(
-            repo.url, limits=settings.limits, ca_bundle=repo.ca_bundle, transport=transport
-        ).close()
+        if is_s3:
+            _s3_transport(repo, settings).close()
+        else:
+            Fetcher(
+                repo.url, limits=settings.limits, ca_bundle=repo.ca_bundle, transport=transport
+            ).close()
     except SecureImportError as exc:
         add("transport", False, exc.detail)
         return found
-    parts = [
-        "truststore"
-        if repo.truststore
-        else (f"CA {repo.ca_bundle}" if repo.ca_bundle else "certifi CA bundle")
-    ]
-    if repo.auth is not None:
-        parts.append(f"credential {repo.auth.describe()}")
-    if repo.client_cert is not None:
-        parts.append(f"client certificate {repo.client_cert}")
-    add("transport", True, ", ".join(parts))
+    if is_s3:
+        where = repo.s3_endpoint or "AWS (or $AWS_ENDPOINT_URL)"
+        extra = f", CA {repo.ca_bundle} added" if repo.ca_bundle else ""
+        add("transport", True, f"TLS to {where}{extra}, credentials from the AWS chain")
+    else:
+        parts = [
+            "truststore"
+            if repo.truststore
+            else (f"CA {repo.ca_bundle}" if repo.ca_bundle else "certifi CA bundle")
+        ]
+        if repo.auth is not None:
+            parts.append(f"credential {repo.auth.describe()}")
+        if repo.client_cert is not None:
+            parts.append(f"client certificate {repo.client_cert}")
+        add("transport", True, ", ".join(parts))
     if not network and not repo.offline:
         add("manifest", True, "not checked (--no-network)")
         return found

@@ -39,6 +39,8 @@ def build_repository(repo: RepositorySettings, settings: Settings) -> Repository
         offline=repo.offline,
         lock=settings.lock_file if settings.frozen else None,
         transport=None if transport.is_default else transport,
+        s3_endpoint=repo.s3_endpoint,
+        s3_region=repo.s3_region,
     )
 
 

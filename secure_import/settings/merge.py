@@ -182,6 +182,14 @@ def _apply_project(merged: _Merged, layer: _Layer) -> None:
                 "configuration, or the environment: a project file could send them "
                 "to a server of its choosing",
             )
+        if "s3_endpoint" in fields:
+            raise _fail(
+                label,
+                f"{where}.s3_endpoint",
+                "an S3 endpoint may only be configured in the user, site or explicit "
+                "configuration, or the environment: the AWS credentials sign every request "
+                "to it, and a project file could choose the server",
+            )
         base = merged.repos.get(name)
         if base is None:
             other = urls.get(_normal(fields.get("url")))
@@ -237,6 +245,8 @@ def _check_restriction(
         "client_key",
         "identities",
         "sigstore_trusted_root",
+        "s3_endpoint",
+        "s3_region",
     ):
         if key in fields and fields[key] != base.get(key, _DEFAULTS.get(key)):
             raise _fail(
@@ -394,6 +404,18 @@ def _finish_repo(
         )
     if "client_key" in fields and "client_cert" not in fields:
         raise _fail(label, f"{where}.client_key", "needs client_cert")
+    is_s3 = fields["url"].startswith("s3://")
+    for key in ("s3_endpoint", "s3_region") if not is_s3 else ():
+        if key in fields:
+            raise _fail(label, f"{where}.{key}", "applies to s3:// repositories only")
+    for key in ("auth", "client_cert", "truststore") if is_s3 else ():
+        if fields.get(key):
+            raise _fail(
+                label,
+                f"{where}.{key}",
+                "applies to https repositories; an s3:// repository takes its credentials "
+                "from the AWS chain",
+            )
     refresh = fields.get("refresh", "always")
     if offline:
         refresh = "offline"
@@ -413,6 +435,8 @@ def _finish_repo(
         client_key=fields.get("client_key"),
         auth=fields.get("auth"),
         unsafe_all_modules=unsafe_all,
+        s3_endpoint=fields.get("s3_endpoint"),
+        s3_region=fields.get("s3_region"),
         source=source,
     )
 

@@ -86,6 +86,8 @@ _REPO_KEYS = frozenset(
         "client_key",
         "auth",
         "unsafe_all_modules",
+        "s3_endpoint",
+        "s3_region",
     }
 )
 
@@ -159,6 +161,10 @@ class RepositorySettings:
     client_key: Path | None = None
     auth: AuthSettings | None = None
     unsafe_all_modules: bool = False
+    #: ``s3://`` repositories only: the https S3 API endpoint of a non-AWS
+    #: store and the bucket's region (credentials come from the AWS chain).
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
     #: The file (or "command line") that defined the repository last.
     source: str = ""
 
@@ -279,6 +285,8 @@ class Settings:
                     "client_cert": None if r.client_cert is None else str(r.client_cert),
                     "auth": None if r.auth is None else r.auth.describe(),
                     "unsafe_all_modules": r.unsafe_all_modules,
+                    "s3_endpoint": r.s3_endpoint,
+                    "s3_region": r.s3_region,
                     "source": r.source,
                 }
                 for r in self.repositories

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import stat
 import tomllib
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from secure_import.settings.model import (
     MAX_SAFE_CLOCK_SLACK,
     AuthSettings,
 )
+from secure_import.transport.s3 import check_endpoint, parse_s3_url
 from secure_import.verify.identity import Identity, identity_from_mapping
 from secure_import.verify.names import is_never_remote, parse_origin
 
@@ -37,6 +39,10 @@ class _Layer:
     path: Path
     values: dict[str, Any]
     repos: dict[str, dict[str, Any]]
+
+
+#: An S3 region name (``us-east-1``, ``eu-central-2``; other stores' own names).
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 def _fail(label: str, key: str, message: str, **kw: Any) -> ConfigError:
@@ -134,9 +140,24 @@ def _parse_repo(label: str, name: str, table: object, base: Path) -> dict[str, A
             if not isinstance(value, str):
                 raise _fail(label, k, "must be a string", got=repr(value))
             try:
-                parse_origin(value)
+                if value.startswith("s3://"):
+                    parse_s3_url(value)
+                else:
+                    parse_origin(value)
             except SecureImportError as exc:
                 raise _fail(label, k, f"{exc.detail} (got {value!r})") from exc
+            out[key] = value
+        elif key == "s3_endpoint":
+            if not isinstance(value, str):
+                raise _fail(label, k, "must be a string", got=repr(value))
+            try:
+                check_endpoint(value)
+            except SecureImportError as exc:
+                raise _fail(label, k, f"{exc.detail} (got {value!r})") from exc
+            out[key] = value
+        elif key == "s3_region":
+            if not isinstance(value, str) or not _REGION.fullmatch(value):
+                raise _fail(label, k, "must be a region name such as eu-west-1", got=repr(value))
             out[key] = value
         elif key == "keys":
             keys = tuple(_path(label, k, v, base) for v in _strings(label, k, value))
