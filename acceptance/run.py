@@ -21,9 +21,19 @@ For each pinned library this script:
 5. prints a markdown table and exits non-zero unless every library is at
    parity (same passed/failed/error counts) with no module loaded locally.
 
+A library with ``dependencies`` (sympy, which needs mpmath) is served from two
+repositories signed by two publishers: each dependency is signed with its own
+key and served by its own server first; the library is then signed with a
+declarations file (``sign --requires``: the dependency's URL and key, the
+range taken from the library's own ``Requires-Dist``) and the consumer pins
+only the library, with ``trust_dependencies=True``.  The remote run also
+reports the audit evidence: the ``dependency`` records and how many load
+records name the declaration that allowed them (``via``).  Such pairs run in
+full mode only.
+
 Usage::
 
-    python acceptance/run.py            # all libraries (about a minute)
+    python acceptance/run.py            # all libraries (sympy + mpmath: ~10 minutes)
     python acceptance/run.py --quick    # the fastest library only (CI)
 
 Downloads and work files go to ``acceptance/.work/`` (or ``--work DIR``).
@@ -74,6 +84,19 @@ class Library:
     tops: list[str] = field(default_factory=list)
     #: tests that cannot pass when __file__ is a URL: node id -> reason.
     url_file_limits: dict[str, str] = field(default_factory=dict)
+    #: other LIBRARIES entries served from their own repository by another
+    #: publisher and declared as dependencies in this library's manifest.
+    dependencies: list[str] = field(default_factory=list)
+    #: names the code imports that the consumer's environment provides (or
+    #: that are optional), passed to ``sign --local-import``.
+    local_imports: list[str] = field(default_factory=list)
+    #: directories (tree-relative globs) left out of the signed tree.
+    exclude_globs: list[str] = field(default_factory=list)
+    #: text replacements in the copied test files (tests that import other
+    #: test modules through the package, whose tests are not in the tree).
+    test_rewrites: dict[str, str] = field(default_factory=dict)
+    #: only a dependency of another entry: no test run of its own.
+    dependency_only: bool = False
 
 
 LIBRARIES = [
@@ -112,6 +135,64 @@ LIBRARIES = [
         pytest_ini="xfail_strict = true\ntestpaths = tests\nfilterwarnings = once::Warning\n",
         tops=["attr", "attrs"],
     ),
+    Library(
+        "mpmath",
+        "1.3.0",
+        "dependency of sympy: its own repository, its own publisher",
+        code=["mpmath"],
+        tests={},
+        exclude=["mpmath/tests"],
+        tops=["mpmath"],
+        dependency_only=True,
+        local_imports=["mpl_toolkits", "numpy", "pylab", "sage"],
+    ),
+    Library(
+        "sympy",
+        "1.13.3",
+        "needs mpmath from another repository and publisher (signed declaration, "
+        "trust_dependencies); core and elementary-function tests",
+        code=["sympy"],
+        tests={
+            "sympy/core/tests": "core",
+            "sympy/functions/elementary/tests": "elementary",
+            "sympy/conftest.py": "conftest.py",
+        },
+        exclude_globs=["**/tests", "**/test-examples"],
+        test_rewrites={
+            "from sympy.core.tests.test_": "from test_",
+        },
+        tops=["sympy"],
+        dependencies=["mpmath"],
+        # Imported lazily or optionally by sympy (found by the import scan),
+        # not from a repository: this environment has none of them.
+        local_imports=[
+            "Cython",
+            "IPython",
+            "PIL",
+            "_pytest",
+            "aesara",
+            "all",
+            "antlr4",
+            "autolevparser",
+            "flint",
+            "gmpy2",
+            "lark",
+            "lxml",
+            "matchpy",
+            "matplotlib",
+            "numpy",
+            "pycosat",
+            "pydy",
+            "pyglet",
+            "pymc3",
+            "pysat",
+            "pytest",
+            "sage",
+            "scipy",
+            "symengine",
+            "theano",
+        ],
+    ),
 ]
 QUICK = "six"
 
@@ -130,10 +211,11 @@ if MODE == "remote":
     import secure_import
     from secure_import.store.paths import Paths
     _dirs = os.environ["SI_DIRS"]
+    PATHS = Paths.default(cache_dir=_dirs + "/cache", state_dir=_dirs + "/state",
+                          log_dir=_dirs + "/log")
     REPO = secure_import.add_repo(
-        URL, keys=[os.environ["SI_KEY"]], ca_bundle=os.environ["SI_CA"],
-        paths=Paths.default(cache_dir=_dirs + "/cache", state_dir=_dirs + "/state",
-                            log_dir=_dirs + "/log"),
+        URL, keys=[os.environ["SI_KEY"]], ca_bundle=os.environ["SI_CA"], paths=PATHS,
+        trust_dependencies=os.environ.get("SI_TRUST_DEPS") == "1",
     )
 
 
@@ -146,7 +228,7 @@ def _modules():
         origin = spec.origin
         if origin is None:
             virtual.append(name)  # made by the library's own importer, or a data dir
-        elif URL and origin.startswith(URL):
+        elif URL and origin.startswith(("https://127.0.0.1:", URL)):
             remote.append(name)
         else:
             local.append(f"{name} ({origin})")
@@ -158,12 +240,28 @@ def pytest_terminal_summary(terminalreporter):
     count = lambda key: len([r for r in stats.get(key, []) if getattr(r, "when", "call")])
     failed = [r.nodeid for key in ("failed", "error") for r in stats.get(key, [])]
     remote, local, virtual = _modules()
+    evidence = {}
+    if MODE == "remote":
+        from secure_import.store.audit import AuditLog
+        records = list(AuditLog(PATHS.audit_log).records())
+        evidence = {
+            "dependency_records": [
+                {"outcome": r["outcome"], "module": r.get("module"), "via": r.get("via")}
+                for r in records if r["event"] == "dependency"
+            ],
+            "loads": sum(1 for r in records if r["event"] == "load"),
+            "loads_via_declaration": sum(
+                1 for r in records if r["event"] == "load" and r.get("via")),
+            "repositories": sorted(r.url for r in secure_import.repositories()),
+            "refusals": [r.get("code") for r in records if r["event"] == "refuse"],
+        }
     with open(os.environ["SI_RESULT"], "w") as out:
         json.dump({
             "passed": count("passed"), "failed": count("failed"), "errors": count("error"),
             "skipped": count("skipped"), "xfailed": count("xfailed"),
             "failed_ids": sorted(set(failed)),
             "remote_modules": remote, "local_modules": local, "virtual_modules": virtual,
+            "evidence": evidence,
         }, out, indent=1)
 """
 
@@ -277,6 +375,10 @@ def prepare(lib: Library, work: Path, downloads: Path) -> tuple[Path, Path]:
             shutil.copy2(source, tree / source.name)
     for rel in lib.exclude:
         shutil.rmtree(tree / Path(rel).relative_to(Path(lib.code[0]).parent))
+    for pattern in lib.exclude_globs:
+        for found in sorted(tree.glob(pattern), reverse=True):
+            if found.is_dir():
+                shutil.rmtree(found)
     dist_info = tree / f"{lib.name}-{lib.version}.dist-info"
     dist_info.mkdir()
     shutil.copy2(root / "PKG-INFO", dist_info / "METADATA")
@@ -288,6 +390,14 @@ def prepare(lib: Library, work: Path, downloads: Path) -> tuple[Path, Path]:
             shutil.copytree(source, target, ignore=skip)
         else:
             shutil.copy2(source, target)
+    for test_file in tests.rglob("*.py"):
+        if lib.test_rewrites:
+            text = test_file.read_text()
+            for old, new in lib.test_rewrites.items():
+                text = text.replace(old, new)
+            test_file.write_text(text)
+        if lib.exclude_globs and test_file.name == "__init__.py":
+            test_file.unlink()  # test folders become plain directories (no package)
     for rel, dest in lib.test_data.items():
         (tests / dest).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / rel, tests / dest)
@@ -295,8 +405,8 @@ def prepare(lib: Library, work: Path, downloads: Path) -> tuple[Path, Path]:
     return tree, tests
 
 
-def sign(tree: Path, out: Path, key: Path) -> None:
-    subprocess.run(
+def sign(tree: Path, out: Path, key: Path, extra: list[str] | None = None) -> None:
+    proc = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -307,11 +417,17 @@ def sign(tree: Path, out: Path, key: Path) -> None:
             str(key),
             "--out",
             str(out),
+            *(extra or []),
         ],
-        check=True,
         cwd=PROJECT,
         capture_output=True,
+        text=True,
     )
+    if proc.returncode != 0:
+        raise SystemExit(f"signing {tree} failed:\n{proc.stderr[-3000:]}")
+    for line in proc.stderr.splitlines():
+        if line.startswith("declared:"):
+            log(line)
 
 
 def run_suite(
@@ -323,6 +439,8 @@ def run_suite(
     *,
     tree: Path | None,
     remote: dict[str, str] | None,
+    dep_trees: list[Path] | None = None,
+    tops: list[str] | None = None,
 ) -> dict[str, object]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -330,9 +448,16 @@ def run_suite(
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONHASHSEED": "0",
         "SI_MODE": "remote" if remote else "local",
-        "SI_TOPS": ",".join(lib.tops),
+        "SI_TOPS": ",".join(tops or lib.tops),
         "SI_RESULT": str(result),
-        "PYTHONPATH": os.pathsep.join([str(site), str(plugin_dir), *([str(tree)] if tree else [])]),
+        "PYTHONPATH": os.pathsep.join(
+            [
+                str(site),
+                str(plugin_dir),
+                *([str(tree)] if tree else []),
+                *(str(t) for t in (dep_trees or []) if tree),
+            ]
+        ),
         **(remote or {}),
     }
     command = [
@@ -350,7 +475,7 @@ def run_suite(
         "-o",
         "console_output_style=classic",
     ]
-    proc = subprocess.run(command, cwd=tests, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(command, cwd=tests, env=env, capture_output=True, text=True, timeout=3600)
     result.with_suffix(".log").write_text(proc.stdout + proc.stderr)
     if not result.exists():
         raise SystemExit(
@@ -380,19 +505,70 @@ class Outcome:
         return not self.remote["local_modules"] and bool(self.remote["remote_modules"])
 
 
+def keygen(name: str, directory: Path) -> Path:
+    subprocess.run(
+        [sys.executable, "-m", "secure_import", "keygen", name, "--dir", str(directory)],
+        check=True,
+        cwd=PROJECT,
+        capture_output=True,
+    )
+    return directory / f"{name}.key"
+
+
 def run_library(
     lib: Library, work: Path, downloads: Path, site: Path, plugin_dir: Path, key: Path, ca: Path
 ) -> Outcome:
     started = time.monotonic()
-    tree, tests = prepare(lib, work, downloads)
-    out = work / lib.name / "repo"
-    sign(tree, out, key)
-    local = run_suite(
-        lib, tests, site, plugin_dir, work / lib.name / "local.json", tree=tree, remote=None
-    )
-    server = RepoServer(out, ssl_context=SERVER_CONTEXT)
-    server.start()
+    servers: list[RepoServer] = []
+    dep_trees: list[Path] = []
+    tops = list(lib.tops)
+    extra: list[str] = [arg for name in lib.local_imports for arg in ("--local-import", name)]
     try:
+        if lib.dependencies:
+            declarations = []
+            for dep_name in lib.dependencies:
+                (dep,) = [d for d in LIBRARIES if d.name == dep_name]
+                dep_tree, _ = prepare(dep, work, downloads)
+                # Another publisher: its own key, its own repository and server.
+                dep_key = keygen(f"{dep.name}-publisher", work / "keys" / dep.name)
+                dep_out = work / dep.name / "repo"
+                sign(
+                    dep_tree,
+                    dep_out,
+                    dep_key,
+                    [arg for name in dep.local_imports for arg in ("--local-import", name)],
+                )
+                server = RepoServer(dep_out, ssl_context=SERVER_CONTEXT)
+                server.start()
+                servers.append(server)
+                dep_trees.append(dep_tree)
+                tops += dep.tops
+                for top in dep.tops:
+                    declarations.append(
+                        f"[requires.{top}]\nrepository = {json.dumps(server.url)}\n"
+                        f"keys = [{json.dumps(str(dep_key.with_suffix('.pub')))}]\n"
+                        f"distribution = {json.dumps(dep.name)}\n"
+                    )
+            requires = work / f"{lib.name}-requires.toml"
+            requires.write_text("\n".join(declarations))
+            extra += ["--requires", str(requires)]
+        tree, tests = prepare(lib, work, downloads)
+        out = work / lib.name / "repo"
+        sign(tree, out, key, extra)
+        local = run_suite(
+            lib,
+            tests,
+            site,
+            plugin_dir,
+            work / lib.name / "local.json",
+            tree=tree,
+            remote=None,
+            dep_trees=dep_trees,
+            tops=tops,
+        )
+        server = RepoServer(out, ssl_context=SERVER_CONTEXT)
+        server.start()
+        servers.append(server)
         remote = run_suite(
             lib,
             tests,
@@ -405,10 +581,13 @@ def run_library(
                 "SI_KEY": str(key.with_suffix(".pub")),
                 "SI_CA": str(ca),
                 "SI_DIRS": str(work / lib.name / "consumer"),
+                "SI_TRUST_DEPS": "1" if lib.dependencies else "0",
             },
+            tops=tops,
         )
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
     return Outcome(lib, local, remote, time.monotonic() - started)
 
 
@@ -432,6 +611,19 @@ def table(outcomes: list[Outcome]) -> str:
         )
     notes = []
     for o in outcomes:
+        evidence = o.remote.get("evidence") or {}
+        if o.lib.dependencies and isinstance(evidence, dict):
+            deps = evidence.get("dependency_records") or []
+            notes.append(
+                f"- {o.lib.name}: served with {', '.join(o.lib.dependencies)} from "
+                f"{len(evidence.get('repositories') or [])} repositories by two publishers; "
+                f"dependency records {[(d['module'], d['outcome']) for d in deps]}; "
+                f"{evidence.get('loads_via_declaration')} of {evidence.get('loads')} load "
+                f"records name the declaration that allowed them; refusals: "
+                f"{evidence.get('refusals') or 'none'}"
+            )
+            for d in deps:
+                notes.append(f"  - via: {d['via']}")
         for node in o.local["failed_ids"]:  # type: ignore[attr-defined]
             notes.append(f"- {o.lib.name}: `{node}` fails in the local run too (same in both).")
         for node, reason in o.lib.url_file_limits.items():
@@ -459,7 +651,9 @@ def main(argv: list[str] | None = None) -> int:
     selected = [
         lib
         for lib in LIBRARIES
-        if (not args.quick or lib.name == QUICK) and (not args.only or lib.name in args.only)
+        if (not args.quick or lib.name == QUICK)
+        and (not args.only or lib.name in args.only)
+        and not lib.dependency_only
     ]
     work: Path = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)

@@ -153,6 +153,14 @@ def add_repo(
             "refuse", outcome="refused", url=exc.url, code=exc.code, message=str(exc)
         )
         raise
+    if unsafe_undeclared_imports:
+        import warnings
+
+        warnings.warn(
+            f"secure_import: unsafe_undeclared_imports for {repository.url}: its code may "
+            "import names other repositories serve without a signed declaration",
+            stacklevel=2,
+        )
     get_finder().add(repository)
     return repository
 

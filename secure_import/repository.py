@@ -227,12 +227,6 @@ class Repository:
         #: Let this repository's code import names other repositories serve
         #: without a signed declaration (the behaviour before declarations).
         self.unsafe_undeclared_imports = bool(unsafe_undeclared_imports)
-        if self.unsafe_undeclared_imports:
-            warnings.warn(
-                f"secure_import: unsafe_undeclared_imports for {self.url}: its code may import "
-                "names from other repositories without a signed declaration",
-                stacklevel=2,
-            )
         #: The publisher as the user pinned it; rotations recorded in the state
         #: directory move trust forward from here, never back.
         self.pinned_root = pinned_root(

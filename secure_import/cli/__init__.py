@@ -41,6 +41,7 @@ from secure_import.cli.output import (
     printable,
 )
 from secure_import.cli.publisher import cmd_keygen, cmd_root, cmd_serve, cmd_sign, cmd_verify
+from secure_import.cli.tree import cmd_tree
 from secure_import.errors import SecureImportError
 
 __all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "Out", "build_parser", "main"]
@@ -346,11 +347,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "lock",
         cmd_lock,
-        "pin the verified manifest of every configured repository "
-        "in the lock file (frozen mode accepts exactly that)",
+        "pin the verified manifest of every configured repository, and of every "
+        "repository their dependency declarations reach, in the lock file "
+        "(frozen mode accepts exactly that)",
     )
     _policy(p)
     p.add_argument("--output", "-o", help="lock file to write (default: lock_file)")
+
+    p = command(
+        "tree",
+        cmd_tree,
+        "show the dependency graph: each declaration, the repository serving it, "
+        "the version in use, and any range or publisher that no longer matches",
+    )
+    _policy(p)
 
     p = command(
         "run",

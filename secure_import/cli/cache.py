@@ -10,6 +10,7 @@ from secure_import.cli.common import _paths, _settings
 from secure_import.cli.output import EXIT_OK, Out, Progress, UsageError
 
 if TYPE_CHECKING:
+    from secure_import.hook.deps import Edge
     from secure_import.repository import Repository
     from secure_import.verify.manifest import FileEntry
 
@@ -109,6 +110,7 @@ def cmd_fetch(args: argparse.Namespace, out: Out) -> int:
 def cmd_lock(args: argparse.Namespace, out: Out) -> int:
     from dataclasses import replace
 
+    from secure_import.hook.deps import walk
     from secure_import.settings import build_repositories
     from secure_import.store.lock import write_lock
 
@@ -120,10 +122,15 @@ def cmd_lock(args: argparse.Namespace, out: Out) -> int:
         raise UsageError("no repositories configured (see secure-import config)")
     # Writing a lock is how frozen mode is updated on purpose: build unfrozen.
     repositories = build_repositories(replace(settings, frozen=False))
+    found = list(repositories)
     try:
-        entries = write_lock(target, repositories)
+        # One lock for the whole graph: every repository the declarations of
+        # the configured ones reach (where trust_dependencies follows them).
+        found, graph = walk(repositories)
+        reached = {r.url: graph.reached_by(r) for r in found}
+        entries = write_lock(target, found)
     finally:
-        for repository in repositories:
+        for repository in found:
             repository.close()
     if out.json:
         out.emit(
@@ -135,6 +142,7 @@ def cmd_lock(args: argparse.Namespace, out: Out) -> int:
                         "url": e.url,
                         "manifest_sha256": e.manifest_sha256,
                         "manifest_version": e.manifest_version,
+                        "reached_by": _reached(reached.get(e.url)),
                     }
                     for e in entries.values()
                 ],
@@ -142,8 +150,23 @@ def cmd_lock(args: argparse.Namespace, out: Out) -> int:
         )
     else:
         out.table(
-            ["url", "version", "manifest sha256"],
-            [(e.url, e.manifest_version, e.manifest_sha256) for e in entries.values()],
+            ["url", "version", "manifest sha256", "reached"],
+            [
+                (
+                    e.url,
+                    e.manifest_version,
+                    e.manifest_sha256,
+                    _reached(reached.get(e.url)) or "configured",
+                )
+                for e in entries.values()
+            ],
         )
         out.note(f"wrote {target}; commit it, then run with --frozen (or frozen = true)")
     return EXIT_OK
+
+
+def _reached(edge: Edge | None) -> str | None:
+    """How a followed repository entered the graph (None if configured)."""
+    if edge is None:
+        return None
+    return f"{edge.requirement.name} declared by {edge.declarer.url}"

@@ -88,7 +88,12 @@ class DependencyGraph:
         repositories: Callable[[], Sequence[Repository]],
         add: Callable[[Repository], None],
         changed: Callable[[], None] | None = None,
+        *,
+        audit: bool = True,
     ) -> None:
+        #: Record edges and refusals in the audit log (off for ``tree``, which
+        #: only looks).
+        self._audit = audit
         self._repositories = repositories
         self._add = add
         self._changed = changed or (lambda: None)
@@ -228,6 +233,8 @@ class DependencyGraph:
         edge = Edge(repo, req, owner, in_use, followed)
         if followed:
             self._followed.setdefault(id(owner), edge)
+        if not self._audit:
+            return edge
         repo.record(
             "dependency",
             outcome="followed" if followed else "ok",
@@ -283,9 +290,35 @@ class DependencyGraph:
     ) -> SecureImportError:
         if exc.name is None:
             exc.name = req.name
-        repo.record_refusal(exc, module=req.name)
-        exc._secure_import_audited = True  # type: ignore[attr-defined]
+        if self._audit:
+            repo.record_refusal(exc, module=req.name)
+            exc._secure_import_audited = True  # type: ignore[attr-defined]
         return exc
+
+    def inspect(
+        self, repo: Repository
+    ) -> list[tuple[Requirement, Edge | None, SecureImportError | None]]:
+        """Every declaration of ``repo`` with its edge or the reason it would
+        be refused, each resolved on its own (``secure-import tree``).
+
+        Raises:
+            TrustError, TransportError: ``repo``'s own manifest failed.
+        """
+        results: list[tuple[Requirement, Edge | None, SecureImportError | None]] = []
+        with self._lock:
+            for name, req in sorted(repo.manifest.requires.items()):
+                try:
+                    edge = self._resolve(repo, req)
+                except SecureImportError as exc:
+                    results.append((req, None, exc))
+                    continue
+                if edge is None:
+                    results.append((req, None, self.declared_but_absent(repo, name)))
+                else:
+                    self._edges[(id(repo), name)] = edge
+                    results.append((req, edge, None))
+            self._admitted[id(repo)] = [edge for _, edge, _ in results if edge is not None]
+        return results
 
     # -- imports -------------------------------------------------------------
 

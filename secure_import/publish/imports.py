@@ -107,58 +107,42 @@ def _literal_module(call: ast.Call, bare_import_module: bool) -> str | None:
     return None
 
 
-class _Visitor(ast.NodeVisitor):
-    def __init__(self, rel: str, scan: ImportScan, bare_import_module: bool) -> None:
-        self.rel = rel
-        self.scan = scan
-        self.bare = bare_import_module
-        self.guarded = 0
-
-    def _add(self, dotted: str, node: ast.AST) -> None:
-        top = dotted.partition(".")[0]
-        if not top:
-            return
-        target = self.scan.optional if self.guarded else self.scan.required
-        target.setdefault(top, []).append(f"{self.rel}:{getattr(node, 'lineno', 0)}")
-
-    def visit_Import(self, node: ast.Import) -> None:
-        for alias in node.names:
-            self._add(alias.name, node)
-
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        if node.level == 0 and node.module:
-            self._add(node.module, node)
-
-    def visit_Call(self, node: ast.Call) -> None:
-        found = _literal_module(node, self.bare)
-        if found is not None:
-            self._add(found, node)
-        self.generic_visit(node)
-
-    def visit_If(self, node: ast.If) -> None:
-        if _is_type_checking(node.test):
-            for child in node.orelse:
-                self.visit(child)
-            return
-        self.generic_visit(node)
-
-    def visit_Try(self, node: ast.Try) -> None:
-        guarded = any(_handler_catches_import(h) for h in node.handlers)
-        if guarded:
-            self.guarded += 1
-        for child in node.body:
-            self.visit(child)
-        if guarded:
-            self.guarded -= 1
-        for handler in node.handlers:
-            self.visit(handler)
-        for child in [*node.orelse, *node.finalbody]:
-            self.visit(child)
-
-    visit_TryStar = visit_Try  # type: ignore[assignment]
+def _visit(tree: ast.Module, rel: str, scan: ImportScan, bare_import_module: bool) -> None:
+    """Record every import under ``tree``.  An explicit stack, not recursion:
+    generated code (a giant expression) nests deeper than Python's stack."""
+    stack: list[tuple[ast.AST, bool]] = [(tree, False)]
+    while stack:
+        node, guarded = stack.pop()
+        found: list[str] = []
+        if isinstance(node, ast.Import):
+            found = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0 and node.module:
+                found = [node.module]
+        elif isinstance(node, ast.Call):
+            literal = _literal_module(node, bare_import_module)
+            if literal is not None:
+                found = [literal]
+        for dotted in found:
+            top = dotted.partition(".")[0]
+            if top:
+                target = scan.optional if guarded else scan.required
+                target.setdefault(top, []).append(f"{rel}:{getattr(node, 'lineno', 0)}")
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            children: list[tuple[ast.AST, bool]] = [(child, guarded) for child in node.orelse]
+        elif isinstance(node, ast.Try | ast.TryStar):
+            inner = guarded or any(_handler_catches_import(h) for h in node.handlers)
+            children = [(child, inner) for child in node.body]
+            children += [
+                (child, guarded) for child in [*node.handlers, *node.orelse, *node.finalbody]
+            ]
+        else:
+            children = [(child, guarded) for child in ast.iter_child_nodes(node)]
+        stack.extend(reversed(children))
 
 
 def _imports_import_module(tree: ast.Module) -> bool:
+    # ast.walk is iterative (a queue), safe on deep trees.
     return any(
         isinstance(node, ast.ImportFrom)
         and node.module == "importlib"
@@ -177,8 +161,8 @@ def scan_imports(sources: Mapping[str, bytes | Path]) -> ImportScan:
         text = data.read_bytes() if isinstance(data, Path) else data
         try:
             tree = ast.parse(text, filename=rel)
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             scan.unparsed.append(rel)
             continue
-        _Visitor(rel, scan, _imports_import_module(tree)).visit(tree)
+        _visit(tree, rel, scan, _imports_import_module(tree))
     return scan

@@ -41,6 +41,8 @@ def build_repository(repo: RepositorySettings, settings: Settings) -> Repository
         transport=None if transport.is_default else transport,
         s3_endpoint=repo.s3_endpoint,
         s3_region=repo.s3_region,
+        trust_dependencies=repo.trust_dependencies,
+        unsafe_undeclared_imports=repo.unsafe_undeclared_imports,
     )
 
 

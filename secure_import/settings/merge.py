@@ -168,12 +168,23 @@ def _apply_project(merged: _Merged, layer: _Layer) -> None:
     urls = {_normal(fields.get("url")): name for name, fields in merged.repos.items()}
     for name, fields in layer.repos.items():
         where = f"repositories.{name}"
-        if fields.get("unsafe_all_modules"):
-            raise _fail(
-                label,
-                f"{where}.unsafe_all_modules",
-                "unsafe_* settings are refused in a project file",
-            )
+        for unsafe in ("unsafe_all_modules", "unsafe_undeclared_imports"):
+            if fields.get(unsafe):
+                raise _fail(
+                    label,
+                    f"{where}.{unsafe}",
+                    "unsafe_* settings are refused in a project file",
+                )
+        if fields.get("trust_dependencies", "no") != "no":
+            base_follow = merged.repos.get(name, {}).get("trust_dependencies", "no")
+            order = ("no", "direct", "transitive")
+            if order.index(fields["trust_dependencies"]) > order.index(base_follow):
+                raise _fail(
+                    label,
+                    f"{where}.trust_dependencies",
+                    "following dependency declarations widens trust; only the user, site "
+                    "or explicit configuration may turn it on",
+                )
         if "auth" in fields:
             raise _fail(
                 label,
@@ -437,6 +448,8 @@ def _finish_repo(
         unsafe_all_modules=unsafe_all,
         s3_endpoint=fields.get("s3_endpoint"),
         s3_region=fields.get("s3_region"),
+        trust_dependencies=fields.get("trust_dependencies", "no"),
+        unsafe_undeclared_imports=fields.get("unsafe_undeclared_imports", False),
         source=source,
     )
 
@@ -651,4 +664,6 @@ def _effective_unsafe(merged: _Merged, repos: Sequence[RepositorySettings]) -> l
     for repo in repos:
         if repo.unsafe_all_modules:
             out.append(f"{repo.source}: repositories.{repo.name}.unsafe_all_modules")
+        if repo.unsafe_undeclared_imports:
+            out.append(f"{repo.source}: repositories.{repo.name}.unsafe_undeclared_imports")
     return out

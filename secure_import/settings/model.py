@@ -88,6 +88,8 @@ _REPO_KEYS = frozenset(
         "unsafe_all_modules",
         "s3_endpoint",
         "s3_region",
+        "trust_dependencies",
+        "unsafe_undeclared_imports",
     }
 )
 
@@ -165,6 +167,11 @@ class RepositorySettings:
     #: store and the bucket's region (credentials come from the AWS chain).
     s3_endpoint: str | None = None
     s3_region: str | None = None
+    #: Follow this repository's signed dependency declarations to repositories
+    #: not configured here: ``"no"``, ``"direct"`` (one level) or ``"transitive"``.
+    trust_dependencies: str = "no"
+    #: Let its code import names other repositories serve without declaring them.
+    unsafe_undeclared_imports: bool = False
     #: The file (or "command line") that defined the repository last.
     source: str = ""
 
@@ -287,6 +294,8 @@ class Settings:
                     "unsafe_all_modules": r.unsafe_all_modules,
                     "s3_endpoint": r.s3_endpoint,
                     "s3_region": r.s3_region,
+                    "trust_dependencies": r.trust_dependencies,
+                    "unsafe_undeclared_imports": r.unsafe_undeclared_imports,
                     "source": r.source,
                 }
                 for r in self.repositories

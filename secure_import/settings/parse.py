@@ -194,8 +194,19 @@ def _parse_repo(label: str, name: str, table: object, base: Path) -> dict[str, A
             out[key] = frozenset(names)
         elif key in ("ca_bundle", "client_cert", "client_key"):
             out[key] = _path(label, k, value, base)
-        elif key in ("truststore", "unsafe_all_modules"):
+        elif key in ("truststore", "unsafe_all_modules", "unsafe_undeclared_imports"):
             out[key] = _bool(label, k, value)
+        elif key == "trust_dependencies":
+            if value is True or value == "direct":
+                out[key] = "direct"
+            elif value is False or value == "no":
+                out[key] = "no"
+            elif value == "transitive":
+                out[key] = "transitive"
+            else:
+                raise _fail(
+                    label, k, 'must be true (one level), false or "transitive"', got=repr(value)
+                )
         elif key == "refresh":
             if value not in _REFRESH:
                 raise _fail(label, k, f"must be one of {', '.join(_REFRESH)}", got=repr(value))
