@@ -52,6 +52,7 @@ import sys
 import tarfile
 import time
 import tomllib
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib.metadata import Distribution, PackageNotFoundError, distribution
 from pathlib import Path
@@ -619,8 +620,8 @@ def table(outcomes: list[Outcome]) -> str:
                 f"{len(evidence.get('repositories') or [])} repositories by two publishers; "
                 f"dependency records {[(d['module'], d['outcome']) for d in deps]}; "
                 f"{evidence.get('loads_via_declaration')} of {evidence.get('loads')} load "
-                f"records name the declaration that allowed them; refusals: "
-                f"{evidence.get('refusals') or 'none'}"
+                f"records name the declaration that allowed them; refusals by code: "
+                f"{dict(Counter(evidence.get('refusals') or [])) or 'none'}"
             )
             for d in deps:
                 notes.append(f"  - via: {d['via']}")
