@@ -50,6 +50,7 @@ errors are separate again::
     ├── ConfigError                                       config-error
     │   └── KeyFileError                                  key-file
     ├── PublishConflictError                              publish-conflict
+    ├── RequestBuildError                                 request-invalid
     └── NotListedError (also ModuleNotFoundError)         not-listed
 
 Every message names the check that failed and, where it applies, the URL, the
@@ -87,6 +88,7 @@ __all__ = [
     "PublishConflictError",
     "PublisherMismatchError",
     "RedirectRefusedError",
+    "RequestBuildError",
     "RollbackError",
     "RootRotationError",
     "SecureImportError",
@@ -427,6 +429,14 @@ class PublishConflictError(SecureImportError):
     is referenced by the store's manifest."""
 
     code = "publish-conflict"
+
+
+class RequestBuildError(SecureImportError):
+    """A request could not even be built from local inputs (a header value, a
+    URL): a local fault, not the server's, so it is never a reason to fall
+    back to a cached copy as if the server were unreachable (THREATS H5)."""
+
+    code = "request-invalid"
 
 
 # --- names ---------------------------------------------------------------

@@ -64,6 +64,7 @@ from secure_import.store.paths import Paths
 from secure_import.store.state import StateStore, repo_id
 from secure_import.transport.background import InBackground
 from secure_import.transport.base import Response, Transport
+from secure_import.transport.freshness import ask_manifest
 from secure_import.transport.https import Fetcher, TransportOptions, load_network_stack
 from secure_import.verify.bundle import bundle_entries, bundle_path
 from secure_import.verify.hashes import verify_bytes
@@ -458,7 +459,7 @@ class Repository:
             early = self._prepare(cached, trust, prepare)
         else:
             self._adopt_stored_roots(trust)
-        body, fresh, etag, offline_reason = self._manifest_bytes(cached, request)
+        body, fresh, _, offline_reason = self._manifest_bytes(cached, request)
         try:
             if early is not None and fresh is None:
                 # The server left us with the cached envelope (304, or it is
@@ -489,8 +490,6 @@ class Repository:
         if fresh is not None:
             try:
                 self.cache.put_metadata(self.id, MANIFEST_NAME, fresh)
-                if etag:
-                    self.cache.put_metadata(self.id, MANIFEST_NAME + ".etag", etag.encode())
                 if self._fetched_bundle is not None:
                     # The bundle that counted for this envelope, for the
                     # next process that holds no memo of it.
@@ -561,10 +560,6 @@ class Repository:
         """
         if self.offline or (cached is not None and trust.matches_lock(cached)):
             return None
-        etag = None
-        if cached:
-            etag_bytes = self.cache.get_metadata(self.id, MANIFEST_NAME + ".etag")
-            etag = etag_bytes.decode("ascii", "replace") if etag_bytes else None
 
         try:
             fetcher = self.fetcher  # built here: setting up TLS needs the interpreter
@@ -577,13 +572,9 @@ class Repository:
             return _Request(fail, background=False)
 
         def ask(ready: Callable[[], None]) -> Response:
-            return fetcher.get(
-                self.manifest_url,
-                cap=self.limits.manifest_max_bytes,
-                etag=etag,
-                what="manifest",
-                waiting=ready,
-            )
+            # The publisher's pointer, not the server's ETag, says whether the
+            # cached envelope is current (THREATS H5, H6).
+            return ask_manifest(fetcher, self.url, cached=cached, limits=self.limits, waiting=ready)
 
         return _Request(ask, background=cached is not None)
 

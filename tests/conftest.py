@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -36,6 +37,7 @@ from secure_import.verify.bundle import bundle_entries
 from secure_import.verify.manifest import FileEntry
 
 from .httpsrig import TLSServerFactory, make_rig
+from .nginxrig import NginxServer, nginx_available
 
 HERE = Path(__file__).parent
 
@@ -255,3 +257,15 @@ def consumer(paths: Paths, publisher: Publisher) -> Consumer:
 @pytest.fixture
 def canary(tmp_path: Path) -> Path:
     return tmp_path / "canary-ran.txt"
+
+
+@pytest.fixture
+def nginx(tmp_path: Path, rig: TLSServerFactory, publisher: Publisher) -> Iterator[NginxServer]:
+    """A real nginx serving the publisher's repository directory over HTTPS
+    (HTTP/2 offered), with a certificate from the test CA."""
+    if not nginx_available():
+        if os.environ.get("CI"):
+            pytest.fail("nginx is required in CI (apt-get install nginx-light)")
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    with NginxServer(publisher.out, tmp_path / "nginx", rig) as server:
+        yield server

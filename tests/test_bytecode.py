@@ -24,10 +24,10 @@ from types import CodeType, ModuleType
 import pytest
 
 import secure_import
-from secure_import.config import MANIFEST_NAME
 from secure_import.errors import RollbackError
 from secure_import.publish.serve import RequestInfo, Response
 from secure_import.store.bytecode import FORMAT, KEY_NAME, BytecodeStore, compile_verified
+from secure_import.verify.pointer import POINTER_NAME
 
 from .conftest import Consumer, Publisher, canary_code, forget_remote_modules
 
@@ -494,19 +494,20 @@ def test_pack_of_an_older_release_never_supplies_a_module_of_the_new_one(
 
 
 class _HeldManifest:
-    """Holds the server's manifest answer until the consumer reads a bytecode
-    pack (at most 10 s), and records whether the pack read came first: proof
-    that the read happened while the request was in flight."""
+    """Holds the server's answer to the freshness request (the manifest
+    pointer) until the consumer reads a bytecode pack (at most 10 s), and
+    records whether the pack read came first: proof that the read happened
+    while the request was in flight."""
 
     def __init__(self, publisher: Publisher, answer: Response | None = None) -> None:
         self.released = threading.Event()
         self.by_pack_read: bool | None = None
         self.answer = answer
-        publisher.respond(MANIFEST_NAME, self)
+        publisher.respond(POINTER_NAME, self)
 
     def __call__(self, request: RequestInfo) -> Response | None:
         self.by_pack_read = self.released.wait(10)
-        return self.answer  # None: served as usual (a 304 for the cached ETag)
+        return self.answer  # None: served as usual (names the current manifest)
 
 
 def _spy_packs(

@@ -17,6 +17,7 @@ from secure_import.config import MANIFEST_NAME
 from secure_import.errors import NotListedError, TLSError
 from secure_import.publish.serve import Response
 from secure_import.store import logbridge
+from secure_import.verify.pointer import POINTER_NAME
 
 from .conftest import Consumer, Publisher, forget_remote_modules
 
@@ -189,8 +190,9 @@ def test_second_run_downloads_no_files(publisher: Publisher, consumer: Consumer)
     mod = importlib.import_module("shop.util")
     assert mod.helper() == "$2.00"
     requests = publisher.server.requests
-    assert [r.path for r in requests] == ["/secure-import-manifest.json"]
-    assert "if-none-match" in requests[0].headers
+    # One small request: the publisher's pointer names the cached manifest.
+    assert [r.path for r in requests] == ["/" + POINTER_NAME]
+    assert "if-none-match" not in requests[0].headers
     consumer.assert_cache_verified()
 
 
@@ -250,13 +252,12 @@ def test_offline_repository_imports_from_cache_without_any_request(
 def test_an_emptied_cached_manifest_is_fetched_again_not_asked_about(
     publisher: Publisher, consumer: Consumer
 ) -> None:
-    # A cached envelope truncated to nothing (a full disk) must not be kept by
-    # a 304: the request goes out without its ETag and the full manifest heals it.
+    # A cached envelope truncated to nothing (a full disk) is not worth asking
+    # about: the manifest is fetched in full and heals it.
     publish_shop(publisher)
     repo = consumer.add()
     importlib.import_module("shop.util")
     cached = consumer.paths.cache_dir / "metadata" / repo.id / MANIFEST_NAME
-    assert (cached.parent / (MANIFEST_NAME + ".etag")).exists()
     cached.write_bytes(b"")
     publisher.server.clear_requests()
     consumer.new_process()
@@ -265,6 +266,7 @@ def test_an_emptied_cached_manifest_is_fetched_again_not_asked_about(
 
     [request] = [r for r in publisher.server.requests if r.path == "/" + MANIFEST_NAME]
     assert "if-none-match" not in request.headers
+    assert "/" + POINTER_NAME not in publisher.request_paths()
     assert cached.read_bytes() == publisher.manifest_bytes()
 
 

@@ -47,6 +47,7 @@ from secure_import.verify import root as rootmod
 from secure_import.verify.bundle import bundle_entries, bundle_path
 from secure_import.verify.manifest import FileEntry, Manifest
 from secure_import.verify.names import is_never_remote
+from secure_import.verify.pointer import POINTER_NAME, make_pointer
 
 __all__ = [
     "PublishResult",
@@ -340,6 +341,11 @@ def publish(
     manifest_path = out / MANIFEST_NAME
     atomic_write(manifest_path, signed)
     os.chmod(manifest_path, 0o644)
+    # After the manifest: a client that sees the new pointer finds the new
+    # manifest (a client that sees the old one fetches the manifest in full).
+    pointer_path = out / POINTER_NAME
+    atomic_write(pointer_path, make_pointer(signed, version))
+    os.chmod(pointer_path, 0o644)
     return PublishResult(
         manifest.parse(payload),
         out,

@@ -18,7 +18,10 @@ The contract a transport keeps (the repository relies on each point):
   ``got=404`` (a missing next root ends a rotation walk; a missing bundle means
   "fetch file by file"); every failure is a
   :class:`~secure_import.errors.TransportError`, never a library's own
-  exception, and never carries a credential;
+  exception, and never carries a credential; the one exception is a request
+  that cannot even be built from local inputs (a header value, a URL):
+  :class:`~secure_import.errors.RequestBuildError`, which is not a transport
+  failure, so no caller takes it for "server unreachable" (THREATS H5);
 - ``waiting``, when given, is called once the request is out and its answer
   is awaited, so the caller can work meanwhile (called at most once per
   request, from the thread that runs :meth:`Transport.get`);

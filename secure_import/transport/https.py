@@ -54,6 +54,7 @@ from secure_import.errors import (
     HTTPStatusError,
     InsecureURLError,
     RedirectRefusedError,
+    RequestBuildError,
     TLSError,
     TooLargeError,
     TransportError,
@@ -341,7 +342,7 @@ class Fetcher:
                 overall=deadline,
                 cancel=cancel,
             )
-        except TransportError as exc:
+        except (TransportError, RequestBuildError) as exc:
             if self._auth is not None:
                 _scrub(exc, self._auth.value)
             raise
@@ -360,6 +361,15 @@ class Fetcher:
         overall: float | None = None,
         cancel: threading.Event | None = None,
     ) -> Response:
+        if etag is not None and any(not (0x20 <= ord(ch) <= 0x7E) for ch in etag):
+            # A validator that cannot go into a header (line breaks, control
+            # characters, non-ASCII): no request can be built with it.
+            raise RequestBuildError(
+                f"the validator for the {what} cannot be sent in a header",
+                check="request-header",
+                url=url,
+                got=repr(etag),
+            )
         limits = self.limits
         deadline = self._clock() + limits.download_deadline
         which = "download"
@@ -451,7 +461,20 @@ class Fetcher:
                 ) from exc
             except self._httpx.ConnectError as exc:
                 raise _connect_error(exc, current, what) from exc
-            except (self._httpx.HTTPError, self._httpx.InvalidURL, OSError, ssl.SSLError) as exc:
+            except (
+                self._httpx.LocalProtocolError,
+                self._httpx.InvalidURL,
+                self._httpx.UnsupportedProtocol,
+                UnicodeError,
+            ) as exc:
+                # Our request, not the server, is at fault: an error of its
+                # own, which no caller may take for "server unreachable".
+                raise RequestBuildError(
+                    f"the request for the {what} could not be built: {exc}",
+                    check="request",
+                    url=current,
+                ) from exc
+            except (self._httpx.HTTPError, OSError, ssl.SSLError) as exc:
                 raise ConnectionFailedError(
                     f"the connection failed while fetching the {what}: {exc}",
                     check="connection",
@@ -662,7 +685,7 @@ def _scrub(exc: BaseException, secret: str) -> None:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, TransportError):
+        if isinstance(current, TransportError | RequestBuildError):
             for attr in ("detail", "check", "url", "expected", "got"):
                 setattr(current, attr, clean(getattr(current, attr)))
         if isinstance(current, ImportError) and current.msg is not None:

@@ -31,9 +31,13 @@ def sign_raw(
 
 
 def serve_manifest(publisher: Publisher, data: bytes) -> None:
+    """Serve ``data`` as the manifest, with a pointer naming it: the attacker
+    controls the server, so clients holding a cached manifest fetch this one."""
     from secure_import.config import MANIFEST_NAME
+    from secure_import.verify.pointer import POINTER_NAME, make_pointer
 
     (publisher.out / MANIFEST_NAME).write_bytes(data)
+    (publisher.out / POINTER_NAME).write_bytes(make_pointer(data, 1))
 
 
 def resign(publisher: Publisher, payload: dict[str, Any], keys: list[Ed25519PrivateKey]) -> None:

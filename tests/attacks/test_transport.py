@@ -23,6 +23,7 @@ from secure_import.errors import (
     TooLargeError,
 )
 from secure_import.publish.serve import RepoServer, Response
+from secure_import.verify.pointer import POINTER_NAME
 
 from ..httpsrig import expired_context, self_signed_context, wrong_host_context
 from .conftest import Scenario, import_victim
@@ -206,6 +207,7 @@ def test_t10_fresh_cached_manifest_is_used_when_the_server_fails(scenario: Scena
     import_victim()
     scenario.consumer.new_process()
     scenario.publisher.respond(MANIFEST_NAME, Response(status=503))
+    scenario.publisher.respond(POINTER_NAME, Response(status=503))
     assert import_victim().OK is True  # type: ignore[attr-defined]
     last = [r for r in scenario.consumer.audit() if r["event"] == "manifest"][-1]
     assert last["outcome"] == "offline"
@@ -220,4 +222,5 @@ def test_t10_expired_cached_manifest_is_not_used_when_the_server_fails(
     later = datetime.now(UTC) + timedelta(days=365)
     scenario.consumer.new_process(clock=lambda: later)
     scenario.publisher.respond(MANIFEST_NAME, Response(status=503))
+    scenario.publisher.respond(POINTER_NAME, Response(status=503))
     scenario.refused(import_victim, ExpiredError, "expired")
