@@ -34,6 +34,7 @@ from secure_import.store.audit import AuditLog
 from secure_import.store.keyfiles import generate_keypair, load_private_key_file
 from secure_import.store.paths import Paths
 from secure_import.transport.base import FetchStats, Response, Transport
+from secure_import.verify.pointer import POINTER_NAME
 
 from .conftest import canary_code, forget_remote_modules
 
@@ -176,15 +177,15 @@ def test_a_repository_imports_through_an_injected_transport_without_the_https_st
     assert double.closed
 
 
-def test_the_next_process_asks_conditionally_and_the_double_answers_304(site: Site) -> None:
+def test_the_next_process_asks_the_pointer_once_and_uses_the_cache(site: Site) -> None:
     site.repository()
     importlib.import_module("pkg")
     site.repository()
     importlib.import_module("pkg")
     second = site.transports[-1]
-    (manifest_request,) = [(rel, tag) for rel, tag in second.served if rel == MANIFEST_NAME]
-    assert manifest_request[1] is not None  # If-None-Match sent from the cached ETag
-    assert second.served == [manifest_request]  # 304, then everything from the cache
+    # The publisher's pointer names the cached manifest: nothing else is asked,
+    # and no validator is sent (THREATS H5, H6).
+    assert second.served == [(POINTER_NAME, None)]
     outcomes = [r["outcome"] for r in site.audit() if r["event"] == "manifest"]
     assert outcomes == ["ok", "ok"]
 
@@ -244,9 +245,10 @@ def test_t10_an_unreachable_server_falls_back_to_the_verified_cache_and_audits_i
 ) -> None:
     site.repository()
     importlib.import_module("pkg")
-    site.failures[MANIFEST_NAME] = ConnectionFailedError(
-        "connection refused", check="connection", url=BASE + MANIFEST_NAME
-    )
+    for rel in (POINTER_NAME, MANIFEST_NAME):  # the whole server is unreachable
+        site.failures[rel] = ConnectionFailedError(
+            "connection refused", check="connection", url=BASE + rel
+        )
     site.repository()
     assert importlib.import_module("pkg").c.NAME == "c"
     records = [r for r in site.audit() if r["event"] == "manifest"]
