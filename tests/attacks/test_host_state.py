@@ -32,6 +32,7 @@ from secure_import.store.audit import AuditLog, verify_chain
 from secure_import.store.cache import MARKER_NAME, Cache
 from secure_import.store.paths import Paths
 from secure_import.store.state import StateStore
+from secure_import.verify.pointer import POINTER_NAME, make_pointer
 from secure_import.verify.trust import HighWater
 
 from .conftest import Scenario, import_victim
@@ -417,8 +418,9 @@ def test_m8_two_processes_cannot_lower_the_high_water_mark(scenario: Scenario) -
     assert state.high_water(repo_a.id).version == 3  # type: ignore[union-attr]
     repo_a.close()
     repo_b.close()
-    # A later process offered v2 refuses it.
+    # A later process offered v2 (with a pointer naming it) refuses it.
     pub.respond(MANIFEST_NAME, Response(body=v2))
+    pub.respond(POINTER_NAME, Response(body=make_pointer(v2, 2)))
     scenario.consumer.new_process()
     with pytest.raises(RollbackError):
         importlib.import_module("good")
