@@ -75,6 +75,7 @@ def add_repo(
     unsafe_undeclared_imports: bool = False,
     s3_endpoint: str | None = None,
     s3_region: str | None = None,
+    materialise: bool | Iterable[str] = False,
 ) -> Repository:
     """Trust ``url`` for code signed by ``keys`` and install the finder.
 
@@ -122,6 +123,12 @@ def add_repo(
         s3_endpoint: for ``s3://``: the https S3 API endpoint of a non-AWS
             store (default: AWS, or ``$AWS_ENDPOINT_URL``); never plaintext.
         s3_region: for ``s3://``: the bucket's region (default: the AWS chain's).
+        materialise: ``True`` (every package of this repository) or a list of
+            top-level package names whose verified files are written to a
+            private, read-only directory under the cache, so ``__file__``,
+            ``__path__`` and ``__spec__.origin`` are real paths for code that
+            opens its own data files.  Code still runs from the verified bytes;
+            the copy on disk is re-verified by each process before use.
 
     Raises:
         InsecureURLError: the URL is not https (or a valid s3:// URL).
@@ -146,6 +153,7 @@ def add_repo(
             unsafe_undeclared_imports=unsafe_undeclared_imports,
             s3_endpoint=s3_endpoint,
             s3_region=s3_region,
+            materialise=materialise,
         )
     except SecureImportError as exc:
         # A refused configuration is audited like a refused import.
@@ -194,6 +202,7 @@ def repo(
     lock: str | os.PathLike[str] | None = None,
     trust_dependencies: bool | str = False,
     unsafe_undeclared_imports: bool = False,
+    materialise: bool | Iterable[str] = False,
 ) -> Iterator[Repository]:
     """``add_repo`` for the duration of a ``with`` block."""
     repository = add_repo(
@@ -211,6 +220,7 @@ def repo(
         lock=lock,
         trust_dependencies=trust_dependencies,
         unsafe_undeclared_imports=unsafe_undeclared_imports,
+        materialise=materialise,
     )
     try:
         yield repository

@@ -46,9 +46,11 @@ errors are separate again::
     ├── LocalStateError                                   local-state
     │   ├── UnsafePermissionsError                        unsafe-permissions
     │   ├── CacheCorruptError                             cache-corrupt
-    │   └── AuditWriteError                               audit-write-failed
+    │   ├── AuditWriteError                               audit-write-failed
+    │   └── MaterialiseError                              materialise-failed
     ├── ConfigError                                       config-error
-    │   └── KeyFileError                                  key-file
+    │   ├── KeyFileError                                  key-file
+    │   └── ChildConfigError                              child-config-refused
     ├── PublishConflictError                              publish-conflict
     ├── RequestBuildError                                 request-invalid
     └── NotListedError (also ModuleNotFoundError)         not-listed
@@ -65,6 +67,7 @@ from typing import ClassVar
 __all__ = [
     "AuditWriteError",
     "CacheCorruptError",
+    "ChildConfigError",
     "ConfigError",
     "ConnectionFailedError",
     "DeadlineError",
@@ -83,6 +86,7 @@ __all__ = [
     "LengthMismatchError",
     "LocalStateError",
     "LockMismatchError",
+    "MaterialiseError",
     "NameNotAllowedError",
     "NotListedError",
     "PublishConflictError",
@@ -404,6 +408,14 @@ class AuditWriteError(LocalStateError):
     code = "audit-write-failed"
 
 
+class MaterialiseError(LocalStateError):
+    """A package could not be materialised on disk (or did not verify right
+    after writing it): the import fails rather than run with a broken
+    ``__file__``."""
+
+    code = "materialise-failed"
+
+
 # --- configuration -------------------------------------------------------
 
 
@@ -437,6 +449,14 @@ class RequestBuildError(SecureImportError):
     back to a cached copy as if the server were unreachable (THREATS H5)."""
 
     code = "request-invalid"
+
+
+class ChildConfigError(ConfigError):
+    """A child interpreter was handed a description of its parent's
+    configuration that is not one a trusted layer wrote (not a description
+    id, not in our state directory, not ours, or failing its seal)."""
+
+    code = "child-config-refused"
 
 
 # --- names ---------------------------------------------------------------

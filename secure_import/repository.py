@@ -59,6 +59,7 @@ from secure_import.pinning import KeySpec, PublisherSpec, TrustedRootSpec, pinne
 from secure_import.store.audit import AuditLog
 from secure_import.store.bytecode import BytecodeStore, compile_verified
 from secure_import.store.cache import Cache
+from secure_import.store.materialise import MaterialiseStore, package_entries
 from secure_import.store.memo import ManifestMemo
 from secure_import.store.paths import Paths
 from secure_import.store.state import StateStore, repo_id
@@ -110,6 +111,21 @@ def _follow_level(value: bool | str) -> str:
             got=repr(value),
         )
     return level
+def _check_materialise(materialise: bool | Iterable[str]) -> bool | frozenset[str]:
+    """``True``/``False``, or the top-level names to materialise."""
+    if isinstance(materialise, bool):
+        return materialise
+    if isinstance(materialise, str):
+        materialise = [materialise]
+    names = frozenset(materialise)
+    for name in names:
+        if not (isinstance(name, str) and name.isidentifier() and name.isascii()):
+            raise ConfigError(
+                "materialise takes true/false or a list of top-level package names",
+                check="materialise",
+                got=repr(name),
+            )
+    return names
 
 
 def _check_modules(modules: Iterable[str] | None) -> frozenset[str] | None:
@@ -204,6 +220,7 @@ class Repository:
         memo: ManifestMemo | None = None,
         s3_endpoint: str | None = None,
         s3_region: str | None = None,
+        materialise: bool | Iterable[str] = False,
     ) -> None:
         self._s3: S3Location | None = None
         if url.startswith("s3://"):
@@ -302,6 +319,13 @@ class Repository:
         #: package and handed out once by :meth:`code`.
         self._code: dict[tuple[str, str], CodeType] = {}
         self._ready_tops: set[str] = set()
+        #: Materialise mode: ``True`` for every package of this repository, or
+        #: the top-level names whose verified files are written to a private
+        #: directory so ``__file__`` is a real path (see :mod:`.store.materialise`).
+        self.materialise = _check_materialise(materialise)
+        self.materialised = MaterialiseStore(self.paths.cache_dir, self.id)
+        #: Top-level name -> its verified materialised root, once per process.
+        self._trees: dict[str, Path] = {}
         if connect is None and not self.offline and self.locked_digest is None:
             # The first import will ask the server (at least a conditional
             # request): load the network stack now, not inside the import hook.
@@ -756,6 +780,70 @@ class Repository:
     @property
     def manifest(self) -> Manifest:
         return self.trusted_manifest().manifest
+
+    # -- materialised packages ---------------------------------------------
+
+    def materialises(self, top: str) -> bool:
+        """Whether ``top`` is served with real file paths (materialise mode)."""
+        mode = self.materialise
+        return mode if isinstance(mode, bool) else top in mode
+
+    def materialised_root(self, top: str) -> Path:
+        """The directory holding ``top``'s verified files on disk, checked
+        (and written or repaired) once per process; audited when written or
+        replaced.
+
+        Raises:
+            MaterialiseError, UnsafePermissionsError: no verified tree.
+            TrustError, TransportError: a file could not be verified.
+        """
+        with self._lock:
+            root = self._trees.get(top)
+            if root is not None:
+                return root
+            trusted = self.trusted_manifest(prepare=top)
+            entries = package_entries(trusted.manifest.files, top)
+            digest = trusted.envelope_digest
+            outcome = self.materialised.ensure(digest, top, entries, self._verified_files)
+            if outcome.action != "verified":
+                replaced = outcome.action == "replaced"
+                self.record(
+                    "materialise",
+                    outcome="replaced" if replaced else "ok",
+                    module=top,
+                    url=self.manifest_url,
+                    sha256=digest,
+                    manifest_version=trusted.manifest.version,
+                    code="materialised-tampered" if replaced else None,
+                    message=(
+                        f"the materialised copy failed its check ({outcome.problem}); "
+                        "deleted and written again from verified bytes"
+                        if replaced
+                        else f"{len(entries)} verified files written to {outcome.root}"
+                    ),
+                )
+                if not replaced:
+                    self.materialised.prune(keep=digest)
+            self._trees[top] = outcome.root
+            return outcome.root
+
+    def _verified_files(self, entries: Sequence[FileEntry]) -> dict[str, bytes]:
+        """Verified bytes of ``entries`` by path: cache (re-hashed), else fetched
+        concurrently.  Raises the first verification or transport failure."""
+        found: dict[str, bytes] = {}
+        missing: list[FileEntry] = []
+        for entry in entries:
+            data = self._from_cache(entry)
+            if data is None:
+                missing.append(entry)
+            else:
+                found[entry.path] = data
+        results = self._fetch_many(missing) if missing else []
+        for entry, outcome in zip(missing, results, strict=True):
+            if isinstance(outcome, SecureImportError):
+                raise outcome
+            found[entry.path] = outcome
+        return found
 
     # -- bytes ------------------------------------------------------------
 

@@ -37,6 +37,7 @@ lazy imports made by our own dependencies never re-enter the finder.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -93,7 +94,15 @@ def _dir_of(path: str) -> str:
 class RemoteLoader(InspectLoader):
     """Loads one module of one repository from verified bytes."""
 
-    def __init__(self, repo: Repository, fullname: str, entry: FileEntry, is_package: bool):
+    def __init__(
+        self,
+        repo: Repository,
+        fullname: str,
+        entry: FileEntry,
+        is_package: bool,
+        *,
+        tree: str | None = None,
+    ):
         self.repo = repo
         self.name = fullname
         self.entry = entry
@@ -102,6 +111,10 @@ class RemoteLoader(InspectLoader):
         #: The dependency declaration this module was reached through, named
         #: in its load record (see :mod:`secure_import.hook.deps`).
         self.via: str | None = None
+        #: Materialise mode: the verified directory holding the package's
+        #: files (``__file__`` is under it); ``None``: ``__file__`` is the URL.
+        self.tree = tree
+        self.path = self.url if tree is None else _local_path(tree, entry.path)
 
     def __repr__(self) -> str:
         return f"<RemoteLoader {self.name!r} from {self.url!r}>"
@@ -123,7 +136,7 @@ class RemoteLoader(InspectLoader):
 
     def get_filename(self, fullname: str) -> str:
         self._check_name(fullname)
-        return self.url
+        return self.path
 
     def get_source(self, fullname: str) -> str:
         self._check_name(fullname)
@@ -166,6 +179,11 @@ class RemoteLoader(InspectLoader):
             SecureImportError: the listed file failed verification.
         """
         rel = path[len(self.repo.url) :] if path.startswith(self.repo.url) else None
+        tree = self.tree
+        if rel is None and tree is not None and path.startswith(tree):
+            # A real path under the materialised tree: still answered from
+            # verified bytes, never from the file on disk.
+            rel = path[len(tree) :].replace(os.sep, "/")
         try:
             with busy():
                 entry = None if rel is None else self.repo.manifest.files.get(rel)
@@ -198,13 +216,39 @@ class RemoteLoader(InspectLoader):
             raise ImportError(f"loader for {self.name} cannot handle {fullname}", name=fullname)
 
 
+def _local_path(tree: str, rel: str) -> str:
+    """The real path of repository-relative ``rel`` under a tree (``tree`` ends
+    with a separator); ``rel`` of a directory ends with ``/``."""
+    return tree + rel.rstrip("/").replace("/", os.sep)
+
+
 def _make_spec(repo: Repository, fullname: str, entry: FileEntry, is_package: bool) -> ModuleSpec:
-    """A spec exactly like a file-based one, but with https locations."""
-    loader = RemoteLoader(repo, fullname, entry, is_package)
-    spec = ModuleSpec(fullname, loader, origin=loader.url, is_package=is_package)
+    """A spec exactly like a file-based one, with https locations, or with
+    real paths under the verified tree in materialise mode."""
+    tree = None
+    top = entry.path.split("/", 1)[0].removesuffix(".py")
+    if repo.materialises(top):
+        try:
+            with busy():
+                root = os.fspath(repo.materialised_root(top)) + os.sep
+        except SecureImportError as exc:
+            raise _owned_error(repo, exc, fullname, repo.url_for(entry.path)) from None
+        tree = root
+        get_finder().add_tree(root, repo)
+    loader = RemoteLoader(repo, fullname, entry, is_package, tree=tree)
+    spec = ModuleSpec(fullname, loader, origin=loader.path, is_package=is_package)
     spec.has_location = True
     if is_package:
-        spec.submodule_search_locations = [repo.url_for(_dir_of(entry.path))]
+        directory = _dir_of(entry.path)
+        if tree is None:
+            spec.submodule_search_locations = [repo.url_for(directory)]
+        else:
+            local = _local_path(tree, directory)
+            spec.submodule_search_locations = [local]
+            # Whatever importer a path finder cached for this directory
+            # before (none, normally), ours answers for it from now on: the
+            # files there are never imported from disk.
+            sys.path_importer_cache[local] = RemotePathEntryFinder(local)
     return spec
 
 
@@ -322,12 +366,22 @@ class RemotePathEntryFinder:
         """Nothing cached here."""
 
 
+#: ``https://`` and, once a package was materialised, the verified trees
+#: (each ending with a separator): the path entries our hook claims.
+_claimed: tuple[str, ...] = _URL_PREFIX
+
+
+def _is_ours(entry: str) -> bool:
+    return entry.startswith(_claimed)
+
+
 def path_hook(path: str) -> RemotePathEntryFinder:
-    """``sys.path_hooks`` entry: claims ``https://`` (and ``s3://``) entries,
-    refuses all others at the cost of one ``startswith``."""
-    if isinstance(path, str) and path.startswith(_URL_PREFIX):
+    """``sys.path_hooks`` entry: claims ``https://`` (and ``s3://``) entries
+    and directories of materialised trees, refuses all others at the cost of
+    one ``startswith`` (a materialised directory is never imported from disk)."""
+    if isinstance(path, str) and path.startswith(_claimed):
         return RemotePathEntryFinder(path)
-    raise ImportError("not a secure_import https path entry", path=path)
+    raise ImportError("not a secure_import path entry", path=path)
 
 
 def _package_of(rel: str) -> str | None:
@@ -355,6 +409,9 @@ class SecureFinder:
         self._repos: list[Repository] = []
         self._extensions: list[tuple[Repository, str]] = []
         self._lock = threading.Lock()
+        #: Materialised tree (a directory ending with a separator) -> the
+        #: repository whose verified files it holds.
+        self._trees: dict[str, Repository] = {}
         #: ``locate`` answers; manifests are fixed for the life of the process,
         #: so they change only when a repository or extension is added or removed.
         self._located: dict[str, tuple[Repository, str] | None] = {}
@@ -410,12 +467,26 @@ class SecureFinder:
             if repo in self._repos:
                 self._repos.remove(repo)
             self._extensions = [(r, p) for r, p in self._extensions if r is not repo]
+            self._trees = {t: r for t, r in self._trees.items() if r is not repo}
             self._changed()
         self.graph.forget(repo)
         for other in followed:
             if other in self._repos:
                 self.remove(other)
                 other.close()
+
+    def add_tree(self, tree: str, repo: Repository) -> None:
+        """Serve the package directories under materialised ``tree`` (ends with
+        a separator) from ``repo``: claimed by :func:`path_hook`, never read
+        from disk by the path finder."""
+        global _claimed
+        with self._lock:
+            if self._trees.get(tree) is repo:
+                return
+            self._trees[tree] = repo
+            self._located = {}
+            if tree not in _claimed:
+                _claimed = (*_claimed, tree)
 
     def locate(self, entry: str) -> tuple[Repository, str] | None:
         """Which repository serves the package directory URL ``entry``, and
@@ -433,6 +504,14 @@ class SecureFinder:
         return found
 
     def _locate(self, entry: str) -> tuple[Repository, str] | None:
+        if not entry.startswith(_URL_PREFIX):
+            for tree, repo in self._trees.items():
+                if entry.startswith(tree) and repo in self._repos:
+                    rel = entry[len(tree) :].replace(os.sep, "/")
+                    package = _package_of(rel + "/")
+                    if package is not None:
+                        return repo, package
+            return None
         for repo in self._repos:
             if entry.startswith(repo.url):
                 package = _package_of(entry[len(repo.url) :])
@@ -471,7 +550,7 @@ class SecureFinder:
         # __path__ elsewhere (six.moves: []) is left to its own importer.
         tail = fullname.rpartition(".")[2]
         for entry in path:
-            if isinstance(entry, str) and entry.startswith(_URL_PREFIX):
+            if isinstance(entry, str) and entry.startswith(_claimed):
                 located = self.locate(entry)
                 if located is not None:
                     repo, package = located

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from secure_import.errors import LocalStateError
-from secure_import.store.fsutil import atomic_write, read_file, secure_dir
+from secure_import.store.fsutil import atomic_write, read_file, remove_tree, secure_dir
 
 __all__ = ["MARKER", "MARKER_NAME", "OWN_ENTRIES", "Cache", "CacheEntry", "ClearReport"]
 
@@ -44,9 +44,13 @@ MARKER_CONTENT = (
 )
 MARKER = (MARKER_NAME, MARKER_CONTENT)
 #: Top-level entries of a cache directory that our stores create: objects and
-#: metadata (here), the manifest memo (``memo.MEMO_DIR``) and authenticated
-#: bytecode (``bytecode.BYTECODE_DIR``).  Nothing else is ever deleted.
-OWN_ENTRIES = ("objects", "metadata", "verified", "bytecode")
+#: metadata (here), the manifest memo (``memo.MEMO_DIR``), authenticated
+#: bytecode (``bytecode.BYTECODE_DIR``) and materialised packages
+#: (``materialise.MATERIALISED_DIR``).  Nothing else is ever deleted.
+OWN_ENTRIES = ("objects", "metadata", "verified", "bytecode", "materialised")
+#: Entries whose directories are read-only on purpose (materialised packages):
+#: made writable again by :func:`remove_tree` when they are ours.
+_READ_ONLY_ENTRIES = frozenset({"materialised"})
 #: The audit log's witness (``Paths.audit_witness``): kept by ``clear``, it
 #: is evidence about the log, not cached data.
 WITNESS_DIR = "audit-witness"
@@ -188,7 +192,10 @@ class Cache:
         removed: list[str] = []
         try:
             for entry in mine:
-                shutil.rmtree(entry)
+                if entry.name in _READ_ONLY_ENTRIES:
+                    remove_tree(entry)
+                else:
+                    shutil.rmtree(entry)
                 removed.append(str(entry))
             root_removed = False
             if ours:
@@ -235,6 +242,15 @@ def _is_marker(path: Path) -> bool:
     return data is not None and data.startswith(MARKER_CONTENT.split(b"\n", 1)[0])
 
 
+def _owned(path: str) -> bool:
+    """A real directory of ours (we may make it writable to delete it)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and (not hasattr(os, "getuid") or info.st_uid == os.getuid())
+
+
 def _check_deletable(root: Path, entries: list[Path], *, with_root: bool) -> None:
     """Raise before deleting anything if some directory to delete from is not
     writable by us (``os.access``: the kernel's answer for this process)."""
@@ -243,8 +259,11 @@ def _check_deletable(root: Path, entries: list[Path], *, with_root: bool) -> Non
     if (entries or with_root) and not os.access(root, writable):
         problems.append(str(root))
     for entry in entries:
+        read_only = entry.name in _READ_ONLY_ENTRIES
         for directory, subdirs, _files in os.walk(entry, followlinks=False):
-            if not os.access(directory, writable | os.R_OK):
+            if not os.access(directory, writable | os.R_OK) and not (
+                read_only and _owned(directory)
+            ):
                 problems.append(directory)
             subdirs[:] = [d for d in subdirs if not os.path.islink(os.path.join(directory, d))]
             if len(problems) > 5:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 import tempfile
 import time
@@ -36,6 +37,7 @@ __all__ = [
     "check_ancestors",
     "exclusive_lock",
     "read_file",
+    "remove_tree",
     "secure_dir",
     "trust_problem",
     "writable_by_others",
@@ -374,3 +376,32 @@ def exclusive_lock(path: Path, *, timeout: float = 30.0) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def remove_tree(path: Path) -> None:
+    """Delete ``path`` and everything under it, read-only directories included.
+
+    A symlink (or any non-directory) at ``path`` is unlinked, never followed;
+    below it, :func:`shutil.rmtree` does not follow links either.  Only real
+    directories found by ``lstat``/``scandir`` are made writable first.
+
+    Raises:
+        OSError: something could not be removed.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        os.unlink(path)
+        return
+    _make_writable(os.fspath(path))
+    shutil.rmtree(path)
+
+
+def _make_writable(directory: str) -> None:
+    os.chmod(directory, 0o700)
+    with os.scandir(directory) as listing:
+        for item in listing:
+            if item.is_dir(follow_symlinks=False):
+                _make_writable(item.path)
