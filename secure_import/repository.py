@@ -111,6 +111,8 @@ def _follow_level(value: bool | str) -> str:
             got=repr(value),
         )
     return level
+
+
 def _check_materialise(materialise: bool | Iterable[str]) -> bool | frozenset[str]:
     """``True``/``False``, or the top-level names to materialise."""
     if isinstance(materialise, bool):

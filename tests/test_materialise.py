@@ -137,7 +137,7 @@ def test_default_mode_stays_urls_and_per_package_mode_is_scoped(
     consumer.add()
     # URL mode (the default): the habit breaks exactly as the issue describes.
     with pytest.raises(FileNotFoundError, match="https:"):
-        import tplpkg  # noqa: F401
+        import tplpkg
 
 
 def _fresh(consumer: Consumer) -> None:
@@ -268,8 +268,9 @@ def test_second_process_verifies_without_rewriting_and_cache_clear_removes_trees
     after = os.lstat(again.__file__)
     assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
     assert [r["outcome"] for r in _events(consumer, "materialise")] == ["ok"]
-    Cache(consumer.paths.cache_dir).clear()
-    assert not consumer.paths.cache_dir.exists()
+    report = Cache(consumer.paths.cache_dir).clear_report()
+    assert str(consumer.paths.cache_dir / "materialised") in report.removed, report
+    assert not (consumer.paths.cache_dir / "materialised").exists()
 
 
 def test_new_release_gets_a_new_tree_keyed_by_its_manifest(

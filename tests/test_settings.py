@@ -471,3 +471,42 @@ def test_configure_installs_the_finder_from_a_file(
     sys.modules.pop("configured_pkg", None)
     log = Paths.default().audit_log.read_text()
     assert '"module":"configured_pkg"' in log
+
+
+# --- materialise mode (issue 18) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [("true", True), ("false", False), ('["acme"]', frozenset({"acme"}))],
+)
+def test_materialise_is_read_from_a_repository_table_and_reaches_the_repository(
+    world: World, value: str, expected: object
+) -> None:
+    world.write(
+        world.user,
+        world.repo("acme", "https://acme.example/", world.pub_a, extra=f"materialise = {value}"),
+    )
+    settings = world.load()
+    (repo,) = settings.repositories
+    assert repo.materialise == expected
+    assert settings.as_dict()["repositories"][0]["materialise"] == (  # type: ignore[index]
+        sorted(expected) if isinstance(expected, frozenset) else expected
+    )
+    from secure_import.settings.build import build_repository
+
+    built = build_repository(repo, settings)
+    try:
+        assert built.materialise == expected
+    finally:
+        built.close()
+
+
+@pytest.mark.parametrize("value", ["'not a name'", "1", '["not-a-name"]', "[1]"])
+def test_materialise_with_a_bad_value_is_refused_naming_the_key(world: World, value: str) -> None:
+    path = world.write(
+        world.tmp / "x.toml",
+        world.repo("acme", "https://acme.example/", world.pub_a, extra=f"materialise = {value}"),
+    )
+    with pytest.raises(ConfigError, match="materialise"):
+        world.load(path)

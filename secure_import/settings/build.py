@@ -43,6 +43,7 @@ def build_repository(repo: RepositorySettings, settings: Settings) -> Repository
         s3_region=repo.s3_region,
         trust_dependencies=repo.trust_dependencies,
         unsafe_undeclared_imports=repo.unsafe_undeclared_imports,
+        materialise=repo.materialise,
     )
 
 

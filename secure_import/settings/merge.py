@@ -450,6 +450,7 @@ def _finish_repo(
         s3_region=fields.get("s3_region"),
         trust_dependencies=fields.get("trust_dependencies", "no"),
         unsafe_undeclared_imports=fields.get("unsafe_undeclared_imports", False),
+        materialise=fields.get("materialise", False),
         source=source,
     )
 

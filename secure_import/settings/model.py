@@ -90,6 +90,7 @@ _REPO_KEYS = frozenset(
         "s3_region",
         "trust_dependencies",
         "unsafe_undeclared_imports",
+        "materialise",
     }
 )
 
@@ -172,6 +173,9 @@ class RepositorySettings:
     trust_dependencies: str = "no"
     #: Let its code import names other repositories serve without declaring them.
     unsafe_undeclared_imports: bool = False
+    #: Materialise mode: ``True`` for every package, or the top-level names
+    #: written to a private, verified tree so ``__file__`` is a real path.
+    materialise: bool | frozenset[str] = False
     #: The file (or "command line") that defined the repository last.
     source: str = ""
 
@@ -296,6 +300,9 @@ class Settings:
                     "s3_region": r.s3_region,
                     "trust_dependencies": r.trust_dependencies,
                     "unsafe_undeclared_imports": r.unsafe_undeclared_imports,
+                    "materialise": (
+                        r.materialise if isinstance(r.materialise, bool) else sorted(r.materialise)
+                    ),
                     "source": r.source,
                 }
                 for r in self.repositories

@@ -213,6 +213,20 @@ def _parse_repo(label: str, name: str, table: object, base: Path) -> dict[str, A
             out[key] = value
         elif key == "auth":
             out[key] = _parse_auth(label, k, value, base)
+        elif key == "materialise":
+            if isinstance(value, bool):
+                out[key] = value
+            else:
+                names = _strings(label, k, value)
+                for item in names:
+                    if not (item.isidentifier() and item.isascii()):
+                        raise _fail(
+                            label,
+                            k,
+                            "must be true, false or a list of top-level package names",
+                            got=repr(item),
+                        )
+                out[key] = frozenset(names)
     return out
 
 
