@@ -108,6 +108,8 @@ LIBRARIES = [
         code=["six.py"],
         tests={"test_six.py": "test_six.py"},
         tops=["six"],
+        # Python 2 only (imported on the PY2 branch): not a dependency.
+        local_imports=["StringIO"],
     ),
     Library(
         "toolz",
@@ -135,6 +137,8 @@ LIBRARIES = [
         tests={"tests": "tests", "conftest.py": "conftest.py"},
         pytest_ini="xfail_strict = true\ntestpaths = tests\nfilterwarnings = once::Warning\n",
         tops=["attr", "attrs"],
+        # Python 3.14+ standard library, imported only there.
+        local_imports=["annotationlib"],
     ),
     Library(
         "mpmath",
