@@ -650,3 +650,33 @@ def test_serve_forever_cli_prints_ca_and_cleans_up_on_ctrl_c(repo_dir: Path) -> 
     assert "clean exit" in out
     assert err == ""
     assert not ca_path.parent.exists()
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_serve_removes_its_ca_directory_on_every_stop_signal(repo_dir: Path, signame: str) -> None:
+    """``secure-import serve`` stopped by a service manager (SIGTERM), a closed
+    terminal (SIGHUP) or Ctrl-C (SIGINT) leaves no ``ca.pem`` behind."""
+    import json as _json
+    import signal as _signal
+    import subprocess as _subprocess
+    import sys as _sys
+
+    proc = _subprocess.Popen(
+        [_sys.executable, "-m", "secure_import", "--json", "serve", str(repo_dir), "--port", "0"],
+        stdout=_subprocess.PIPE,
+        stderr=_subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        facts = _json.loads(line)
+        ca_path = Path(facts["ca_bundle"])
+        assert ca_path.exists()
+        proc.send_signal(getattr(_signal, signame))
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not ca_path.exists() and not ca_path.parent.exists()

@@ -33,6 +33,7 @@ import json
 import mimetypes
 import os
 import shutil
+import signal
 import socket
 import socketserver
 import ssl
@@ -686,8 +687,9 @@ def serve_forever_cli(root: Path, port: int, *, as_json: bool = False) -> None:
     Makes a throwaway CA, writes its certificate into a fresh private (0700)
     temporary directory, prints the URL, the CA path and how to trust it, and
     serves.  With ``as_json`` those facts are one JSON line instead (``--json``).
-    On KeyboardInterrupt it stops the server, removes the directory and returns
-    normally.
+    On KeyboardInterrupt, SIGTERM or SIGHUP it stops the server, removes the
+    directory and returns normally (a service manager's stop leaves no
+    ``ca.pem`` behind).
 
     Raises:
         ConfigError: ``root`` is not a directory or the port cannot be bound.
@@ -696,6 +698,7 @@ def serve_forever_cli(root: Path, port: int, *, as_json: bool = False) -> None:
     ctx = server_ssl_context(certs)
     server = RepoServer(root, port=port, ssl_context=ctx)
     tmp = Path(tempfile.mkdtemp(prefix="secure-import-serve-"))
+    previous = _stop_on_signals()
     try:
         os.chmod(tmp, 0o700)
         ca_path = tmp / "ca.pem"
@@ -725,3 +728,22 @@ def serve_forever_cli(root: Path, port: int, *, as_json: bool = False) -> None:
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """Turn SIGTERM and SIGHUP into KeyboardInterrupt (main thread only), so
+    every way of stopping the server runs its clean-up; return the old handlers."""
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            previous[signum] = signal.signal(signum, _interrupt)
+    return previous
