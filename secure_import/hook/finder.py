@@ -512,8 +512,23 @@ class SecureFinder:
                     if package is not None:
                         return repo, package
             return None
+        # A directory URL belongs to the repository whose URL is its longest
+        # prefix (THREATS H4): with ``https://h/`` and ``https://h/b/`` both
+        # configured, ``https://h/b/pkg/`` is the second one's ``pkg``, never
+        # the first one's ``b.pkg`` -- whatever order they were added in.
+        # Repository URLs are normalised, so equal lengths mean one URL.
+        longest = max(
+            (
+                len(repo.url)
+                for repo in [*self._repos, *(r for r, _ in self._extensions)]
+                if entry.startswith(repo.url)
+            ),
+            default=-1,
+        )
+        if longest < 0:
+            return None
         for repo in self._repos:
-            if entry.startswith(repo.url):
+            if len(repo.url) == longest and entry.startswith(repo.url):
                 package = _package_of(entry[len(repo.url) :])
                 if package is not None:
                     try:
@@ -524,7 +539,7 @@ class SecureFinder:
                     if allowed:
                         return repo, package
         for repo, scope in self._extensions:
-            if entry.startswith(repo.url):
+            if len(repo.url) == longest and entry.startswith(repo.url):
                 package = _package_of(entry[len(repo.url) :])
                 if package is not None and (package == scope or package.startswith(scope + ".")):
                     return repo, package

@@ -21,6 +21,12 @@ Invariants:
   distribution (``importlib.metadata`` then raises ``PackageNotFoundError``
   as for any absent distribution; the import of that repository's code fails
   loudly on its own);
+- a distribution is served only if the repository may provide every
+  top-level name it claims (THREATS H9): the names in its signed
+  ``top_level.txt``, else the repository's names when it holds that one
+  distribution, else the distribution's own normalised name.  A repository
+  allowed only ``good`` cannot answer ``version("requests")`` or add entry
+  points under another distribution's name;
 - without a ``RECORD`` file, ``files()`` is built from the signed manifest
   (path, sha256, length): the files under the names in ``top_level.txt`` or,
   when the repository holds a single distribution, every file it lists.
@@ -112,5 +118,22 @@ def find_distributions(
             continue
         for dist_dir in dirs:
             name = dist_dir.partition("-")[0]
-            if wanted is None or normalize(name) == wanted:
+            if (wanted is None or normalize(name) == wanted) and _may_serve(repo, dist_dir):
                 yield RemoteDistribution(repo, dist_dir)
+
+
+def _may_serve(repo: Repository, dist_dir: str) -> bool:
+    """Whether ``repo`` may provide every top-level name ``dist_dir`` claims."""
+    try:
+        with busy():
+            manifest = repo.manifest
+            if f"{dist_dir}/top_level.txt" in manifest.files:
+                text = read_verified(repo, f"{dist_dir}/top_level.txt").decode("utf-8")
+                tops = set(text.split())
+            elif len(manifest.dist_info_dirs()) == 1:
+                tops = set(manifest.provides)
+            else:
+                tops = {normalize(dist_dir.partition("-")[0])}
+            return bool(tops) and all(top.isidentifier() and repo.may_provide(top) for top in tops)
+    except (SecureImportError, UnicodeDecodeError):
+        return False
