@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from secure_import import errors
 from secure_import.config import Limits
 from secure_import.errors import SecureImportError
+from secure_import.hook import inherit
 from secure_import.hook.extend import extend_package
 from secure_import.hook.finder import get_finder
 from secure_import.pinning import KeySpec, PublisherSpec, TrustedRootSpec
@@ -76,6 +77,7 @@ def add_repo(
     s3_endpoint: str | None = None,
     s3_region: str | None = None,
     materialise: bool | Iterable[str] = False,
+    children: bool = True,
 ) -> Repository:
     """Trust ``url`` for code signed by ``keys`` and install the finder.
 
@@ -129,6 +131,10 @@ def add_repo(
             ``__path__`` and ``__spec__.origin`` are real paths for code that
             opens its own data files.  Code still runs from the verified bytes;
             the copy on disk is re-verified by each process before use.
+        children: child interpreters (``subprocess`` with ``sys.executable``,
+            ``multiprocessing`` with any start method) inherit this repository
+            with the same keys and policy (see ``docs/operations.md``,
+            "Child interpreters"); ``False`` keeps it to this process.
 
     Raises:
         InsecureURLError: the URL is not https (or a valid s3:// URL).
@@ -169,7 +175,16 @@ def add_repo(
             "import names other repositories serve without a signed declaration",
             stacklevel=2,
         )
-    get_finder().add(repository)
+    finder = get_finder()
+    for inherited in [r for r in finder.repositories if getattr(r, "inherited", False)]:
+        if inherited.url == repository.url:
+            # The application configures this repository itself: its own
+            # settings replace the ones inherited from the parent process.
+            finder.remove(inherited)
+            inherited.close()
+    repository.inheritable = children  # type: ignore[attr-defined]
+    finder.add(repository)
+    inherit.export()
     return repository
 
 
@@ -178,6 +193,7 @@ def remove_repo(repository: Repository) -> None:
     in ``sys.modules``: they were verified when loaded."""
     get_finder().remove(repository)
     repository.close()
+    inherit.export()
 
 
 def repositories() -> Sequence[Repository]:
@@ -203,6 +219,7 @@ def repo(
     trust_dependencies: bool | str = False,
     unsafe_undeclared_imports: bool = False,
     materialise: bool | Iterable[str] = False,
+    children: bool = True,
 ) -> Iterator[Repository]:
     """``add_repo`` for the duration of a ``with`` block."""
     repository = add_repo(
@@ -221,6 +238,7 @@ def repo(
         trust_dependencies=trust_dependencies,
         unsafe_undeclared_imports=unsafe_undeclared_imports,
         materialise=materialise,
+        children=children,
     )
     try:
         yield repository

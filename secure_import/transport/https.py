@@ -138,6 +138,9 @@ class AuthHeader:
     name: str
     value: str = field(compare=False)
     source: str = "(given)"
+    #: How to read the credential again (``("env"|"file", where, scheme)``),
+    #: for child interpreters; ``None`` when it was handed over as a value.
+    reload: tuple[str, str, str | None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.name or not set(self.name) <= _TOKEN_CHARS:
@@ -182,7 +185,12 @@ class AuthHeader:
                 check="auth-env",
                 got=variable,
             )
-        return cls(header, _with_scheme(scheme, secret.strip()), source=f"${variable}")
+        return cls(
+            header,
+            _with_scheme(scheme, secret.strip()),
+            source=f"${variable}",
+            reload=("env", variable, scheme),
+        )
 
     @classmethod
     def from_file(
@@ -226,7 +234,7 @@ class AuthHeader:
             ) from exc
         if not secret:
             raise ConfigError(f"the credential file {name} is empty", check="auth-file", got=name)
-        return cls(header, _with_scheme(scheme, secret), source=name)
+        return cls(header, _with_scheme(scheme, secret), source=name, reload=("file", name, scheme))
 
 
 def _with_scheme(scheme: str | None, secret: str) -> str:
