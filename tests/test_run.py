@@ -152,3 +152,31 @@ def test_http_repository_on_the_command_line_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "insecure-url" in result.stderr
     assert "ran" not in result.stdout
+
+
+def test_children_of_a_run_program_import_the_same_remote_modules(
+    tool: Publisher, tmp_path: Path
+) -> None:
+    """Issue 18: a program started by ``secure-import run`` spawns a
+    ``sys.executable`` child and a ``spawn`` pool worker; both import the remote
+    module with the same pins, the program writes no set-up code."""
+    script = _script(
+        tmp_path,
+        (
+            "import json, multiprocessing, subprocess, sys\n"
+            "from remote_tool import helper\n"
+            "if __name__ == '__main__':\n"
+            "    child = subprocess.run([sys.executable, '-c',\n"
+            "        'from remote_tool import helper; print(helper.__file__)'],\n"
+            "        capture_output=True, text=True)\n"
+            "    with multiprocessing.get_context('spawn').Pool(1) as pool:\n"
+            "        worker = pool.apply(helper.describe, ('w', ['x']))\n"
+            "    print(json.dumps({'child': child.stdout.strip(), 'err': child.stderr,\n"
+            "                      'worker': worker}))\n"
+        ),
+    )
+    result = run_cli(tmp_path, "run", *_flags(tool), script)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["child"] == tool.url + "remote_tool/helper.py", out["err"]
+    assert json.loads(out["worker"]) == {"name": "w", "argv": ["x"]}
