@@ -11,10 +11,13 @@ from __future__ import annotations
 import importlib
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from .conftest import Consumer, Publisher
+import secure_import
+
+from .conftest import Consumer, Publisher, forget_remote_modules
 
 
 def install_socket_guard(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -69,3 +72,38 @@ def test_the_socket_guard_does_catch_an_online_import(
     with pytest.raises(ImportError):
         importlib.import_module("offpkg")
     assert attempts != []
+
+
+def test_refresh_offline_from_a_configuration_file_opens_no_socket(
+    publisher: Publisher,
+    consumer: Consumer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """``refresh = "offline"`` in an explicit configuration file: same guarantee."""
+    _warm(publisher, consumer)
+    config = tmp_path / "secure-import.toml"
+    config.write_text(
+        f'cache_dir = "{consumer.paths.cache_dir}"\n'
+        f'state_dir = "{consumer.paths.state_dir}"\n'
+        f'log_dir = "{consumer.paths.log_dir}"\n'
+        "[repositories.off]\n"
+        f'url = "{publisher.url}"\n'
+        f'keys = ["{publisher.pub_path}"]\n'
+        'modules = ["offpkg"]\n'
+        f'ca_bundle = "{publisher.rig.ca_pem_path}"\n'
+        'refresh = "offline"\n'
+    )
+    consumer.new_process()
+    for repo in list(secure_import.repositories()):
+        secure_import.remove_repo(repo)
+    forget_remote_modules()
+    publisher.server.clear_requests()
+    monkeypatch.setenv("SECURE_IMPORT_NO_PROJECT", "1")
+    for kind in ("CACHE", "STATE", "LOG"):  # the file, not the test's guard variables
+        monkeypatch.delenv(f"SECURE_IMPORT_{kind}_DIR")
+    attempts = install_socket_guard(monkeypatch)
+    [repo] = secure_import.configure(config)
+    assert repo.offline and repo.paths.cache_dir == consumer.paths.cache_dir
+    assert importlib.import_module("offpkg").VALUE == "cached"
+    assert attempts == [] and publisher.request_paths() == []
