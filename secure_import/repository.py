@@ -1000,7 +1000,7 @@ class Repository:
         for entry in entries:
             piece = body[offset : offset + entry.length]
             offset += entry.length
-            verify_bytes(piece, entry, url=self.url_for(entry.path))
+            verify_bytes(piece, entry, url=url)  # the URL actually fetched: the bundle
             pieces[entry.path] = piece
         del body, response  # only the verified pieces stay in memory
         for entry in entries:

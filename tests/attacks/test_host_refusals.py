@@ -159,3 +159,23 @@ def test_t9_a_cancelled_download_stops_at_its_next_read(scenario: Scenario) -> N
     finally:
         timer.cancel()
         fetcher.close()
+
+
+def test_f1_tampered_bundle_error_names_the_url_actually_fetched(scenario: Scenario) -> None:
+    """A cold package arrives as one bundle: the refusal names the bundle's
+    URL (the one requested) and the file inside it, not a file URL that was
+    never requested."""
+    from secure_import.errors import HashMismatchError
+
+    for name in ("a", "b", "c"):
+        scenario.publisher.write(f"victim/{name}.py", f"{name.upper()} = 1\n")
+    scenario.publish_baseline()
+    part = (scenario.publisher.out / "victim/part.py").read_bytes()
+    scenario.publisher.tamper("victim/part.py", scenario.evil()[: len(part)].ljust(len(part), b"#"))
+    scenario.warm()  # the manifest accepted and cached; the package still cold
+    exc = scenario.refused(import_victim, HashMismatchError, "hash-mismatch")
+    assert exc.url is not None and exc.url.endswith(".bin")
+    requested = [scenario.publisher.url.rstrip("/") + p for p in scenario.publisher.request_paths()]
+    assert exc.url in requested
+    assert "victim/part.py" in str(exc)
+    assert not any(p.endswith("victim/part.py") for p in scenario.publisher.request_paths())
