@@ -385,9 +385,30 @@ class TestSigstore:
     ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         """A fresh signing key and its short-lived certificate for ``claims``."""
         key = ec.generate_private_key(ec.SECP256R1())
+        cert = self.certify(
+            key.public_key(),
+            claims,
+            not_before=not_before,
+            lifetime=lifetime,
+            sct=sct,
+            ct_key=ct_key,
+        )
+        return key, cert
+
+    def certify(
+        self,
+        public_key: ec.EllipticCurvePublicKey,
+        claims: Claims,
+        *,
+        not_before: datetime | None = None,
+        lifetime: timedelta = timedelta(minutes=10),
+        sct: bool = True,
+        ct_key: ec.EllipticCurvePrivateKey | None = None,
+    ) -> x509.Certificate:
+        """A short-lived certificate binding ``public_key`` to ``claims`` (what Fulcio does)."""
         start = (not_before or datetime.now(UTC) - timedelta(minutes=1)).replace(microsecond=0)
         serial = x509.random_serial_number()
-        builder = self._leaf_builder(claims, key.public_key(), start, lifetime, serial)
+        builder = self._leaf_builder(claims, public_key, start, lifetime, serial)
         if sct:
             # Issue once without the SCT list: its TBS bytes are exactly what a
             # verifier rebuilds from the final certificate by removing the list.
@@ -403,7 +424,7 @@ class TestSigstore:
             builder = builder.add_extension(
                 x509.UnrecognizedExtension(_SCT_LIST_OID, _der_octets(sct_list)), critical=False
             )
-        return key, builder.sign(self.intermediate_key, hashes.SHA384())
+        return builder.sign(self.intermediate_key, hashes.SHA384())
 
     # --- the transparency log --------------------------------------------------
 

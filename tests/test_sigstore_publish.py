@@ -320,3 +320,65 @@ def test_bad_publisher_tables_are_refused(tmp_path: Path, table: str, fragment: 
     with pytest.raises(ConfigError) as info:
         load_settings(config)
     assert fragment in str(info.value)
+
+
+def test_sign_sigstore_in_a_github_actions_job_publishes_an_importable_site(
+    publisher: Publisher, instance: TestSigstore, tmp_path: Path
+) -> None:
+    """``secure-import sign --sigstore`` as the GitHub Actions recipe runs it:
+    sigstore-python detects the job's ambient OIDC credentials (the token
+    endpoint), gets a certificate from the CA and logs the signature; the
+    consumer then imports through the finder with the workflow identity pinned."""
+    from .sigstore_services import SigstoreServices
+
+    services = SigstoreServices(instance)
+    try:
+        config = tmp_path / "trust_config.json"
+        config.write_text(json.dumps(services.trust_config()))
+        publisher.write("octolib.py", "ANSWER = 42\n")
+        site = tmp_path / "ci-site"
+        result = run_cli(
+            tmp_path,
+            "sign",
+            publisher.src,
+            "--out",
+            site,
+            "--sigstore",
+            "--sigstore-trust-config",
+            config,
+            **services.github_env(),
+        )
+        assert result.returncode == 0, (services.errors, result.stderr[-2000:])
+        assert [r.split("?")[0] for r in services.requests] == [
+            "GET /oidc/token",
+            "POST /api/v2/signingCert",
+            "POST /api/v1/log/entries",
+        ]
+    finally:
+        services.close()
+    assert json.loads((site / "secure-import-manifest.json").read_bytes())["signatures"] == []
+    # Serve what CI produced and import it with the identity pinned.
+    for item in site.iterdir():
+        target = publisher.out / item.name
+        if item.is_dir():
+            import shutil
+
+            shutil.copytree(item, target, dirs_exist_ok=True)
+        else:
+            target.write_bytes(item.read_bytes())
+    (tmp_path / "trusted_root.json").write_bytes(instance.trusted_root_json())
+    secure_import.add_repo(
+        publisher.url,
+        publishers=[
+            secure_import.SigstoreIdentity(
+                issuer="github-actions",
+                repository="octo-org/octo-lib",
+                workflow=".github/workflows/release.yml",
+                ref="refs/tags/v*",
+            )
+        ],
+        sigstore_trusted_root=tmp_path / "trusted_root.json",
+        ca_bundle=publisher.rig.ca_pem_path,
+        modules=["octolib"],
+    )
+    assert importlib.import_module("octolib").ANSWER == 42

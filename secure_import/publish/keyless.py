@@ -47,9 +47,8 @@ def sign_payload(
             signing failed (the message carries sigstore-python's reason).
     """
     require_sigstore()
-    from sigstore.errors import Error as SigstoreError
     from sigstore.models import ClientTrustConfig
-    from sigstore.oidc import IdentityError, IdentityToken, detect_credential
+    from sigstore.oidc import IdentityToken, detect_credential
     from sigstore.sign import SigningContext
 
     try:
@@ -68,7 +67,9 @@ def sign_payload(
         context = SigningContext.from_trust_config(config)
         with context.signer(IdentityToken(token), cache=True) as signer:
             bundle = signer.sign_artifact(payload)
-    except (SigstoreError, IdentityError, OSError, ValueError) as exc:
+    except ConfigError:
+        raise
+    except Exception as exc:  # any failure inside the third-party signer: one clear error
         raise ConfigError(
             "keyless signing with Sigstore failed",
             check="sigstore-sign",
