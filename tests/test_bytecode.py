@@ -567,7 +567,8 @@ def test_a_new_release_answered_during_the_wait_drops_the_prepared_pack(
     assert reads[0][1].co_filename == repo.url_for("bcpkg/core.py")
     assert module.VALUE == "release two"
     assert repo.manifest.version == 2
-    assert not any(code is prepared for code in repo._code.values() for prepared in reads[0])
+    held_codes = repo.assembly._code.values()
+    assert not any(code is prepared for code in held_codes for prepared in reads[0])
     loads = [r for r in consumer.audit() if r["event"] == "load"][-2:]
     assert {r["sha256"] for r in loads} == {
         repo.manifest.files["bcpkg/__init__.py"].sha256,
@@ -613,7 +614,7 @@ def test_a_rollback_answered_during_the_wait_is_refused_though_the_cache_was_pre
     assert held.by_pack_read is True and reads[0] is not None
     assert caught.value.code == "rollback"
     assert "bcpkg" not in sys.modules and not canary.exists()
-    assert repo._code == {}
+    assert repo.assembly._code == {}
     assert consumer.refusals()[-1]["code"] == "rollback"
 
 
@@ -641,7 +642,7 @@ def test_cold_import_keeps_no_source_in_memory_once_its_code_is_sealed(
     assert module.VALUE == "init only"
     # bcpkg.core was verified with its package but not imported: its code is
     # sealed, and its source is not held in memory.
-    assert repo._verified == {}
+    assert repo.assembly._verified == {}
     assert _bytecode_files(repo)["bcpkg/core.py"].exists()
     core = importlib.import_module("bcpkg.core")  # runs the sealed code
     assert "raised by remote code" in inspect.getsource(core.explode)  # source from the cache
@@ -665,7 +666,7 @@ def test_cold_import_compiles_lazily_when_bytecode_cannot_be_sealed(
     # One precompile failed and stopped the others; both modules were then
     # compiled by their import from the verified sources kept in memory.
     assert len(code_seals) == 3
-    assert repo._verified == {}
+    assert repo.assembly._verified == {}
 
 
 def test_a_module_that_does_not_compile_fails_only_its_own_import(

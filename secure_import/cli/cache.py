@@ -128,7 +128,7 @@ def cmd_lock(args: argparse.Namespace, out: Out) -> int:
         # the configured ones reach (where trust_dependencies follows them).
         found, graph = walk(repositories)
         reached = {r.url: graph.reached_by(r) for r in found}
-        entries = write_lock(target, found)
+        entries = write_lock(target, [repository.lock_entry() for repository in found])
     finally:
         for repository in found:
             repository.close()

@@ -300,24 +300,18 @@ def _listed(repo: Repository, fullname: str, listed_as: str) -> ModuleSpec | Non
     manifest lists nothing under that name (no request is made)."""
     try:
         with busy():
-            manifest = repo.manifest
-            hit = manifest.find_module(listed_as)
-            if hit is None:
-                from secure_import.hook.resources import is_listed_dir
-
-                directory = listed_as.replace(".", "/")
-                if is_listed_dir(manifest, directory):
-                    loader = RemoteDataDirLoader(repo, fullname, directory)
-                    spec = ModuleSpec(fullname, loader, origin=None, is_package=True)
-                    spec.submodule_search_locations = [repo.url_for(directory + "/")]
-                    return spec
-                return None
-            if listed_as.partition(".")[0] in manifest.provides:
-                return _make_spec(repo, fullname, hit[0], hit[1])
+            listing = repo.lookup(listed_as)
     except SecureImportError as exc:
         raise _owned_error(repo, exc, fullname, None) from None
-    # Listed, but under a top-level name the manifest does not provide.
-    return _find(repo, fullname, listed_as)  # raises NotListedError, audited
+    if listing is None:
+        return None
+    if listing.entry is None:
+        assert listing.data_dir is not None
+        loader = RemoteDataDirLoader(repo, fullname, listing.data_dir)
+        spec = ModuleSpec(fullname, loader, origin=None, is_package=True)
+        spec.submodule_search_locations = [repo.url_for(listing.data_dir + "/")]
+        return spec
+    return _make_spec(repo, fullname, listing.entry, listing.is_package)
 
 
 class RemotePathEntryFinder:

@@ -30,7 +30,6 @@ import os
 import shutil
 import tempfile
 import threading
-import weakref
 from collections.abc import Iterator
 from importlib.resources.abc import Traversable, TraversableResources
 from os import PathLike
@@ -39,33 +38,10 @@ from typing import IO, Any
 from secure_import._guard import busy
 from secure_import.errors import SecureImportError
 from secure_import.repository import Repository
-from secure_import.verify.manifest import Manifest
+from secure_import.verify.tree import Tree, is_listed_dir
+from secure_import.verify.tree import listed_tree as _index
 
 __all__ = ["RemoteResourceReader", "RemoteTraversable", "is_listed_dir", "read_verified"]
-
-_Index = dict[str, dict[str, bool]]
-_indexes: weakref.WeakKeyDictionary[Manifest, _Index] = weakref.WeakKeyDictionary()
-_index_lock = threading.Lock()
-
-
-def _index(manifest: Manifest) -> _Index:
-    """Directory -> {child name: is directory}, for every listed path."""
-    with _index_lock:
-        found = _indexes.get(manifest)
-        if found is not None:
-            return found
-        tree: _Index = {"": {}}
-        for path in manifest.files:
-            parts = path.split("/")
-            for depth, part in enumerate(parts):
-                parent = "/".join(parts[:depth])
-                is_dir = depth < len(parts) - 1
-                tree.setdefault(parent, {})[part] = is_dir
-                if is_dir:
-                    tree.setdefault("/".join(parts[: depth + 1]), {})
-        _indexes[manifest] = tree
-        return tree
-
 
 _materialised: dict[tuple[str, str], str] = {}
 _tmp_lock = threading.Lock()
@@ -111,11 +87,6 @@ def _write_private(target: str, data: bytes) -> None:
         return  # written earlier by us (a file, then its directory)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
-
-
-def is_listed_dir(manifest: Manifest, directory: str) -> bool:
-    """Whether the manifest lists files under ``directory`` (repository-relative)."""
-    return bool(directory) and directory in _index(manifest)
 
 
 def read_verified(repo: Repository, path: str) -> bytes:
@@ -235,7 +206,7 @@ class RemoteTraversable(Traversable):
     def exists(self) -> bool:
         return self.is_dir() or self.is_file()
 
-    def _tree(self) -> _Index:
+    def _tree(self) -> Tree:
         with busy():
             return _index(self.repo.manifest)
 

@@ -19,13 +19,9 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from secure_import.errors import ConfigError, FormatError
 from secure_import.verify import strictjson
-
-if TYPE_CHECKING:
-    from secure_import.repository import Repository
 
 __all__ = ["LockEntry", "read_lock", "write_lock"]
 
@@ -85,20 +81,36 @@ def read_lock(path: str | os.PathLike[str]) -> dict[str, LockEntry]:
     return entries
 
 
-def write_lock(
-    path: str | os.PathLike[str], repositories: Iterable[Repository]
-) -> dict[str, LockEntry]:
-    """Fetch and verify each repository's manifest now and pin it in ``path``.
+def write_lock(path: str | os.PathLike[str], pins: Iterable[LockEntry]) -> dict[str, LockEntry]:
+    """Pin each repository's verified manifest in ``path`` (written atomically).
+
+    ``pins`` come from :meth:`secure_import.repository.Repository.lock_entry`,
+    which fetches and verifies the manifest: gather them all before calling,
+    so that nothing is written when one repository does not verify.
 
     Raises:
-        SecureImportError: a repository does not verify (nothing is written).
+        ConfigError: two pins for one URL that disagree.
+        TypeError: a pin is not a :class:`LockEntry` (a repository given as before).
+        OSError: the file cannot be written.
     """
     from secure_import.store.fsutil import atomic_write
 
     entries: dict[str, LockEntry] = {}
-    for repo in repositories:
-        trusted = repo.trusted_manifest()
-        entries[repo.url] = LockEntry(repo.url, trusted.envelope_digest, trusted.manifest.version)
+    for pin in pins:
+        if not isinstance(pin, LockEntry):
+            raise TypeError(
+                f"write_lock takes LockEntry pins (Repository.lock_entry()), "
+                f"not {type(pin).__name__}"
+            )
+        if entries.get(pin.url, pin) != pin:
+            raise ConfigError(
+                "two different manifests pinned for one repository",
+                check="lock",
+                url=pin.url,
+                expected=entries[pin.url].manifest_sha256,
+                got=pin.manifest_sha256,
+            )
+        entries[pin.url] = pin
     doc = {
         "lock_version": _LOCK_VERSION,
         "repositories": {

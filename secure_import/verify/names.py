@@ -4,10 +4,11 @@ top-level names that are never served remotely."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from secure_import.errors import InsecureURLError
+from secure_import.errors import ConfigError, InsecureURLError
 
 #: Names that are never served from a remote repository, whatever the
 #: configuration says: start-up hooks, and secure_import itself.  Standard
@@ -18,6 +19,58 @@ NEVER_REMOTE = frozenset({"sitecustomize", "usercustomize", "secure_import", "__
 def is_never_remote(top_level: str) -> bool:
     """True for top-level names no repository may provide (THREATS N2)."""
     return top_level in NEVER_REMOTE or top_level in sys.stdlib_module_names
+
+
+def check_allowed_modules(modules: Iterable[str] | str | None) -> frozenset[str] | None:
+    """The top-level names a user allows from a repository (``None``: all it
+    provides), checked: identifiers only, never a name that is never remote.
+
+    Raises:
+        ConfigError: a name is not a top-level identifier, or is never served
+            remotely.
+    """
+    if modules is None:
+        return None
+    if isinstance(modules, str):
+        modules = [modules]
+    names = frozenset(modules)
+    for name in names:
+        if not (isinstance(name, str) and name.isidentifier() and name.isascii()):
+            raise ConfigError(
+                "allowed module names must be top-level identifiers",
+                check="modules",
+                got=repr(name),
+            )
+        if is_never_remote(name):
+            raise ConfigError(
+                f"{name!r} is never served remotely (start-up hook, standard library, "
+                "or secure_import itself)",
+                check="modules",
+                got=name,
+            )
+    return names
+
+
+def check_materialise(materialise: bool | Iterable[str] | str) -> bool | frozenset[str]:
+    """Materialise mode as given: ``True``/``False``, or the top-level names
+    to materialise.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if isinstance(materialise, bool):
+        return materialise
+    if isinstance(materialise, str):
+        materialise = [materialise]
+    names = frozenset(materialise)
+    for name in names:
+        if not (isinstance(name, str) and name.isidentifier() and name.isascii()):
+            raise ConfigError(
+                "materialise takes true/false or a list of top-level package names",
+                check="materialise",
+                got=repr(name),
+            )
+    return names
 
 
 @dataclass(frozen=True)

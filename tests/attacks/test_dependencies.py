@@ -392,7 +392,7 @@ def test_the_lock_pins_both_and_frozen_mode_refuses_a_new_version_of_either(
     lock = tmp_path / "graph.lock"
     sym_repo = add(pubs["sym"], paths, trust_dependencies=True)
     found, _ = walk([sym_repo])
-    write_lock(lock, found)
+    write_lock(lock, [r.lock_entry() for r in found])
     assert set(read_lock(lock)) == {pubs["sym"].url, pubs["mp"].url}
     for r in found[1:]:
         r.close()
@@ -431,7 +431,7 @@ def test_frozen_mode_refuses_to_follow_a_dependency_the_lock_does_not_pin(
     publish_sym(pubs["sym"], pubs["mp"], canary)
     lock = tmp_path / "sym-only.lock"
     sym_repo = add(pubs["sym"], paths)
-    write_lock(lock, [sym_repo])  # the declaring repository only
+    write_lock(lock, [sym_repo.lock_entry()])  # the declaring repository only
     new_process()
     add(pubs["sym"], paths, trust_dependencies=True, lock=lock)
     with pytest.raises(ConfigError, match="not in the lock file"):

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from secure_import.assembly import Assembler
 from secure_import.config import MANIFEST_NAME
 from secure_import.errors import AuditWriteError, RollbackError, UnsafePermissionsError
 from secure_import.publish.serve import Response
-from secure_import.repository import Repository
 from secure_import.store.audit import AuditLog, verify_chain
 from secure_import.store.cache import Cache
 
@@ -143,16 +143,16 @@ def test_l5_file_swapped_after_verification_is_not_what_runs(
 ) -> None:
     scenario.publish_baseline()
     scenario.warm()
-    original = Repository._verify_package
+    original = Assembler.verify_package
 
-    def verify_then_swap(self: Repository, top: str) -> None:
+    def verify_then_swap(self: Assembler, top: str) -> None:
         original(self, top)
         for rel in ("victim/__init__.py", "victim/part.py"):
             path = object_path(scenario, rel)
             if path.exists():
                 path.write_bytes(scenario.evil())  # swapped right after verification
 
-    monkeypatch.setattr(Repository, "_verify_package", verify_then_swap)
+    monkeypatch.setattr(Assembler, "verify_package", verify_then_swap)
     assert import_victim().part.X == 1  # type: ignore[attr-defined]
     assert not scenario.canary.exists()
 

@@ -20,7 +20,7 @@ def locked(scenario: Scenario, tmp_path: Path) -> Path:
     scenario.publish_baseline()
     repo = scenario.consumer.add()
     lock = tmp_path / "secure-import.lock"
-    entries = write_lock(lock, [repo])
+    entries = write_lock(lock, [repo.lock_entry()])
     assert entries[repo.url].manifest_version == 1
     return lock
 
@@ -43,7 +43,7 @@ def test_new_version_signed_by_a_stolen_key_is_refused_until_the_lock_changes(
     assert "version 2" in str(exc)
     # Updating the lock on purpose accepts it.
     repo = scenario.consumer.new_process()
-    write_lock(lock, [repo])
+    write_lock(lock, [repo.lock_entry()])
     scenario.consumer.new_process(lock=lock)
     assert import_victim().part.X == 2  # type: ignore[attr-defined]
 

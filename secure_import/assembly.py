@@ -1,0 +1,422 @@
+"""Package assembly: verified bytes and code for the files of one repository.
+
+The repository (:mod:`secure_import.repository`) decides which manifest is
+trusted; this module turns its entries into bytes and code objects, never
+trusting anything but the signed sha256 and length:
+
+- the first time a top-level package is used, *all* its modules are verified
+  before any of it runs (one altered file stops the whole package): from a
+  sealed bytecode pack bound to every (sha256, URL) of the package, else per
+  module from authenticated bytecode or the cache (re-hashed), and what is
+  missing is fetched, as one bundle split by the signed lengths when more than
+  a couple of modules are cold, else concurrently file by file;
+- every fetched byte is verified (:func:`~secure_import.verify.hashes.verify_bytes`)
+  before it is cached, compiled or returned; a body longer than its signed
+  length is cut at the cap and refused as a length mismatch;
+- verified sources are compiled and sealed while the package is verified, so
+  no source stays in memory and no compile runs while its modules pile up;
+- an offline repository never makes a request: a file missing from the cache
+  is refused.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import CodeType
+
+from secure_import._guard import busy
+from secure_import.config import MANIFEST_NAME, Limits
+from secure_import.errors import (
+    ConnectionFailedError,
+    HTTPStatusError,
+    LengthMismatchError,
+    SecureImportError,
+    TooLargeError,
+)
+from secure_import.store.bytecode import BytecodeStore, compile_verified
+from secure_import.store.cache import Cache
+from secure_import.store.materialise import MaterialiseStore, package_entries
+from secure_import.transport.base import Transport
+from secure_import.verify.bundle import bundle_entries, bundle_path
+from secure_import.verify.hashes import verify_bytes
+from secure_import.verify.manifest import FileEntry, Manifest
+from secure_import.verify.trust import TrustedManifest
+
+__all__ = ["Assembler", "Pack"]
+
+#: Fetch a cold package as one bundle when more than this many modules are missing.
+_BUNDLE_THRESHOLD = 2
+
+#: A bytecode pack read for a top-level name: the name, its entries, their code.
+Pack = tuple[str, list[FileEntry], list[CodeType]]
+
+
+class Assembler:
+    """Verified bytes and code objects for the entries of one repository's
+    trusted manifest, with what this process has verified so far."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        manifest: Callable[[], Manifest],
+        transport: Callable[[], Transport],
+        cache: Cache,
+        bytecode: BytecodeStore,
+        limits: Limits,
+        offline: bool,
+        record: Callable[..., None],
+        lock: threading.RLock,
+        materialised: MaterialiseStore,
+    ) -> None:
+        """``manifest``: the trusted manifest (the repository's; fetched and
+        verified on first use).  ``transport``: the repository's transport,
+        built on first use.  ``record``: appends an audit record about the
+        repository.  ``lock``: the repository's lock, shared so that
+        assembling a package and accepting a manifest never interleave.
+        ``materialised``: the store of materialised packages (materialise mode).
+        """
+        self.url = url
+        self._manifest = manifest
+        self._transport = transport
+        self.cache = cache
+        self.bytecode = bytecode
+        self.limits = limits
+        self.offline = offline
+        self._record = record
+        self._lock = lock
+        self._verified: dict[str, bytes] = {}
+        #: Code objects from authenticated bytecode, found while verifying a
+        #: package and handed out once by :meth:`code`.
+        self._code: dict[tuple[str, str], CodeType] = {}
+        self._ready_tops: set[str] = set()
+        self.materialised = materialised
+        #: Top-level name -> its verified materialised root, once per process.
+        self._trees: dict[str, Path] = {}
+
+    def url_for(self, path: str) -> str:
+        return self.url + path
+
+    def pack_for(self, manifest: Manifest, top: str | None) -> Pack | None:
+        """The authenticated bytecode pack of ``top`` for the entries of
+        ``manifest`` (not necessarily accepted yet), if one is cached and
+        ``top`` is not assembled already.  Nothing is adopted: see
+        :meth:`adopt_pack`."""
+        if top is None or top not in manifest.provides or top in self._ready_tops:
+            return None
+        entries = bundle_entries(manifest.files, top)
+        codes = self.bytecode.load_pack([(e.sha256, self.url_for(e.path)) for e in entries])
+        return None if codes is None else (top, entries, codes)
+
+    def prefetch(self, modules: frozenset[str] | None) -> int:
+        """Verify and cache every file of every allowed top-level name now
+        (deploy time), so later imports need no network; return the count.
+
+        Raises:
+            TrustError, TransportError: as for an import.
+        """
+        manifest = self._manifest()
+        count = 0
+        with busy():
+            for top in manifest.provides:
+                if modules is not None and top not in modules:
+                    continue
+                self.verify_package(top)
+                for path, entry in sorted(manifest.files.items()):
+                    # Sources too: with authenticated bytecode the package ran
+                    # without them, but get_source and tracebacks need them later.
+                    if path.split("/", 1)[0] == top or path == f"{top}.py":
+                        self._obtain(entry)
+                count += sum(1 for p in manifest.files if p.split("/", 1)[0] in (top, f"{top}.py"))
+            for dist in manifest.dist_info_dirs():
+                for path, entry in sorted(manifest.files.items()):
+                    if path.startswith(dist + "/"):
+                        self._obtain(entry)
+                        count += 1
+        with self._lock:
+            self._verified.clear()
+            self._ready_tops.clear()
+        return count
+
+    def source(self, entry: FileEntry, *, keep: bool = False) -> bytes:
+        """Verified bytes of a listed file.
+
+        ``keep=False`` drops the in-memory copy once handed out: a later read
+        (``get_source``) comes from the cache and is hashed again.
+
+        Raises:
+            TrustError, TransportError: nothing was cached or returned.
+        """
+        top = entry.path.split("/", 1)[0].removesuffix(".py")
+        if entry.path.endswith(".py") and top not in self._ready_tops:
+            self.verify_package(top)
+        with self._lock:
+            data = (
+                self._verified.get(entry.sha256) if keep else self._verified.pop(entry.sha256, None)
+            )
+        if data is not None:
+            return data
+        return self._obtain(entry)
+
+    def code(self, entry: FileEntry) -> CodeType:
+        """The code object of a listed module, from verified bytes only.
+
+        Raises:
+            TrustError, TransportError: nothing was compiled or returned.
+        """
+        top = entry.path.split("/", 1)[0].removesuffix(".py")
+        if top not in self._ready_tops:
+            self.verify_package(top)
+        with self._lock:
+            code = self._code.pop((entry.sha256, entry.path), None)
+        if code is not None:
+            return code
+        url = self.url_for(entry.path)
+        code = self.bytecode.load(sha256=entry.sha256, url=url)
+        if code is None:
+            code = compile_verified(
+                self.source(entry), sha256=entry.sha256, url=url, store=self.bytecode
+            )
+        return code
+
+    def verify_package(self, top: str) -> None:
+        """Verify every module of a top-level package before any of it runs."""
+        with self._lock:
+            if top in self._ready_tops:
+                return
+            entries = bundle_entries(self._manifest().files, top)
+            modules = [(e.sha256, self.url_for(e.path)) for e in entries]
+            packed = self.bytecode.load_pack(modules)
+            if packed is not None:
+                self.adopt_pack(top, entries, packed)
+                return
+            codes: list[CodeType] = []
+            missing: list[FileEntry] = []
+            for entry in entries:
+                code = self.bytecode.load(sha256=entry.sha256, url=self.url_for(entry.path))
+                if code is not None:
+                    # Bound by HMAC to this very sha256 and URL: as good as the
+                    # verified source it was compiled from, without reading it.
+                    self._code[(entry.sha256, entry.path)] = code
+                    codes.append(code)
+                    continue
+                data = self._from_cache(entry)
+                if data is None:
+                    missing.append(entry)
+                else:
+                    self._verified[entry.sha256] = data
+            if len(missing) > _BUNDLE_THRESHOLD:
+                bundled = self._fetch_bundle(entries, top)
+                if bundled is not None:
+                    for entry in missing:
+                        self._verified[entry.sha256] = bundled[entry.path]
+                    missing = []
+            if missing:
+                results = self._fetch_many(missing)
+                for entry, outcome in zip(missing, results, strict=True):
+                    if isinstance(outcome, SecureImportError):
+                        raise outcome
+                    self._verified[entry.sha256] = outcome
+            # Compile every verified source now, while little else is in memory,
+            # and seal its code: code() then loads it as on a warm import, so
+            # no source stays in memory and no compile runs while the package's
+            # modules pile up.  A source that could not be sealed is kept (two
+            # files may share content: it is dropped only if every one was sealed).
+            unsealed: set[str] = set()
+            for entry in entries:
+                data = self._verified.get(entry.sha256)
+                if data is not None and not self.bytecode.precompile(
+                    data, sha256=entry.sha256, url=self.url_for(entry.path)
+                ):
+                    unsealed.add(entry.sha256)
+            for entry in entries:
+                if entry.sha256 not in unsealed:
+                    self._verified.pop(entry.sha256, None)
+            self._ready_tops.add(top)
+        if len(codes) == len(entries):
+            # Every module had authenticated bytecode (compiled by earlier
+            # processes): seal them as one pack for the next process.  Not
+            # done in the process that compiles, whose cold import already
+            # holds every source and code object in memory.
+            self.bytecode.save_pack(modules, codes)
+
+    def adopt_pack(self, top: str, entries: list[FileEntry], codes: list[CodeType]) -> None:
+        """Use a bytecode pack for the modules of ``top``.  One sealed file bound
+        to every (sha256, URL) of the package's entries in the trusted
+        manifest: as good as the verified sources, without reading them."""
+        with self._lock:
+            for entry, code in zip(entries, codes, strict=True):
+                self._code[(entry.sha256, entry.path)] = code
+            self._ready_tops.add(top)
+
+    def _fetch_bundle(self, entries: list[FileEntry], top: str) -> dict[str, bytes] | None:
+        """All modules of ``top`` in one request, each verified and cached.
+
+        ``None`` when the host has no bundle (404): the caller then fetches
+        file by file.  A bundle whose pieces do not verify is refused like a
+        tampered file; it is never a reason to trust anything less.
+        """
+        if self.offline:
+            return None
+        url = self.url_for(bundle_path(entries, top))
+        total = sum(e.length for e in entries)
+        try:
+            with busy():
+                response = self._transport().get(url, cap=total, what="package bundle")
+        except HTTPStatusError as exc:
+            if exc.got == 404:
+                return None
+            raise
+        except TooLargeError as exc:
+            raise LengthMismatchError(
+                "the package bundle is longer than its signed files (stopped reading)",
+                check="length",
+                url=url,
+                expected=f"{total} bytes",
+                got=f"more than {total} bytes",
+            ) from exc
+        body = response.body or b""
+        if len(body) != total:
+            raise LengthMismatchError(
+                "the package bundle is shorter than its signed files",
+                check="length",
+                url=url,
+                expected=f"{total} bytes",
+                got=f"{len(body)} bytes",
+            )
+        pieces: dict[str, bytes] = {}
+        offset = 0
+        for entry in entries:
+            piece = body[offset : offset + entry.length]
+            offset += entry.length
+            verify_bytes(piece, entry, url=url)  # the URL actually fetched: the bundle
+            pieces[entry.path] = piece
+        del body, response  # only the verified pieces stay in memory
+        for entry in entries:
+            try:
+                self.cache.put(entry.sha256, pieces[entry.path])
+            except OSError as exc:
+                warnings.warn(f"secure_import: could not cache {entry.path}: {exc}", stacklevel=2)
+        return pieces
+
+    def _fetch_many(self, entries: list[FileEntry]) -> list[bytes | SecureImportError]:
+        def one(entry: FileEntry) -> bytes | SecureImportError:
+            with busy():  # worker threads are ours too: no re-entry from lazy imports
+                try:
+                    return self._download(entry)
+                except SecureImportError as exc:
+                    return exc
+
+        if len(entries) == 1 or self.limits.max_parallel <= 1:
+            return [one(e) for e in entries]
+        with ThreadPoolExecutor(max_workers=min(self.limits.max_parallel, len(entries))) as pool:
+            return list(pool.map(one, entries))
+
+    def _from_cache(self, entry: FileEntry) -> bytes | None:
+        data, corrupt = self.cache.get(entry.sha256)
+        if corrupt:
+            self._record(
+                "cache-corrupt",
+                outcome="discarded",
+                url=self.url_for(entry.path),
+                sha256=entry.sha256,
+                code="cache-corrupt",
+                message="a cached file no longer matched its digest; deleted and fetched again",
+            )
+        if data is not None and len(data) != entry.length:
+            return None
+        return data
+
+    def _obtain(self, entry: FileEntry) -> bytes:
+        data = self._from_cache(entry)
+        if data is not None:
+            return data
+        return self._download(entry)
+
+    def _download(self, entry: FileEntry) -> bytes:
+        url = self.url_for(entry.path)
+        if self.offline:
+            raise ConnectionFailedError(
+                f"{entry.path} is not in the cache and this repository is offline",
+                check="offline",
+                url=url,
+            )
+        try:
+            response = self._transport().get(url, cap=entry.length, what=entry.path)
+        except TooLargeError as exc:
+            raise LengthMismatchError(
+                f"{entry.path} is longer than its signed length (stopped reading)",
+                check="length",
+                url=url,
+                expected=f"{entry.length} bytes",
+                got=f"more than {entry.length} bytes",
+            ) from exc
+        assert response.body is not None
+        verify_bytes(response.body, entry, url=url)
+        try:
+            self.cache.put(entry.sha256, response.body)
+        except OSError as exc:
+            warnings.warn(f"secure_import: could not cache {url}: {exc}", stacklevel=2)
+        return response.body
+
+    # -- materialised packages ---------------------------------------------
+
+    def materialised_root(self, top: str, trusted: TrustedManifest) -> Path:
+        """The directory holding ``top``'s verified files on disk, checked
+        (and written or repaired) once per process; audited when written or
+        replaced.  ``trusted``: the repository's accepted manifest.
+
+        Raises:
+            MaterialiseError, UnsafePermissionsError: no verified tree.
+            TrustError, TransportError: a file could not be verified.
+        """
+        with self._lock:
+            root = self._trees.get(top)
+            if root is not None:
+                return root
+            entries = package_entries(trusted.manifest.files, top)
+            digest = trusted.envelope_digest
+            outcome = self.materialised.ensure(digest, top, entries, self._verified_files)
+            if outcome.action != "verified":
+                replaced = outcome.action == "replaced"
+                self._record(
+                    "materialise",
+                    outcome="replaced" if replaced else "ok",
+                    module=top,
+                    url=self.url + MANIFEST_NAME,
+                    sha256=digest,
+                    manifest_version=trusted.manifest.version,
+                    code="materialised-tampered" if replaced else None,
+                    message=(
+                        f"the materialised copy failed its check ({outcome.problem}); "
+                        "deleted and written again from verified bytes"
+                        if replaced
+                        else f"{len(entries)} verified files written to {outcome.root}"
+                    ),
+                )
+                if not replaced:
+                    self.materialised.prune(keep=digest)
+            self._trees[top] = outcome.root
+            return outcome.root
+
+    def _verified_files(self, entries: Sequence[FileEntry]) -> dict[str, bytes]:
+        """Verified bytes of ``entries`` by path: cache (re-hashed), else fetched
+        concurrently.  Raises the first verification or transport failure."""
+        found: dict[str, bytes] = {}
+        missing: list[FileEntry] = []
+        for entry in entries:
+            data = self._from_cache(entry)
+            if data is None:
+                missing.append(entry)
+            else:
+                found[entry.path] = data
+        results = self._fetch_many(missing) if missing else []
+        for entry, outcome in zip(missing, results, strict=True):
+            if isinstance(outcome, SecureImportError):
+                raise outcome
+            found[entry.path] = outcome
+        return found
