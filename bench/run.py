@@ -201,7 +201,8 @@ class Bench:
         if variant == "si-offline":
             assert t.requests == 0 and t.connections == 0, f"offline contacted the server: {t}"
         if variant == "si-warm":
-            assert t.requests == 1 and t.not_modified == 1, f"warm N={n}: {t}"
+            # one small pointer request per process (freshness never relies on 304s)
+            assert t.requests == 1, f"warm N={n}: {t}"
         if variant == "si-cold":
             assert t.requests <= 2, f"cold N={n} made {t.requests} requests"
 
