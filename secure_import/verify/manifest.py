@@ -51,14 +51,23 @@ from __future__ import annotations
 
 import keyword
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import NamedTuple
 
-from secure_import.errors import FormatError, UnsafePathError
+from secure_import.errors import FormatError
 from secure_import.verify import strictjson
+from secure_import.verify.entries import FileEntry, FileTable
+from secure_import.verify.paths import (
+    DIST_INFO,
+    check_layout,
+    check_path,
+    is_identifier,
+    path_problem,
+    refuse_path,
+    show,
+)
 from secure_import.verify.requires import Requirement, parse_requires, requires_to_json
 
 __all__ = [
@@ -90,8 +99,6 @@ MAX_VERSION = 2**53
 """Largest version number a parser accepts (also the JSON safe-integer bound)."""
 MAX_FILES = 100_000
 MAX_FILE_LENGTH = 256 * 1024 * 1024
-MAX_PATH_LENGTH = 1024
-MAX_COMPONENT_LENGTH = 255
 
 _FIELDS = frozenset(
     {"_type", "spec_version", "version", "root_version", "issued", "expires", "provides", "files"}
@@ -102,37 +109,13 @@ _NO_REQUIRES: Mapping[str, Requirement] = MappingProxyType({})
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_DATA_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*")
-_DIST_INFO = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.]*-[A-Za-z0-9_.+!]+\.dist-info")
-# Extensions of compiled code or of files the interpreter acts on by itself;
-# refused wherever they appear in a name ("x.so", "libx.so.1", "x.pyc").
-_REFUSED_SUFFIXES = frozenset({"so", "pyd", "pyc", "pyo", "pth", "dll", "dylib", "exe"})
-_FORBIDDEN_CHARS = frozenset("\\%:")
-
-
-class FileEntry(NamedTuple):
-    """One file listed in a manifest: where it lives, its SHA-256 and length.
-
-    A named tuple rather than a dataclass: a manifest holds one per file and
-    is rebuilt in every process, where tuple construction is several times
-    cheaper.  It is immutable all the same.
-    """
-
-    path: str
-    sha256: str
-    length: int
-
-
-def _is_identifier(name: str) -> bool:
-    return name.isascii() and name.isidentifier()
 
 
 def _module_dir(fullname: str) -> str | None:
     """``"a.b"`` -> ``"a/b"``; None if ``fullname`` is not a dotted module name."""
     parts = fullname.split(".")
     # "pkg.__init__" would run the package's code a second time as another module.
-    if not all(_is_identifier(part) and part != "__init__" for part in parts):
+    if not all(is_identifier(part) and part != "__init__" for part in parts):
         return None
     return "/".join(parts)
 
@@ -207,7 +190,7 @@ class Manifest:
         dirs = {
             head
             for head, slash, _ in (path.partition("/") for path in self.files)
-            if slash and _DIST_INFO.fullmatch(head)
+            if slash and DIST_INFO.fullmatch(head)
         }
         return sorted(dirs)
 
@@ -242,14 +225,14 @@ def _parse_time(value: object, *, what: str, url: str | None) -> datetime:
             f"{what} must be a time of the form YYYY-MM-DDTHH:MM:SSZ",
             check="time",
             url=url,
-            got=_show(value),
+            got=show(value),
         )
     try:
         year, month, day, hour, minute, second = (int(group) for group in match.groups())
         return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError as exc:
         raise FormatError(
-            f"{what} is not a valid time", check="time", url=url, got=_show(value)
+            f"{what} is not a valid time", check="time", url=url, got=show(value)
         ) from exc
 
 
@@ -260,114 +243,6 @@ def parse_time(s: str) -> datetime:
         FormatError: if ``s`` is not of exactly that form or not a real time.
     """
     return _parse_time(s, what="time", url=None)
-
-
-# --- paths -----------------------------------------------------------------
-
-
-def _show(value: object, limit: int = 120) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _path_problem(path: object) -> str | None:
-    """Why ``path`` is unsafe on its own, or None if it is acceptable."""
-    if not isinstance(path, str):
-        return "not a string"
-    if not path:
-        return "empty path"
-    if len(path) > MAX_PATH_LENGTH:
-        return f"longer than {MAX_PATH_LENGTH} characters"
-    if not path.isascii():
-        return "non-ASCII character"
-    if _CONTROL.search(path):
-        return "NUL or control character"
-    if _FORBIDDEN_CHARS.intersection(path):
-        return "backslash, '%' or ':'"
-    if path.startswith("/"):
-        return "absolute path"
-    parts = path.split("/")
-    for part in parts:
-        if part in ("", ".", ".."):
-            return "empty, '.' or '..' component"
-        if len(part) > MAX_COMPONENT_LENGTH:
-            return f"component longer than {MAX_COMPONENT_LENGTH} characters"
-        lowered = part.lower()
-        if _REFUSED_SUFFIXES.intersection(lowered.split(".")[1:]) or ".cpython-" in lowered:
-            return "compiled or interpreter-magic file type"
-        if lowered == "__pycache__":
-            return "__pycache__ directory"
-        if part.endswith("."):
-            return "component ending with '.'"
-    if path.endswith(".py"):
-        *dirs, last = parts
-        for name in (*dirs, last[:-3]):
-            if not _is_identifier(name):
-                return "a .py path must consist of Python identifiers"
-        if "__init__" in dirs:
-            return "__init__ used as a directory"
-        return None
-    if path.lower().endswith(".py"):
-        return "mixed-case .py suffix"
-    if len(parts) < 2:
-        return "a data file must be inside a package or .dist-info directory"
-    first, rest = parts[0], parts[1:]
-    if _DIST_INFO.fullmatch(first) is None:
-        if not _is_identifier(first):
-            return "top-level directory is neither a package name nor NAME-VERSION.dist-info"
-        rest = parts
-    for part in rest:
-        if _DATA_COMPONENT.fullmatch(part) is None:
-            return "data file components may only use A-Z a-z 0-9 . _ + - and not start with . or -"
-    return None
-
-
-def _refuse_path(path: object, reason: str, url: str | None) -> UnsafePathError:
-    return UnsafePathError(f"unsafe path {_show(path)}: {reason}", check="path", url=url)
-
-
-def check_path(path: str) -> None:
-    """Check one manifest path on its own (the whole-manifest rules are in :func:`parse`).
-
-    Raises:
-        UnsafePathError: naming ``path`` and the rule it breaks.
-    """
-    problem = _path_problem(path)
-    if problem is not None:
-        raise _refuse_path(path, problem, None)
-
-
-def _check_layout(paths: Iterable[str], provides: tuple[str, ...], url: str | None) -> None:
-    """Whole-manifest path rules: collisions, shadowing, provided names."""
-    folded: dict[str, str] = {}
-    for path in paths:
-        key = path.casefold()
-        other = folded.get(key)
-        if other is not None:
-            raise _refuse_path(path, f"collides with {_show(other)} after case folding", url)
-        folded[key] = path
-
-    directories: set[str] = set()
-    for key in folded:
-        parts = key.split("/")
-        for end in range(1, len(parts)):
-            directories.add("/".join(parts[:end]))
-    provided = set(provides)
-    for key, path in folded.items():
-        if key in directories:
-            raise _refuse_path(path, "listed as a file and also used as a directory", url)
-        if key.endswith(".py") and key.rpartition("/")[2] != "__init__.py":
-            package_init = key[:-3] + "/__init__.py"
-            if package_init in folded:
-                raise _refuse_path(
-                    path, f"module also listed as package {_show(folded[package_init])}", url
-                )
-        head, slash, _ = path.partition("/")
-        if slash and _DIST_INFO.fullmatch(head):
-            continue
-        top = head if slash else head.removesuffix(".py")
-        if top not in provided:
-            raise _refuse_path(path, f"top-level name {top!r} is not in provides", url)
 
 
 # --- parsing ---------------------------------------------------------------
@@ -384,27 +259,27 @@ def _format_error(
 def _parse_version(value: object, what: str, url: str | None) -> int:
     if type(value) is not int or not 1 <= value <= MAX_VERSION:
         raise _format_error(
-            f"{what} must be an integer in 1..2**53", url, expected="int", got=_show(value)
+            f"{what} must be an integer in 1..2**53", url, expected="int", got=show(value)
         )
     return value
 
 
 def _parse_provides(value: object, url: str | None) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
-        raise _format_error("provides must be a non-empty list", url, got=_show(value))
+        raise _format_error("provides must be a non-empty list", url, got=show(value))
     names: list[str] = []
     seen: set[str] = set()
     for name in value:
         if (
             not isinstance(name, str)
-            or not _is_identifier(name)
+            or not is_identifier(name)
             or keyword.iskeyword(name)
             or name == "__init__"
         ):
             raise _format_error(
                 "every provided name must be an ASCII identifier and not a keyword",
                 url,
-                got=_show(name),
+                got=show(name),
             )
         if name in seen:
             raise _format_error(f"provided name {name!r} listed twice", url)
@@ -416,21 +291,21 @@ def _parse_provides(value: object, url: str | None) -> tuple[str, ...]:
 def _parse_entry(path: str, value: object, url: str | None) -> FileEntry:
     if not isinstance(value, dict) or set(value) != _FILE_FIELDS:
         raise _format_error(
-            f"file entry for {_show(path)} must be an object with exactly sha256 and length",
+            f"file entry for {show(path)} must be an object with exactly sha256 and length",
             url,
-            got=_show(sorted(value) if isinstance(value, dict) else value),
+            got=show(sorted(value) if isinstance(value, dict) else value),
         )
     digest = value["sha256"]
     if not isinstance(digest, str) or _SHA256.fullmatch(digest) is None:
         raise _format_error(
-            f"sha256 of {_show(path)} must be 64 lowercase hex digits", url, got=_show(digest)
+            f"sha256 of {show(path)} must be 64 lowercase hex digits", url, got=show(digest)
         )
     length = value["length"]
     if type(length) is not int or not 0 <= length <= MAX_FILE_LENGTH:
         raise _format_error(
-            f"length of {_show(path)} must be an integer in 0..{MAX_FILE_LENGTH}",
+            f"length of {show(path)} must be an integer in 0..{MAX_FILE_LENGTH}",
             url,
-            got=_show(length),
+            got=show(length),
         )
     return FileEntry(path=path, sha256=digest, length=length)
 
@@ -451,25 +326,25 @@ def parse(payload: bytes, *, url: str | None = None) -> Manifest:
     spec_version = document.get("spec_version")
     if type(spec_version) is int and spec_version not in SPEC_VERSIONS:
         raise _format_error(
-            "unsupported spec_version", url, expected=SPEC_VERSIONS, got=_show(spec_version)
+            "unsupported spec_version", url, expected=SPEC_VERSIONS, got=show(spec_version)
         )
     expected_fields = _FIELDS_V2 if spec_version == 2 else _FIELDS
     if set(document) != expected_fields:
         missing = sorted(expected_fields - set(document))
         unknown = sorted(set(document) - expected_fields)
         raise _format_error(
-            f"wrong set of fields for spec_version {_show(spec_version, 20)}",
+            f"wrong set of fields for spec_version {show(spec_version, 20)}",
             url,
             expected=sorted(expected_fields),
-            got=f"missing {missing}, unknown {[_show(name, 40) for name in unknown[:10]]}",
+            got=f"missing {missing}, unknown {[show(name, 40) for name in unknown[:10]]}",
         )
     if document["_type"] != MANIFEST_TYPE:
         raise _format_error(
-            "_type is not a manifest", url, expected=MANIFEST_TYPE, got=_show(document["_type"])
+            "_type is not a manifest", url, expected=MANIFEST_TYPE, got=show(document["_type"])
         )
     if type(spec_version) is not int:
         raise _format_error(
-            "unsupported spec_version", url, expected=SPEC_VERSIONS, got=_show(spec_version)
+            "unsupported spec_version", url, expected=SPEC_VERSIONS, got=show(spec_version)
         )
     version = _parse_version(document["version"], "version", url)
     root_version = _parse_version(document["root_version"], "root_version", url)
@@ -486,16 +361,16 @@ def parse(payload: bytes, *, url: str | None = None) -> Manifest:
 
     raw_files = document["files"]
     if not isinstance(raw_files, dict):
-        raise _format_error("files must be an object", url, got=_show(raw_files))
+        raise _format_error("files must be an object", url, got=show(raw_files))
     if len(raw_files) > MAX_FILES:
         raise _format_error(
             "too many files", url, expected=f"at most {MAX_FILES}", got=len(raw_files)
         )
     for path in raw_files:
-        problem = _path_problem(path)
+        problem = path_problem(path)
         if problem is not None:
-            raise _refuse_path(path, problem, url)
-    _check_layout(raw_files, provides, url)
+            raise refuse_path(path, problem, url)
+    check_layout(raw_files, provides, url)
     for name in provides:
         if f"{name}.py" not in raw_files and f"{name}/__init__.py" not in raw_files:
             raise _format_error(
@@ -582,54 +457,6 @@ def from_plain(plain: PlainManifest) -> Manifest:
     )
 
 
-class FileTable(Mapping[str, FileEntry]):
-    """Read-only ``path -> FileEntry`` over two plain dicts, building an entry
-    the first time it is asked for.
-
-    A warm process loads a repository's whole file list from a memo but looks
-    up only the files of the packages it imports: building every entry up
-    front cost ~0.4 us a file, and the two ``str``/``int`` dicts are not even
-    tracked by the garbage collector.  Entries are equal to, and as immutable
-    as, those of a parsed manifest.
-    """
-
-    __slots__ = ("_built", "_digests", "_lengths")
-
-    def __init__(self, digests: dict[str, str], lengths: dict[str, int]) -> None:
-        if digests.keys() != lengths.keys():
-            raise ValueError("file columns do not line up")
-        self._digests = digests
-        self._lengths = lengths
-        self._built: dict[str, FileEntry] = {}
-
-    def __getitem__(self, path: str) -> FileEntry:
-        entry = self._built.get(path)
-        if entry is None:
-            # KeyError for an unlisted path, as from a dict.
-            entry = self._built[path] = FileEntry(path, self._digests[path], self._lengths[path])
-        return entry
-
-    def get(self, path: str, default: FileEntry | None = None) -> FileEntry | None:  # type: ignore[override]
-        entry = self._built.get(path)
-        if entry is not None:
-            return entry
-        if path not in self._digests:
-            return default
-        return self[path]
-
-    def __contains__(self, path: object) -> bool:
-        return path in self._digests
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._digests)
-
-    def __len__(self) -> int:
-        return len(self._digests)
-
-    def __repr__(self) -> str:
-        return f"<FileTable of {len(self)} files>"
-
-
 def build_payload(
     *,
     version: int,
@@ -654,16 +481,16 @@ def build_payload(
     """
     names = list(provides)
     if not all(isinstance(name, str) for name in names):
-        raise _format_error("every provided name must be a string", None, got=_show(names))
+        raise _format_error("every provided name must be a string", None, got=show(names))
     listed: dict[str, dict[str, object]] = {}
     for entry in files:
         if not isinstance(entry, FileEntry):
-            raise _format_error("files must be FileEntry objects", None, got=_show(entry))
-        problem = _path_problem(entry.path)
+            raise _format_error("files must be FileEntry objects", None, got=show(entry))
+        problem = path_problem(entry.path)
         if problem is not None:
-            raise _refuse_path(entry.path, problem, None)
+            raise refuse_path(entry.path, problem, None)
         if entry.path in listed:
-            raise _refuse_path(entry.path, "listed twice", None)
+            raise refuse_path(entry.path, "listed twice", None)
         listed[entry.path] = {"sha256": entry.sha256, "length": entry.length}
     document = {
         "_type": MANIFEST_TYPE,
