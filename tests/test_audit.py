@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from secure_import.errors import AuditWriteError
-from secure_import.store import audit
+from secure_import.store import auditfile, auditformat
 from secure_import.store.audit import GENESIS, AuditLog, anchor_path, verify_chain
 
 HAS_PROC_FD = Path("/proc/self/fd").is_dir()
@@ -342,7 +342,7 @@ def test_forked_child_is_excluded_by_the_lock_its_parent_holds(path: Path) -> No
         if child == 0:  # pragma: no cover - runs in the child
             code = 1
             try:
-                audit._LOCK_TIMEOUT = 0.2
+                auditfile.LOCK_TIMEOUT = 0.2
                 try:
                     log.append("child", outcome="ok")
                     code = 4  # got in although the parent holds the lock
@@ -443,7 +443,7 @@ def test_lock_held_too_long_fails_closed_and_the_next_append_recovers(
     fcntl = pytest.importorskip("fcntl")
     log = AuditLog(path)
     _append(log, 1)
-    monkeypatch.setattr(audit, "_LOCK_TIMEOUT", 0.05)  # not 30 s in a test
+    monkeypatch.setattr(auditfile, "LOCK_TIMEOUT", 0.05)  # not 30 s in a test
     holder = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(holder, fcntl.LOCK_EX)
@@ -479,7 +479,9 @@ _json = st.recursive(
 
 @given(st.dictionaries(st.text(), _json))
 def test_the_shared_encoder_writes_exactly_what_json_dumps_writes(value: object) -> None:
-    assert audit._ENCODER.encode(value) == json.dumps(value, sort_keys=True, separators=(",", ":"))
+    assert auditformat.ENCODER.encode(value) == json.dumps(
+        value, sort_keys=True, separators=(",", ":")
+    )
 
 
 @given(
@@ -489,7 +491,7 @@ def test_the_shared_encoder_writes_exactly_what_json_dumps_writes(value: object)
 def test_a_line_split_around_prev_is_exactly_json_dumps_of_the_record(
     record: dict[str, object], prev: str
 ) -> None:
-    head, tail = audit._split(record)
+    head, tail = auditformat.split_record(record)
     assert f'{head}"{prev}"{tail}' == json.dumps(
         {**record, "prev": prev}, sort_keys=True, separators=(",", ":")
     )
@@ -499,7 +501,7 @@ def test_a_line_split_around_prev_is_exactly_json_dumps_of_the_record(
 def test_timestamps_have_the_isoformat_of_datetime(micros: int) -> None:
     second, fraction = divmod(micros, 1_000_000)
     expected = datetime.fromtimestamp(second, UTC).replace(microsecond=fraction)
-    assert audit._timestamp(micros) == expected.isoformat(timespec="microseconds").replace(
+    assert auditformat.timestamp(micros) == expected.isoformat(timespec="microseconds").replace(
         "+00:00", "Z"
     )
 
@@ -555,7 +557,7 @@ def test_a_load_record_is_the_line_append_writes_for_the_same_fields(
     assert {k: v for k, v in fast.items() if k not in different} == {
         k: v for k, v in general.items() if k not in different
     }
-    assert general["prev"] == audit._line_hash(fast_line)
+    assert general["prev"] == auditformat.line_hash(fast_line)
     assert verify_chain(path).ok
 
 

@@ -1,13 +1,20 @@
 """Merging the layers by precedence (command line, environment, explicit file,
 project file, user file, site file, defaults), with the project layer only
-ever tightening trust."""
+ever tightening trust.
+
+:func:`load_settings` reads the layers in order and checks the result as a
+whole (each repository complete, no URL twice, frozen mode without unsafe
+settings); how one layer is applied lives in
+:mod:`secure_import.settings.layers` (trusted files, environment, command
+line) and :mod:`secure_import.settings.project` (the tighten-only project
+file)."""
 
 from __future__ import annotations
 
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +22,17 @@ import platformdirs
 
 from secure_import.config import APP_NAME, DEFAULT_CLOCK_SLACK, Limits
 from secure_import.errors import ConfigError, SecureImportError
+from secure_import.settings.layers import (
+    _apply,
+    _apply_env,
+    _apply_overrides,
+    _env_bool,
+    _Merged,
+    _normal,
+    _trusted_file,
+)
 from secure_import.settings.model import (
-    _FALSE,
-    _TRUE,
     CONFIG_FILE_NAME,
-    MAX_SAFE_CLOCK_SLACK,
     USER_FILE_NAME,
     IgnoredConfigWarning,
     Overrides,
@@ -27,344 +40,12 @@ from secure_import.settings.model import (
     Settings,
     UnsafeConfigWarning,
 )
-from secure_import.settings.parse import _fail, _Layer, _parse_layer, _seconds
+from secure_import.settings.parse import _fail, _parse_layer
+from secure_import.settings.project import _apply_project
 from secure_import.store.fsutil import trust_problem
-from secure_import.store.keyfiles import load_public_key_file
 from secure_import.store.paths import site_mode_from_env
-from secure_import.verify.names import normalize_url
 
-# --- merging ------------------------------------------------------------------
-
-
-@dataclass
-class _Merged:
-    values: dict[str, Any] = field(default_factory=dict)
-    origins: dict[str, str] = field(default_factory=dict)
-    repos: dict[str, dict[str, Any]] = field(default_factory=dict)
-    repo_sources: dict[str, str] = field(default_factory=dict)
-    files: list[str] = field(default_factory=list)
-
-
-def _apply(merged: _Merged, layer: _Layer) -> None:
-    """A trusted layer: every value it sets wins over the lower layers."""
-    merged.files.append(str(layer.path))
-    if "clock_slack" in layer.values:
-        merged.values.pop("unsafe_clock_slack", None)
-    for key, value in layer.values.items():
-        merged.values[key] = value
-        merged.origins["clock_slack" if key == "unsafe_clock_slack" else key] = layer.label
-    for name, fields in layer.repos.items():
-        merged.repos.setdefault(name, {}).update(fields)
-        merged.repo_sources[name] = layer.label
-
-
-def _normal(url: object) -> object:
-    """The URL as repositories key their state (host case, default port, a
-    trailing slash): two spellings of one repository are one repository."""
-    if not isinstance(url, str):
-        return url
-    try:
-        return normalize_url(url)
-    except SecureImportError:
-        return url
-
-
-def _trusted_file(kind: str, path: Path) -> None:
-    """Refuse a site, user or explicit file another user could have written
-    (THREATS H1): the user chose it, so it is an error, not a silent skip."""
-    problem = trust_problem(path)
-    if problem is not None:
-        raise ConfigError(
-            f"{path}: the {kind} configuration file cannot be trusted: {problem}",
-            check="config-file-trust",
-            got=str(path),
-        )
-
-
-def _served_by(merged: _Merged) -> dict[str, str]:
-    """Top-level name -> repository name, for the names trusted layers let be served."""
-    out: dict[str, str] = {}
-    for name, fields in merged.repos.items():
-        for module in fields.get("modules") or ():
-            out.setdefault(module, name)
-    return out
-
-
-def _apply_project(merged: _Merged, layer: _Layer) -> None:
-    """The project layer: refuse anything that would widen trust, then apply."""
-    label = layer.label
-    forbidden = {
-        "cache_dir": "would move the cache (and what `cache clear` deletes); a committed "
-        "cache could stand in for the server",
-        "state_dir": "would reset the trust state (high-water marks, rotated roots)",
-        "log_dir": "would move the audit log",
-        "site": "would change which directories hold trust state",
-        "unsafe_clock_slack": "unsafe_* settings are refused in a project file",
-        "allow_project_freshness": "only the user, site or explicit configuration decides "
-        "what a project file may ask for",
-    }
-    for key, why in forbidden.items():
-        if key in layer.values:
-            raise _fail(label, key, f"a project file may only tighten trust: it {why}")
-    allowed = bool(merged.values.get("allow_project_freshness"))
-    lowering: list[str] = [key for key in ("frozen", "lock_file") if key in layer.values]
-    if layer.values.get("frozen") is False:
-        lowering.remove("frozen")  # leaving frozen mode is refused below
-    lowering += [
-        f"repositories.{name}.refresh"
-        for name, fields in layer.repos.items()
-        if fields.get("refresh") == "offline"
-    ]
-    if lowering and not allowed:
-        raise _fail(
-            label,
-            lowering[0],
-            "a project file may not lower freshness (frozen mode, a lock file, offline "
-            "repositories) unless the user, site or explicit configuration sets "
-            "allow_project_freshness = true: with a committed lock it could hold a "
-            "trusted repository on an old release without asking the server",
-        )
-    for key, tighter, unit in (
-        ("min_throughput", "higher", "bytes/s"),
-        ("throughput_window", "lower", "s"),
-        ("import_deadline", "lower", "s"),
-    ):
-        if key not in layer.values:
-            continue
-        current_limit = merged.values.get(key, getattr(Limits, key))
-        value = layer.values[key]
-        if (value < current_limit) if tighter == "higher" else (value > current_limit):
-            raise _fail(
-                label,
-                key,
-                f"a project file may only tighten the transport limits ({key} only {tighter})",
-                expected=f"{'>=' if tighter == 'higher' else '<='} {current_limit:g} {unit}",
-                got=f"{value:g} {unit}",
-            )
-    slack = layer.values.get("clock_slack")
-    current = merged.values.get("clock_slack", DEFAULT_CLOCK_SLACK)
-    if slack is not None and slack > current:
-        raise _fail(
-            label,
-            "clock_slack",
-            "a project file may only lower the clock slack",
-            expected=f"<= {current.total_seconds():g} s",
-            got=f"{slack.total_seconds():g} s",
-        )
-    if layer.values.get("frozen") is False and merged.values.get("frozen"):
-        raise _fail(label, "frozen", "a project file may not leave frozen mode")
-    if (
-        "lock_file" in layer.values
-        and "lock_file" in merged.values
-        and (layer.values["lock_file"] != merged.values["lock_file"])
-    ):
-        raise _fail(
-            label,
-            "lock_file",
-            "a project file may not replace the lock file set by "
-            f"{merged.origins.get('lock_file')}",
-        )
-    served = _served_by(merged)
-    urls = {_normal(fields.get("url")): name for name, fields in merged.repos.items()}
-    for name, fields in layer.repos.items():
-        where = f"repositories.{name}"
-        for unsafe in ("unsafe_all_modules", "unsafe_undeclared_imports"):
-            if fields.get(unsafe):
-                raise _fail(
-                    label,
-                    f"{where}.{unsafe}",
-                    "unsafe_* settings are refused in a project file",
-                )
-        if fields.get("trust_dependencies", "no") != "no":
-            base_follow = merged.repos.get(name, {}).get("trust_dependencies", "no")
-            order = ("no", "direct", "transitive")
-            if order.index(fields["trust_dependencies"]) > order.index(base_follow):
-                raise _fail(
-                    label,
-                    f"{where}.trust_dependencies",
-                    "following dependency declarations widens trust; only the user, site "
-                    "or explicit configuration may turn it on",
-                )
-        if "auth" in fields:
-            raise _fail(
-                label,
-                f"{where}.auth",
-                "credentials may only be configured in the user, site or explicit "
-                "configuration, or the environment: a project file could send them "
-                "to a server of its choosing",
-            )
-        if "s3_endpoint" in fields:
-            raise _fail(
-                label,
-                f"{where}.s3_endpoint",
-                "an S3 endpoint may only be configured in the user, site or explicit "
-                "configuration, or the environment: the AWS credentials sign every request "
-                "to it, and a project file could choose the server",
-            )
-        base = merged.repos.get(name)
-        if base is None:
-            other = urls.get(_normal(fields.get("url")))
-            if other is not None:
-                raise _fail(
-                    label,
-                    f"{where}.url",
-                    f"this URL is already configured as "
-                    f"repositories.{other} by {merged.repo_sources[other]}; restate it "
-                    "under that name to restrict it",
-                )
-            if "modules" not in fields:
-                raise _fail(
-                    label,
-                    f"{where}.modules",
-                    "a repository added by a project file must list its modules",
-                )
-            for module in sorted(fields["modules"]):
-                if module in served:
-                    raise _fail(
-                        label,
-                        f"{where}.modules",
-                        f"{module!r} is already served by repositories."
-                        f"{served[module]}; a project file may not claim it",
-                    )
-            continue
-        _check_restriction(label, where, base, fields)
-    merged.files.append(str(layer.path))
-    for key, value in layer.values.items():
-        merged.values[key] = value
-        merged.origins[key] = label
-    for name, fields in layer.repos.items():
-        merged.repos.setdefault(name, {}).update(fields)
-        merged.repo_sources[name] = label
-
-
-def _check_restriction(
-    label: str, where: str, base: dict[str, Any], fields: dict[str, Any]
-) -> None:
-    """A project restating a trusted repository may only narrow it."""
-    if "keys" in fields and _key_ids(fields["keys"]) != _key_ids(base.get("keys", ())):
-        raise _fail(
-            label,
-            f"{where}.keys",
-            "a project file may not change the keys pinned for a repository configured elsewhere",
-        )
-    for key in (
-        "url",
-        "root_version",
-        "ca_bundle",
-        "truststore",
-        "client_cert",
-        "client_key",
-        "identities",
-        "sigstore_trusted_root",
-        "s3_endpoint",
-        "s3_region",
-    ):
-        if key in fields and fields[key] != base.get(key, _DEFAULTS.get(key)):
-            raise _fail(
-                label,
-                f"{where}.{key}",
-                "a project file may not change this field of "
-                "a repository configured elsewhere (only narrow modules, raise the "
-                "threshold or set refresh)",
-            )
-    if "threshold" in fields and fields["threshold"] < base.get("threshold", 1):
-        raise _fail(
-            label,
-            f"{where}.threshold",
-            "a project file may not lower the threshold",
-            expected=f">= {base.get('threshold', 1)}",
-            got=fields["threshold"],
-        )
-    if "modules" in fields and base.get("modules") is not None:
-        extra = sorted(fields["modules"] - base["modules"])
-        if extra:
-            raise _fail(
-                label,
-                f"{where}.modules",
-                "a project file may not allow more modules "
-                f"than the repository's own configuration: {', '.join(extra)}",
-            )
-
-
-_DEFAULTS: dict[str, Any] = {
-    "truststore": False,
-    "threshold": 1,
-    "refresh": "always",
-    "root_version": 1,
-}
-
-
-def _key_ids(paths: Sequence[Path]) -> frozenset[str] | None:
-    """The key ids of key files (``None`` if one is unreadable: never equal)."""
-    try:
-        return frozenset(load_public_key_file(p).key_id for p in paths)
-    except SecureImportError:
-        return None
-
-
-def _env_bool(env: Mapping[str, str], name: str) -> bool | None:
-    value = env.get(name)
-    if value is None:
-        return None
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ConfigError(
-        f"${name}: expected 1/0, true/false, yes/no or on/off", check="config-env", got=repr(value)
-    )
-
-
-def _apply_env(merged: _Merged, env: Mapping[str, str]) -> bool | None:
-    """The environment layer; returns the global offline override."""
-    for key in ("cache_dir", "state_dir", "log_dir", "lock_file"):
-        var = f"SECURE_IMPORT_{key.upper()}"
-        if env.get(var):
-            merged.values[key] = Path(env[var])
-            merged.origins[key] = f"${var}"
-    for key in ("site", "frozen"):
-        var = f"SECURE_IMPORT_{key.upper()}"
-        flag = _env_bool(env, var)
-        if flag is not None:
-            merged.values[key] = flag
-            merged.origins[key] = f"${var}"
-    raw = env.get("SECURE_IMPORT_CLOCK_SLACK")
-    if raw:
-        try:
-            seconds = float(raw)
-        except ValueError as exc:
-            raise ConfigError(
-                "$SECURE_IMPORT_CLOCK_SLACK: expected seconds", check="config-env", got=repr(raw)
-            ) from exc
-        slack = _seconds("$SECURE_IMPORT_CLOCK_SLACK", "value", seconds)
-        if slack > MAX_SAFE_CLOCK_SLACK:
-            raise ConfigError(
-                "$SECURE_IMPORT_CLOCK_SLACK: at most 3600 seconds (a larger slack "
-                "is only possible as unsafe_clock_slack in a configuration file)",
-                check="config-env",
-                got=raw,
-            )
-        merged.values["clock_slack"] = slack
-        merged.values.pop("unsafe_clock_slack", None)
-        merged.origins["clock_slack"] = "$SECURE_IMPORT_CLOCK_SLACK"
-    return _env_bool(env, "SECURE_IMPORT_OFFLINE")
-
-
-def _apply_overrides(merged: _Merged, overrides: Overrides) -> None:
-    for key in ("cache_dir", "state_dir", "log_dir", "site", "clock_slack", "lock_file", "frozen"):
-        value = getattr(overrides, key)
-        if value is not None:
-            merged.values[key] = value
-            merged.origins[key] = "command line"
-            if key == "clock_slack":
-                if value > MAX_SAFE_CLOCK_SLACK:
-                    raise ConfigError(
-                        "--clock-slack: at most 3600 seconds",
-                        check="config",
-                        got=value.total_seconds(),
-                    )
-                merged.values.pop("unsafe_clock_slack", None)
+# --- the merged repositories --------------------------------------------------
 
 
 def _finish_repo(
