@@ -221,6 +221,8 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv("SECURE_IMPORT_CACHE_DIR", str(tmp_path / "env-cache"))
     monkeypatch.setenv("SECURE_IMPORT_STATE_DIR", str(tmp_path / "env-state"))
     monkeypatch.setenv("SECURE_IMPORT_LOG_DIR", str(tmp_path / "env-log"))
+    # secure-import serve's kept CA (default: the user's data directory).
+    monkeypatch.setenv("SECURE_IMPORT_SERVE_CA_DIR", str(tmp_path / "env-serve-ca"))
     yield
     finder = get_finder()
     for repo in list(finder.repositories):

@@ -25,9 +25,10 @@ import socket
 import ssl
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from secure_import.publish.scripted import AccessRecord
 
 from .httpsrig import LOOPBACK_HOSTS, TLSServerFactory
 
@@ -36,24 +37,15 @@ __all__ = ["NGINX", "AccessRecord", "NginxServer", "nginx_available"]
 #: Where Debian's nginx-light puts the binary.
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 _START_TIMEOUT = 10.0
-#: One access-log line: protocol, method, path, status, body bytes (tab-separated).
+#: One access-log line: protocol, method, path, status, body bytes (tab-separated),
+#: the form of :meth:`AccessRecord.line` (our own server's records), so both
+#: servers' traffic reads alike.
 _LOG_FORMAT = "$server_protocol\\t$request_method\\t$request_uri\\t$status\\t$body_bytes_sent"
 
 
 def nginx_available() -> bool:
     """Whether an nginx binary can be run here (tests are skipped otherwise)."""
     return os.path.exists(NGINX) and os.access(NGINX, os.X_OK)
-
-
-@dataclass(frozen=True)
-class AccessRecord:
-    """One request as nginx logged it."""
-
-    protocol: str
-    method: str
-    path: str
-    status: int
-    bytes: int
 
 
 def _free_port() -> int:
@@ -214,11 +206,7 @@ http {{
             time.sleep(0.02)
         if not self.access_log.exists():
             return []
-        found = []
-        for line in self.access_log.read_text().splitlines():
-            protocol, method, path, status, size_text = line.split("\t")
-            found.append(AccessRecord(protocol, method, path, int(status), int(size_text)))
-        return found
+        return [AccessRecord.parse(line) for line in self.access_log.read_text().splitlines()]
 
     def request_paths(self) -> list[str]:
         return [r.path for r in self.requests()]

@@ -619,8 +619,9 @@ def test_good_rig_certificate_is_accepted(make_server: ServerMaker, rig: TLSServ
 def test_serve_forever_cli_prints_ca_and_cleans_up_on_ctrl_c(repo_dir: Path) -> None:
     code = (
         "import sys; from pathlib import Path; "
-        "from secure_import.publish.serve import serve_forever_cli; "
-        "serve_forever_cli(Path(sys.argv[1]), 0); print('clean exit', flush=True)"
+        "from secure_import.publish.servecli import serve_forever_cli; "
+        "serve_forever_cli(Path(sys.argv[1]), 0, temporary_ca=True); "
+        "print('clean exit', flush=True)"
     )
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     proc = subprocess.Popen(
@@ -654,15 +655,26 @@ def test_serve_forever_cli_prints_ca_and_cleans_up_on_ctrl_c(repo_dir: Path) -> 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP", "SIGINT"])
 def test_serve_removes_its_ca_directory_on_every_stop_signal(repo_dir: Path, signame: str) -> None:
-    """``secure-import serve`` stopped by a service manager (SIGTERM), a closed
-    terminal (SIGHUP) or Ctrl-C (SIGINT) leaves no ``ca.pem`` behind."""
+    """``secure-import serve --temporary-ca`` stopped by a service manager
+    (SIGTERM), a closed terminal (SIGHUP) or Ctrl-C (SIGINT) leaves no
+    ``ca.pem`` behind."""
     import json as _json
     import signal as _signal
     import subprocess as _subprocess
     import sys as _sys
 
     proc = _subprocess.Popen(
-        [_sys.executable, "-m", "secure_import", "--json", "serve", str(repo_dir), "--port", "0"],
+        [
+            _sys.executable,
+            "-m",
+            "secure_import",
+            "--json",
+            "serve",
+            str(repo_dir),
+            "--port",
+            "0",
+            "--temporary-ca",
+        ],
         stdout=_subprocess.PIPE,
         stderr=_subprocess.PIPE,
         text=True,

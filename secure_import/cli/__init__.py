@@ -303,6 +303,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("serve", cmd_serve, "serve a repository over HTTPS on 127.0.0.1 (development)")
     p.add_argument("out_dir")
     p.add_argument("--port", type=int, default=8443)
+    ca = p.add_mutually_exclusive_group()
+    ca.add_argument(
+        "--ca-dir",
+        metavar="DIR",
+        help="keep the development CA here (0700; key 0600), so a saved ca_bundle works "
+        "across restarts (default: serve-ca under the user's data directory)",
+    )
+    ca.add_argument(
+        "--temporary-ca",
+        action="store_true",
+        help="a throwaway CA in a temporary directory, removed on exit",
+    )
 
     p = command("cache", cmd_cache, "list or clear the verified-file cache")
     p.add_argument("cache_command", choices=["list", "clear"])

@@ -208,7 +208,14 @@ def cmd_verify(args: argparse.Namespace, out: Out) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, out: Out) -> int:
-    from secure_import.publish.serve import serve_forever_cli
+    from secure_import.publish.servecli import serve_forever_cli
 
-    serve_forever_cli(Path(args.out_dir), args.port, as_json=out.json)
+    serve_forever_cli(
+        Path(args.out_dir),
+        args.port,
+        as_json=out.json,
+        ca_dir=None if args.ca_dir is None else Path(args.ca_dir),
+        temporary_ca=args.temporary_ca,
+        verbose=out.verbosity > 0,
+    )
     return EXIT_OK

@@ -9,8 +9,10 @@ the CA certificate to the client as its trust bundle (``ca_bundle=``).
 Properties, each chosen so that a strict verifier accepts the chain and nothing
 else can reuse it:
 
-- a new ECDSA P-256 key pair for the CA and for the leaf on every call; nothing
-  is cached or written to a well-known place;
+- a new ECDSA P-256 key pair for the CA and for the leaf on every call of
+  :func:`make_dev_certificates`; nothing is cached or written to a
+  well-known place (``secure-import serve`` keeps its CA in a private
+  directory instead, :mod:`.devca`, and mints a new leaf per start);
 - the CA is ``BasicConstraints(ca=True, path_length=0)`` with ``keyCertSign``
   only, so it can sign leaves but no intermediate CA;
 - the leaf names exactly the requested hosts in its subjectAltName (IP
@@ -41,7 +43,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from secure_import.errors import ConfigError
 
-__all__ = ["DevCertificates", "make_dev_certificates", "server_ssl_context"]
+__all__ = [
+    "DevCA",
+    "DevCertificates",
+    "issue_certificate",
+    "make_dev_ca",
+    "make_dev_certificates",
+    "server_ssl_context",
+]
 
 #: Default subjectAltNames of the development server certificate.
 DEFAULT_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost")
@@ -85,25 +94,27 @@ def _san_entry(host: str) -> x509.GeneralName:
     return x509.DNSName(host.lower())
 
 
-def make_dev_certificates(
-    hosts: Sequence[str] = DEFAULT_HOSTS,
-    *,
-    valid_for: timedelta = DEFAULT_VALIDITY,
-) -> DevCertificates:
-    """Mint a fresh CA and a server certificate for ``hosts`` signed by it.
+@dataclass(frozen=True)
+class DevCA:
+    """A development CA: its certificate and private key, in memory and as PEM."""
 
-    Every call creates new keys, so certificates from one run never verify a
-    server from another.
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
 
-    Raises:
-        ConfigError: ``hosts`` is empty or holds a name that cannot be put in a
-            certificate, or ``valid_for`` is not positive or longer than a year.
-    """
-    if isinstance(hosts, str):
-        # A bare string is a Sequence[str] of characters; that is never meant.
-        hosts = (hosts,)
-    if not hosts:
-        raise ConfigError("a development certificate needs at least one host")
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+
+def _check_validity(valid_for: timedelta) -> None:
     if valid_for <= timedelta(0) or valid_for > _MAX_VALIDITY:
         raise ConfigError(
             "development certificate lifetime out of range",
@@ -111,28 +122,57 @@ def make_dev_certificates(
             expected=f"> 0 and <= {_MAX_VALIDITY}",
             got=valid_for,
         )
-    sans = [_san_entry(h) for h in hosts]
 
+
+def _host_list(hosts: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(hosts, str):
+        # A bare string is a Sequence[str] of characters; that is never meant.
+        hosts = (hosts,)
+    if not hosts:
+        raise ConfigError("a development certificate needs at least one host")
+    return tuple(hosts)
+
+
+def _name_constraint(host: str) -> x509.GeneralName:
+    """The subtree one host permits: exactly that address, or that name."""
+    entry = _san_entry(host)
+    if isinstance(entry, x509.IPAddress):
+        address = ipaddress.ip_address(host)
+        return x509.IPAddress(ipaddress.ip_network(f"{address}/{address.max_prefixlen}"))
+    return entry
+
+
+def make_dev_ca(
+    *, valid_for: timedelta = DEFAULT_VALIDITY, constrain_to: Sequence[str] | None = None
+) -> DevCA:
+    """A fresh development CA (new ECDSA P-256 key).
+
+    ``constrain_to``: hosts the CA may ever certify (an X.509 name
+    constraint, critical): a CA kept on disk (``serve --ca-dir``) and
+    perhaps added to a trust store can then never vouch for another name,
+    even if its key leaks.
+
+    Raises:
+        ConfigError: ``valid_for`` out of range, or a host that cannot be
+            put in a certificate.
+    """
+    _check_validity(valid_for)
     now = datetime.now(UTC)
-    not_before = now - _BACKDATE
-    not_after = now + valid_for
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name(
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "secure_import development"),
             x509.NameAttribute(NameOID.COMMON_NAME, "secure_import throwaway dev CA"),
         ]
     )
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now + valid_for)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -148,10 +188,32 @@ def make_dev_certificates(
             ),
             critical=True,
         )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
+    if constrain_to is not None:
+        permitted = [_name_constraint(h) for h in _host_list(constrain_to)]
+        builder = builder.add_extension(
+            x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=None),
+            critical=True,
+        )
+    return DevCA(builder.sign(key, hashes.SHA256()), key)
 
+
+def issue_certificate(
+    ca: DevCA, hosts: Sequence[str] = DEFAULT_HOSTS, *, valid_for: timedelta = DEFAULT_VALIDITY
+) -> DevCertificates:
+    """A server certificate for ``hosts`` (new key) signed by ``ca``, never
+    outliving it.
+
+    Raises:
+        ConfigError: as :func:`make_dev_certificates`.
+    """
+    hosts = _host_list(hosts)
+    _check_validity(valid_for)
+    sans = [_san_entry(h) for h in hosts]
+    now = datetime.now(UTC)
+    not_after = min(now + valid_for, ca.cert.not_valid_after_utc)
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca.key.public_key())
     leaf_key = ec.generate_private_key(ec.SECP256R1())
     leaf_name = x509.Name(
         [
@@ -163,10 +225,10 @@ def make_dev_certificates(
     leaf_cert = (
         x509.CertificateBuilder()
         .subject_name(leaf_name)
-        .issuer_name(ca_name)
+        .issuer_name(ca.cert.subject)
         .public_key(leaf_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
+        .not_valid_before(now - _BACKDATE)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
@@ -192,11 +254,10 @@ def make_dev_certificates(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
             critical=False,
         )
-        .sign(ca_key, hashes.SHA256())
+        .sign(ca.key, hashes.SHA256())
     )
-
     return DevCertificates(
-        ca_pem=ca_cert.public_bytes(serialization.Encoding.PEM),
+        ca_pem=ca.cert_pem,
         cert_chain_pem=leaf_cert.public_bytes(serialization.Encoding.PEM),
         key_pem=leaf_key.private_bytes(
             serialization.Encoding.PEM,
@@ -204,6 +265,26 @@ def make_dev_certificates(
             serialization.NoEncryption(),
         ),
     )
+
+
+def make_dev_certificates(
+    hosts: Sequence[str] = DEFAULT_HOSTS,
+    *,
+    valid_for: timedelta = DEFAULT_VALIDITY,
+) -> DevCertificates:
+    """Mint a fresh CA and a server certificate for ``hosts`` signed by it.
+
+    Every call creates new keys, so certificates from one run never verify a
+    server from another.
+
+    Raises:
+        ConfigError: ``hosts`` is empty or holds a name that cannot be put in a
+            certificate, or ``valid_for`` is not positive or longer than a year.
+    """
+    hosts = _host_list(hosts)
+    for host in hosts:
+        _san_entry(host)
+    return issue_certificate(make_dev_ca(valid_for=valid_for), hosts, valid_for=valid_for)
 
 
 def _write_private(path: Path, data: bytes) -> None:

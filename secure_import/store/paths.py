@@ -123,3 +123,13 @@ class Paths:
             state_dir=_platform_dir("state", True),
             log_dir=_platform_dir("log", True),
         )
+
+
+def serve_ca_dir() -> Path:
+    """Default directory of ``secure-import serve``'s development CA: under
+    the user's data directory (platformdirs), so a ``ca_bundle`` saved in
+    code or configuration keeps working across restarts."""
+    override = _env_dir("SECURE_IMPORT_SERVE_CA_DIR")
+    if override is not None:
+        return override
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "serve-ca"
