@@ -612,6 +612,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
+    if args.quick:
+        import quick  # the whole-process benchmarks' quick modes (bench/quick.py)
+
+        quick.run_all()
     return 0
 
 

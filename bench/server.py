@@ -65,10 +65,21 @@ class BenchServer:
     """Serve ``root`` on 127.0.0.1 over HTTPS with injectable latency."""
 
     def __init__(
-        self, root: Path, workdir: Path, *, delay: float = 0.0, conn_delay: float = 0.0
+        self,
+        root: Path,
+        workdir: Path,
+        *,
+        delay: float = 0.0,
+        conn_delay: float = 0.0,
+        index_pages: bool = False,
+        ca: trustme.CA | None = None,
     ) -> None:
         self.delay = delay
-        ca = trustme.CA()
+        #: Answer a directory URL (``/simple/pkg/``) with its ``index.html``: a
+        #: PEP 503 index for the pip and uv rows (``pkgindex.py``).
+        self.index_pages = index_pages
+        ca = ca or trustme.CA()
+        self.ca = ca
         cert = ca.issue_cert("127.0.0.1", "localhost")
         context_class = type(
             "_Ctx", (_CountingContext,), {"connections": 0, "_count_lock": threading.Lock()}
@@ -90,7 +101,18 @@ class BenchServer:
     def _hook(self, request: RequestInfo) -> Response | None:
         if self.delay:
             time.sleep(self.delay)
+        page = self._index_page(request.path)
+        if page is not None:
+            return Response(200, page, headers={"Content-Type": "text/html; charset=utf-8"})
         return None
+
+    def _index_page(self, path: str) -> bytes | None:
+        if not self.index_pages:
+            return None
+        target = path.split("?", 1)[0]
+        if not target.endswith("/"):
+            return None
+        return self.server.read_file(target + "index.html")
 
     def reset(self) -> None:
         self.server.clear_requests()
@@ -102,7 +124,7 @@ class BenchServer:
         out = Tally(connections=type(self._ctx).connections)
         for req in self.server.requests:
             out.requests += 1
-            body = self.server.read_file(req.path)
+            body = self._index_page(req.path) or self.server.read_file(req.path)
             if body is None:
                 out.not_found += 1
                 continue
