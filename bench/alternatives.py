@@ -216,7 +216,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             for server in scenario.servers():
                 server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    write_report(args.out, text)
+    if args.quick:
+        # Timings from a quick run mean nothing: no verdicts, only that it ran.
+        print("bench/alternatives.py --quick: harness checks passed")
+    else:
+        write_report(args.out, text)
     return 0
 
 
