@@ -181,3 +181,102 @@ def test_h10_description_file_that_is_not_private_is_refused(
     assert proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr
     (record,) = _refused(tmp_path)
     assert "description file is" in str(record["message"])
+
+
+def _fork_and_import(name: str) -> tuple[int, str]:
+    """Fork; the child imports ``name`` and reports ``[origin, square(7)]``
+    through a pipe.  Returns the child's exit status and what it wrote."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        status = 1
+        try:
+            os.close(read_end)
+            module = __import__(name)
+            os.write(write_end, json.dumps([module.__spec__.origin, module.square(7)]).encode())
+            status = 0
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            os.write(write_end, repr(exc).encode())
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode()
+
+
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_fork_child_fetches_over_its_own_connection_not_the_parents_keep_alive(
+    publisher: Publisher, consumer: Consumer
+) -> None:
+    """A forked child inherits the parent's HTTP client with its open
+    keep-alive TLS connection.  Writing on it from two processes would mix
+    two TLS streams on one socket (the server or the parent reads garbage,
+    or one process reads the other's answer); the child must drop the copied
+    pool and connect afresh, and the parent's connection must keep working."""
+    for name in ("remote_pkg", "late_pkg", "after_pkg"):
+        # Different bytes per package: the cache is content-addressed.
+        publisher.write(
+            f"{name}/__init__.py", f"NAME = {name!r}\n\ndef square(x):\n    return x * x\n"
+        )
+    publisher.publish()
+    repo = consumer.add()
+    import remote_pkg
+
+    assert remote_pkg.square(3) == 9
+    server = publisher.server
+    parent_peers = {r.peer for r in server.requests}
+    assert parent_peers and all(parent_peers)
+    seen = len(server.requests)
+
+    code, out = _fork_and_import("late_pkg")
+
+    assert code == 0, out
+    assert json.loads(out) == [repo.url + "late_pkg/__init__.py", 49]
+    child_requests = server.requests[seen:]
+    assert any("late_pkg" in r.path for r in child_requests), child_requests
+    assert not {r.peer for r in child_requests} & parent_peers, "child used the parent's socket"
+    # The parent's own client still works after the child has gone.
+    seen = len(server.requests)
+    import after_pkg  # type: ignore[import-not-found]
+
+    assert after_pkg.square(4) == 16
+    after = server.requests[seen:]
+    assert any("after_pkg" in r.path for r in after)
+    assert {r.peer for r in after} <= parent_peers  # over its own kept-alive connection
+    assert "late_pkg" not in sys.modules  # imported in the child only
+    loads = [r["module"] for r in consumer.audit() if r["event"] == "load"]
+    assert loads.count("late_pkg") == 1 and "after_pkg" in loads
+
+
+def _import_and_report(name: str) -> tuple[str, int]:
+    module = __import__(name)
+    return module.__spec__.origin, module.square(7)
+
+
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_fork_pool_worker_imports_a_module_the_parent_never_imported(
+    publisher: Publisher, consumer: Consumer
+) -> None:
+    """The multiprocessing ``fork`` start method, after the parent has used
+    its connection: the workers fetch on connections of their own."""
+    for name in ("remote_pkg", "worker_pkg"):
+        publisher.write(
+            f"{name}/__init__.py", f"NAME = {name!r}\n\ndef square(x):\n    return x * x\n"
+        )
+    publisher.publish()
+    repo = consumer.add()
+    import remote_pkg
+
+    assert remote_pkg.square(2) == 4
+    parent_peers = {r.peer for r in publisher.server.requests}
+    seen = len(publisher.server.requests)
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.map(_import_and_report, ["worker_pkg"] * 4)
+    assert results == [(repo.url + "worker_pkg/__init__.py", 49)] * 4
+    worker_requests = publisher.server.requests[seen:]
+    assert worker_requests and not {r.peer for r in worker_requests} & parent_peers
+    assert "worker_pkg" not in sys.modules

@@ -160,7 +160,8 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in self.headers.items():
             key = name.lower()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        info = RequestInfo(self.command, self.path, headers, time.monotonic())
+        host, port = self.client_address[:2]
+        info = RequestInfo(self.command, self.path, headers, time.monotonic(), f"{host}:{port}")
         repo._record(info)
         if repo._hook is not None:
             scripted = repo._hook(info)

@@ -38,12 +38,15 @@ class RequestInfo:
     included), so tests can tell ``/%2e%2e/x`` from ``/../x``.  ``headers`` has
     lower-cased names; repeated headers are joined with ``", "``.  ``time`` is
     :func:`time.monotonic` at receipt, comparable with the test's own readings.
+    ``peer`` is the client's ``host:port``: requests with the same peer came
+    over the same (keep-alive) connection.
     """
 
     method: str
     path: str
     headers: dict[str, str]
     time: float
+    peer: str = ""
 
 
 @dataclass(frozen=True)

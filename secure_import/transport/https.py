@@ -59,6 +59,7 @@ from secure_import.errors import (
     TooLargeError,
     TransportError,
 )
+from secure_import.transport import forksafe
 from secure_import.transport.base import FetchStats, Response
 from secure_import.verify.names import parse_origin
 
@@ -290,26 +291,39 @@ class Fetcher:
         self._auth = self.transport.auth
         self._clock = clock
         self._lock = threading.Lock()
-        verify = _tls_context(ca_bundle, self.transport)
-        self._httpx = httpx = _import_httpx()
-        self._client = httpx.Client(
-            verify=verify,
+        self._verify = _tls_context(ca_bundle, self.transport)
+        self._httpx = _import_httpx()
+        self._client = self._open_client()
+        forksafe.register(self)
+        self.stats.seconds = time.perf_counter() - built
+
+    def _open_client(self) -> httpx.Client:
+        lib, limits = self._httpx, self.limits
+        client: httpx.Client = lib.Client(
+            verify=self._verify,
             trust_env=False,
             follow_redirects=False,
             http2=False,
-            timeout=httpx.Timeout(
+            timeout=lib.Timeout(
                 limits.read_timeout, connect=limits.connect_timeout, pool=limits.read_timeout
             ),
-            limits=httpx.Limits(
+            limits=lib.Limits(
                 max_connections=limits.max_parallel,
                 max_keepalive_connections=limits.max_parallel,
             ),
             headers={"Accept-Encoding": "identity", "User-Agent": "secure-import"},
         )
-        self.stats.seconds = time.perf_counter() - built
+        return client
 
     def close(self) -> None:
         self._client.close()
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a new client, and the copied one (whose pool
+        holds the parent's live connections) dropped unclosed; see
+        :mod:`secure_import.transport.forksafe`."""
+        self._lock = threading.Lock()
+        self._client = self._open_client()
 
     def url_for(self, relative_path: str) -> str:
         """The https URL of a repository-relative path (already checked safe)."""
