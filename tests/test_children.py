@@ -82,6 +82,7 @@ def test_child_keeps_the_parents_pins_not_weaker(publisher: Publisher, consumer:
     assert proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr
 
 
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
 @pytest.mark.parametrize("method", ["spawn", "fork", "forkserver"])
 def test_multiprocessing_pool_maps_a_function_defined_in_a_remote_module(
     publisher: Publisher, consumer: Consumer, method: str
