@@ -218,20 +218,25 @@ class Repository:
         self.transport = transport
         self.limits = limits or Limits()
         self.paths = paths or Paths.default()
-        self.cache = Cache(self.paths.cache_dir) if cache is None else cache
+        readonly = self.paths.cache_readonly
+        self.cache = (
+            Cache(self.paths.cache_dir, readonly=readonly, on_unwritable=self._cache_unwritable)
+            if cache is None
+            else cache
+        )
         self.state = StateStore(self.paths.state_dir) if state is None else state
         self.audit = (
-            AuditLog(self.paths.audit_log, witness=self.paths.audit_witness)
-            if audit is None
-            else audit
+            AuditLog(self.paths.audit_log, witness=self.paths.witness) if audit is None else audit
         )
         self.bytecode = (
-            BytecodeStore(self.paths.cache_dir, self.paths.state_dir)
+            BytecodeStore(self.paths.cache_dir, self.paths.state_dir, readonly=readonly)
             if bytecode is None
             else bytecode
         )
         self.memo = (
-            ManifestMemo(self.paths.cache_dir, self.paths.state_dir, owner=self.id)
+            ManifestMemo(
+                self.paths.cache_dir, self.paths.state_dir, owner=self.id, readonly=readonly
+            )
             if memo is None
             else memo
         )
@@ -264,7 +269,7 @@ class Repository:
         #: the top-level names whose verified files are written to a private
         #: directory so ``__file__`` is a real path (see :mod:`.store.materialise`).
         self.materialise = check_materialise(materialise)
-        self.materialised = MaterialiseStore(self.paths.cache_dir, self.id)
+        self.materialised = MaterialiseStore(self.paths.cache_dir, self.id, readonly=readonly)
         #: Verified bytes and code for the entries of the trusted manifest.
         self.assembly = Assembler(
             self.url,
@@ -349,6 +354,19 @@ class Repository:
     def record(self, event: str, *, outcome: str, **fields: object) -> None:
         """Append an audit record about this repository (raises AuditWriteError)."""
         self.audit.append(event, outcome=outcome, repo=self.url, **fields)
+
+    def _cache_unwritable(self, reason: str) -> None:
+        """The cache could not be written (a read-only image layer): not an
+        import failure, the verified bytes are used from memory; audited
+        once per process (raises AuditWriteError)."""
+        self.record(
+            "cache-readonly",
+            outcome="skipped",
+            url=self.url,
+            code="cache-readonly",
+            message=f"the cache {self.paths.cache_dir} is not written ({reason}); "
+            "verified bytes are used from memory, nothing unverified is trusted",
+        )
 
     def record_load(
         self,

@@ -316,8 +316,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="a throwaway CA in a temporary directory, removed on exit",
     )
 
-    p = command("cache", cmd_cache, "list or clear the verified-file cache")
-    p.add_argument("cache_command", choices=["list", "clear"])
+    p = command(
+        "cache",
+        cmd_cache,
+        "the verified-file cache: list, clear, warm (fetch and verify everything the "
+        "configuration or lock file names, to bake an image), verify (re-check every entry "
+        "against its signed manifest; a health check)",
+    )
+    p.add_argument("cache_command", choices=["list", "clear", "warm", "verify"])
+    _policy(p)
+    p.add_argument(
+        "--repair", action="store_true", help="verify: delete every bad entry found (audited)"
+    )
+    p.add_argument(
+        "--complete",
+        action="store_true",
+        help="verify: also fail when a signed file of a configured repository is not cached "
+        "(a baked image run offline needs them all)",
+    )
 
     p = command("audit", cmd_audit, "show, filter, export or verify the audit log")
     p.add_argument("audit_command", choices=["show", "export", "verify"])

@@ -40,7 +40,7 @@ def cmd_audit(args: argparse.Namespace, out: Out) -> int:
     paths = _paths(args, out)
     path = paths.audit_log
     if args.audit_command == "verify":
-        report = verify_chain(path, witness=paths.audit_witness)
+        report = verify_chain(path, witness=paths.witness)
         if out.json:
             out.emit(
                 {

@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from secure_import.cli.common import _paths, _settings
-from secure_import.cli.output import EXIT_OK, Out, Progress, UsageError
+from secure_import.cli.output import EXIT_FAIL, EXIT_OK, Out, UsageError
 
 if TYPE_CHECKING:
     from secure_import.hook.deps import Edge
-    from secure_import.repository import Repository
-    from secure_import.verify.manifest import FileEntry
+    from secure_import.settings import Settings
 
 
 # --- consumer commands ---------------------------------------------------------------
@@ -21,6 +20,12 @@ if TYPE_CHECKING:
 def cmd_cache(args: argparse.Namespace, out: Out) -> int:
     from secure_import.store.cache import Cache
 
+    if args.cache_command == "warm":
+        return cmd_warm(args, out)
+    if args.cache_command == "verify":
+        return cmd_verify_cache(args, out)
+    if args.cache_command != "warm" and getattr(args, "lock_file", None) is not None:
+        raise UsageError("--lock-file applies to cache warm and cache verify")
     cache = Cache(_paths(args, out).cache_dir)
     if args.cache_command == "clear":
         # Deletes only what it recognises as ours; raises before deleting
@@ -54,57 +59,201 @@ def cmd_cache(args: argparse.Namespace, out: Out) -> int:
     return EXIT_OK
 
 
-# --- fetch (prefetch) -------------------------------------------------------------------
+# --- warm (bake) and verify -------------------------------------------------------------
 
 
-def _wanted(repository: Repository) -> list[FileEntry]:
-    manifest = repository.trusted_manifest().manifest
-    allowed = repository.modules if repository.modules is not None else set(manifest.provides)
-    entries = []
-    for path, entry in sorted(manifest.files.items()):
-        top = path.split("/", 1)[0]
-        if top.removesuffix(".py") in allowed or top.endswith(".dist-info"):
-            entries.append(entry)
-    return entries
+def _warm_settings(args: argparse.Namespace, out: Out) -> Settings:
+    """The configuration to warm: every repository asked for online (a
+    warm run fetches), frozen to the lock file when one is given."""
+    from dataclasses import replace
 
-
-def cmd_fetch(args: argparse.Namespace, out: Out) -> int:
-    from secure_import.settings import build_repositories
-
+    if getattr(args, "offline", False):
+        raise UsageError("cache warm fetches from the repositories: drop --offline")
     settings = _settings(args, out)
     if not settings.repositories:
         raise UsageError("no repositories configured (see secure-import config)")
-    summary = []
-    for repository, repo in zip(build_repositories(settings), settings.repositories, strict=True):
+    frozen = settings.frozen or getattr(args, "lock_file", None) is not None
+    return replace(
+        settings,
+        frozen=frozen,
+        repositories=tuple(replace(r, refresh="always") for r in settings.repositories),
+    )
+
+
+def cmd_warm(args: argparse.Namespace, out: Out) -> int:
+    """``cache warm`` (and ``fetch``): see :mod:`secure_import.fleet.warm`."""
+    from secure_import.errors import SecureImportError
+    from secure_import.fleet.warm import RepositoryWarmed, warm
+    from secure_import.hook.deps import walk
+    from secure_import.settings import build_repositories
+
+    settings = _warm_settings(args, out)
+    repositories = build_repositories(settings)
+    found = list(repositories)
+    names = {id(r): c.name for r, c in zip(repositories, settings.repositories, strict=True)}
+    reached: dict[str, str | None] = {}
+    walk_error: SecureImportError | None = None
+    try:
         try:
-            entries = _wanted(repository)
-            progress = Progress(out, f"fetching {repo.name}", len(entries))
-            size = 0
-            for entry in entries:
-                repository.source(entry)
-                size += entry.length
-                progress.advance()
-            progress.close()
-            summary.append(
-                {
-                    "name": repo.name,
-                    "url": repository.url,
-                    "version": repository.manifest.version,
-                    "files": len(entries),
-                    "bytes": size,
-                }
-            )
-        finally:
-            repository.close()
-    if out.json:
-        out.emit({"ok": True, "repositories": summary})
-    else:
-        out.table(
-            ["repository", "version", "files", "bytes"],
-            [(s["name"], s["version"], s["files"], s["bytes"]) for s in summary],
+            found, graph = walk(repositories)
+            reached = {r.url: _reached(graph.reached_by(r)) for r in found}
+        except SecureImportError as exc:
+            walk_error = exc  # each configured repository is still warmed and reported
+        reports = warm(
+            found,
+            names=lambda r: names.get(id(r), r.url),
+            reached_by=lambda r: reached.get(r.url),
         )
-        out.note("every file verified and cached; frozen or offline imports need no network")
-    return EXIT_OK
+    finally:
+        for repository in found:
+            repository.close()
+    failed = [r for r in reports if r.error is not None]
+    if walk_error is not None and not failed:
+        failed_walk = RepositoryWarmed(walk_error.url or "", "dependencies", error=walk_error)
+        reports.append(failed_walk)
+        failed.append(failed_walk)
+    if out.json:
+        out.emit(
+            {
+                "ok": not failed,
+                "cache_dir": str(settings.paths.cache_dir),
+                "repositories": [_warm_json(r) for r in reports],
+            }
+        )
+        return EXIT_FAIL if failed else EXIT_OK
+    rows = []
+    for r in reports:
+        for p in r.packages:
+            rows.append(
+                (
+                    r.name,
+                    p.name,
+                    r.version,
+                    p.files,
+                    p.bytes,
+                    p.fetched,
+                    "materialised" if p.materialised else "",
+                )
+            )
+    if rows:
+        out.table(["repository", "package", "version", "files", "bytes", "fetched", ""], rows)
+    for r in failed:
+        assert r.error is not None
+        out.result(out.paint(f"FAILED {r.name} ({r.url}): {r.error}", "31"))
+    total = sum(r.fetched for r in reports)
+    out.note(
+        f"{sum(r.files for r in reports)} files verified and cached in "
+        f"{settings.paths.cache_dir} ({total} fetched now)"
+        + ("; frozen to " + str(settings.lock_file) if settings.frozen else "")
+    )
+    if not failed:
+        out.note("imports from this cache need no network: run frozen and offline")
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+def _warm_json(r: object) -> dict[str, object]:
+    from secure_import.fleet.warm import RepositoryWarmed
+
+    assert isinstance(r, RepositoryWarmed)
+    return {
+        "name": r.name,
+        "url": r.url,
+        "ok": r.error is None,
+        "version": r.version,
+        "manifest_sha256": r.manifest_sha256,
+        "files": r.files,
+        "bytes": r.bytes,
+        "fetched": r.fetched,
+        "reached_by": r.reached_by,
+        "packages": [
+            {
+                "name": p.name,
+                "files": p.files,
+                "bytes": p.bytes,
+                "fetched": p.fetched,
+                "materialised": p.materialised,
+            }
+            for p in r.packages
+        ],
+        "error": None if r.error is None else r.error.as_dict(),
+    }
+
+
+def cmd_fetch(args: argparse.Namespace, out: Out) -> int:
+    """``fetch``: the older name of ``cache warm``."""
+    return cmd_warm(args, out)
+
+
+def cmd_verify_cache(args: argparse.Namespace, out: Out) -> int:
+    """``cache verify``: see :mod:`secure_import.fleet.check`."""
+    from dataclasses import replace
+
+    from secure_import.fleet.check import Problem, verify_cache
+    from secure_import.settings import build_repositories
+    from secure_import.store.audit import AuditLog
+
+    settings = _settings(args, out)
+    # Never the network: every repository offline (a health check must not fetch).
+    settings = replace(
+        settings,
+        repositories=tuple(replace(r, refresh="offline") for r in settings.repositories),
+        frozen=settings.frozen or getattr(args, "lock_file", None) is not None,
+    )
+    paths = settings.paths
+    repositories = build_repositories(settings)
+
+    def audit(problem: Problem) -> None:
+        AuditLog(paths.audit_log, witness=paths.witness).append(
+            "cache-repair",
+            outcome="discarded",
+            code=problem.check,
+            url=str(paths.cache_dir / problem.entry),
+            message=f"deleted by cache verify --repair: {problem.message}",
+        )
+
+    try:
+        report = verify_cache(paths, repositories, repair=args.repair, audit=audit)
+    finally:
+        for repository in repositories:
+            repository.close()
+    ok = report.ok(complete=args.complete)
+    if out.json:
+        out.emit(
+            {
+                "ok": ok,
+                "cache_dir": str(report.cache_dir),
+                "good": report.good,
+                "problems": [p.as_dict() for p in report.problems],
+                "missing": report.missing,
+                "warnings": report.warnings,
+            }
+        )
+        return EXIT_OK if ok else EXIT_FAIL
+    for problem in report.problems:
+        state = (
+            " [removed]"
+            if problem.repaired
+            else f" [not removed: {problem.repair_error}]"
+            if problem.repair_error
+            else ""
+        )
+        out.result(
+            out.paint("BAD", "31")
+            + f" {problem.entry}: {problem.check}: expected {problem.expected}, "
+            f"got {problem.got}{state}"
+        )
+    for url, count in report.missing.items():
+        line = f"{url}: {count} signed files not in the cache"
+        if args.complete:
+            out.result(out.paint("MISSING", "31") + " " + line)
+        else:
+            out.info(line + " (fetched on first use; --complete makes this a failure)")
+    for warning in report.warnings:
+        out.warn(warning)
+    good = ", ".join(f"{n} {kind}" for kind, n in sorted(report.good.items())) or "nothing"
+    out.note(f"{report.cache_dir}: good: {good}; problems: {len(report.problems)}")
+    out.result(out.paint("OK", "32") if ok else out.paint("FAILED", "31"))
+    return EXIT_OK if ok else EXIT_FAIL
 
 
 def cmd_lock(args: argparse.Namespace, out: Out) -> int:

@@ -318,7 +318,7 @@ def _report_ignored(settings: Settings, item: str, *, warn: bool) -> None:
         )
     paths = settings.paths
     try:
-        AuditLog(paths.audit_log, witness=paths.audit_witness).append(
+        AuditLog(paths.audit_log, witness=paths.witness).append(
             "config-ignored", outcome="ignored", code="config-untrusted", message=message
         )
     except SecureImportError as exc:

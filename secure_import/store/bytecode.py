@@ -68,9 +68,11 @@ class BytecodeStore:
     from :meth:`load`, :meth:`save`, :meth:`load_pack` or :meth:`save_pack`.
     """
 
-    def __init__(self, cache_dir: Path, state_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, state_dir: Path, *, readonly: bool = False) -> None:
         self.cache_dir = Path(cache_dir)
         self.state_dir = Path(state_dir)
+        #: A read-only cache: seals are read, never written or deleted.
+        self.readonly = readonly
         tag = sys.implementation.cache_tag
         self.magic = importlib.util.MAGIC_NUMBER
         self.optimize = sys.flags.optimize
@@ -78,7 +80,7 @@ class BytecodeStore:
         self.tag = tag
         self._sealed: SealedStore | None = None
         #: A seal failed (cache not writable): :meth:`precompile` stops trying.
-        self._unwritable = False
+        self._unwritable = readonly
         self.directory = (
             None
             if tag is None
@@ -95,7 +97,9 @@ class BytecodeStore:
         self._sealed = (
             None
             if value is None
-            else SealedStore(value, cache_dir=self.cache_dir, state_dir=self.state_dir)
+            else SealedStore(
+                value, cache_dir=self.cache_dir, state_dir=self.state_dir, readonly=self.readonly
+            )
         )
 
     # -- one module -----------------------------------------------------------
@@ -199,6 +203,45 @@ class BytecodeStore:
             for old in self._sealed.names(prefix):
                 if old != name:
                     self._sealed.discard(old)
+
+    # -- inspection (cache verify) ----------------------------------------------
+
+    def name_for(self, *, sha256: str, url: str) -> str:
+        """File name of the code for ``(sha256, url)`` in :attr:`directory`."""
+        return _name(sha256, url)
+
+    def check(self, *, sha256: str, url: str) -> str | None:
+        """What is wrong with the sealed code for this verified source
+        (``"missing"`` if none), or ``None``; deletes nothing."""
+        if self._sealed is None:
+            return "missing"
+        body, problem = self._sealed.check(_name(sha256, url), self._binding(sha256, url))
+        if body is None:
+            return problem
+        code = _unmarshal(body)
+        if not isinstance(code, CodeType) or code.co_filename != url:
+            return "sealed body is not code compiled for this URL"
+        return None
+
+    def pack_name(self, modules: Sequence[tuple[str, str]]) -> str | None:
+        """File name of the pack for ``modules`` (``None``: store disabled)."""
+        if self._sealed is None or not modules:
+            return None
+        return self._pack_name(modules, self._pack_binding(modules))
+
+    def check_pack(self, modules: Sequence[tuple[str, str]]) -> str | None:
+        """What is wrong with the pack for ``modules`` (``"missing"`` if none),
+        or ``None``; deletes nothing."""
+        if self._sealed is None or not modules:
+            return "missing"
+        bound = self._pack_binding(modules)
+        body, problem = self._sealed.check(self._pack_name(modules, bound), bound)
+        if body is None:
+            return problem
+        codes = _unmarshal(body)
+        if not isinstance(codes, tuple) or len(codes) != len(modules):
+            return "sealed pack does not hold one code object per module"
+        return None
 
     # -- internals -------------------------------------------------------------
 

@@ -10,6 +10,12 @@ Invariants:
 - signed manifest envelopes are cached too, but they are re-verified by the
   caller on every use, like any other untrusted input;
 - the cache is disposable: ``clear`` empties it, trust state lives elsewhere;
+- a read-only cache (an image layer; ``readonly=True``, or a write that
+  fails with ``EROFS``/``EACCES``/``EPERM``) is used as it is: nothing is
+  created, written or deleted in it, a write that cannot happen is skipped
+  and reported once through ``on_unwritable`` (the repository audits it),
+  and the caller goes on with the verified bytes it holds in memory.  Reads
+  are verified exactly as ever, so a read-only cache is never trusted more;
 - ``clear`` deletes only what it recognises as its own (THREATS H3): the
   entries our stores create (:data:`OWN_ENTRIES`), each a real directory
   owned by the current user, never through a symlink; the cache directory
@@ -21,18 +27,27 @@ Invariants:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from secure_import.errors import LocalStateError
+from secure_import.errors import LocalStateError, UnsafePermissionsError
 from secure_import.store.fsutil import atomic_write, read_file, remove_tree, secure_dir
 
-__all__ = ["MARKER", "MARKER_NAME", "OWN_ENTRIES", "Cache", "CacheEntry", "ClearReport"]
+__all__ = [
+    "MARKER",
+    "MARKER_NAME",
+    "OWN_ENTRIES",
+    "Cache",
+    "CacheEntry",
+    "ClearReport",
+    "readonly_reason",
+]
 
 #: Written into a cache directory when we create it: the Cache Directory
 #: Tagging convention (backup tools skip the directory), and our proof that
@@ -74,12 +89,43 @@ class CacheEntry:
     path: Path
 
 
-class Cache:
-    """Verified-bytes store under one directory (checked 0700, ours)."""
+#: Errors that mean "this file system or directory does not let us write".
+_READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
-    def __init__(self, root: Path) -> None:
+
+def readonly_reason(exc: BaseException) -> str | None:
+    """Why ``exc`` means the cache cannot be written (``EROFS``, ``EACCES``,
+    ``EPERM``, also under an :class:`UnsafePermissionsError` raised while
+    creating a directory), or ``None`` for any other failure."""
+    cause: BaseException | None = exc
+    if isinstance(exc, UnsafePermissionsError):
+        cause = exc.__cause__
+    if isinstance(cause, OSError) and cause.errno in _READ_ONLY_ERRNOS:
+        return f"{errno.errorcode.get(cause.errno, cause.errno)}: {cause.strerror}"
+    return None
+
+
+class Cache:
+    """Verified-bytes store under one directory (checked 0700, ours).
+
+    ``readonly``: never write (see the module docstring); ``on_unwritable``
+    is called once, with the reason, the first time a write is skipped.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        readonly: bool = False,
+        on_unwritable: Callable[[str], None] | None = None,
+    ) -> None:
         self.root = root
         self._ready = False
+        self.readonly = readonly
+        #: Why writes are skipped (``None`` while the cache is writable).
+        self.unwritable: str | None = "read-only by configuration" if readonly else None
+        self._on_unwritable = on_unwritable
+        self._reported = False
 
     def _dir(self, *parts: str) -> Path:
         if not self._ready:
@@ -88,6 +134,34 @@ class Cache:
         path = self.root.joinpath(*parts)
         secure_dir(path, what="cache")
         return path
+
+    def _readable(self) -> bool:
+        """Check the cache directory before a read; ``False`` when a
+        read-only cache has none (nothing is created for a read)."""
+        if not self._ready:
+            if self.unwritable is not None and not os.path.lexists(self.root):
+                return False
+            secure_dir(self.root, what="cache", marker=MARKER)
+            self._ready = True
+        return True
+
+    def _write(self, write: Callable[[], None]) -> bool:
+        """Run ``write`` unless the cache is read-only; a failure that means
+        read-only marks it so.  True if written."""
+        if self.unwritable is None:
+            try:
+                write()
+                return True
+            except (OSError, UnsafePermissionsError) as exc:
+                reason = readonly_reason(exc)
+                if reason is None:
+                    raise
+                self.unwritable = reason
+        if not self._reported:
+            self._reported = True
+            if self._on_unwritable is not None:
+                self._on_unwritable(self.unwritable or "read-only")
+        return False
 
     def _object_path(self, sha256: str) -> Path:
         return self.root / "objects" / sha256[:2] / sha256
@@ -98,37 +172,66 @@ class Cache:
         ``corrupt`` is True when a file was there but no longer matched its
         digest; it has been deleted.
         """
-        if not self._ready:
-            secure_dir(self.root, what="cache", marker=MARKER)
-            self._ready = True
+        if not self._readable():
+            return None, False
         path = self._object_path(sha256)
         data = read_file(path)
         if data is None:
             return None, False
         if hashlib.sha256(data).hexdigest() != sha256:
-            try:
-                path.unlink()
-            except OSError:
-                pass
+            if self.unwritable is None:
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
             return None, True
         return data, False
 
-    def put(self, sha256: str, data: bytes) -> None:
-        """Store bytes already verified against ``sha256`` (re-checked here)."""
+    def put(self, sha256: str, data: bytes) -> bool:
+        """Store bytes already verified against ``sha256`` (re-checked here);
+        False if the cache is read-only (nothing written).
+
+        Raises:
+            OSError: writing failed for another reason (a full disk).
+        """
         if hashlib.sha256(data).hexdigest() != sha256:  # defence in depth
             raise AssertionError("refusing to cache bytes that do not match their digest")
-        directory = self._dir("objects", sha256[:2])
-        atomic_write(directory / sha256, data)
+
+        def write() -> None:
+            atomic_write(self._dir("objects", sha256[:2]) / sha256, data)
+
+        return self._write(write)
 
     def get_metadata(self, repo_id: str, name: str) -> bytes | None:
         """Cached, still-untrusted metadata (e.g. a manifest envelope)."""
-        if not self._ready:
-            secure_dir(self.root, what="cache", marker=MARKER)
-            self._ready = True
+        if not self._readable():
+            return None
         return read_file(self.root / "metadata" / repo_id / name)
 
-    def put_metadata(self, repo_id: str, name: str, data: bytes) -> None:
-        atomic_write(self._dir("metadata", repo_id) / name, data)
+    def put_metadata(self, repo_id: str, name: str, data: bytes) -> bool:
+        """Store untrusted metadata; False if the cache is read-only."""
+
+        def write() -> None:
+            atomic_write(self._dir("metadata", repo_id) / name, data)
+
+        return self._write(write)
+
+    def object_path(self, sha256: str) -> Path:
+        """Where the object ``sha256`` is kept (it may not exist)."""
+        return self._object_path(sha256)
+
+    def has(self, sha256: str) -> bool:
+        """Whether an object file is there (not checked: :meth:`get` does)."""
+        return os.path.isfile(self._object_path(sha256))
+
+    def repo_ids(self) -> list[str]:
+        """The repository ids with cached metadata (real directories only)."""
+        base = self.root / "metadata"
+        try:
+            items = sorted(os.scandir(base), key=lambda e: e.name)
+        except OSError:
+            return []
+        return [e.name for e in items if e.is_dir(follow_symlinks=False)]
 
     def entries(self) -> Iterator[CacheEntry]:
         base = self.root / "objects"

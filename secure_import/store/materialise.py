@@ -100,9 +100,11 @@ class Ensured:
 class MaterialiseStore:
     """Materialised trees of one repository under its cache directory."""
 
-    def __init__(self, cache_dir: Path, repo_id: str) -> None:
+    def __init__(self, cache_dir: Path, repo_id: str, *, readonly: bool = False) -> None:
         self.cache_dir = Path(cache_dir)
         self.base = self.cache_dir / _SUBDIR / repo_id
+        #: A read-only cache: a tree is used only if it is there and intact.
+        self.readonly = readonly
 
     def root_for(self, manifest_digest: str) -> Path:
         """The directory holding the packages of one manifest (not created)."""
@@ -128,6 +130,17 @@ class MaterialiseStore:
         if not entries:
             raise MaterialiseError(
                 f"the signed manifest lists no file of {top!r}", check="materialise", got=top
+            )
+        if self.readonly:
+            root = self.root_for(manifest_digest)
+            problem = _check_tree(root, top, entries)
+            if problem is None:
+                return Ensured(root, "verified")
+            raise MaterialiseError(
+                f"the cache is read-only and holds no intact materialised copy of {top!r} "
+                f"({problem}); warm the cache (secure-import cache warm) where it is writable",
+                check="materialise-readonly",
+                got=str(root),
             )
         root = self._root(manifest_digest)
         target = root / top if entries[0].path != f"{top}.py" else root / f"{top}.py"
@@ -271,6 +284,12 @@ def _seal_dirs(top_dir: Path) -> None:
         for name in dirs:
             os.chmod(os.path.join(current, name), PACKAGE_DIR_MODE)
     os.chmod(top_dir, PACKAGE_DIR_MODE)
+
+
+def check_tree(root: Path, top: str, entries: Sequence[FileEntry]) -> str | None:
+    """What is wrong with the materialised tree of ``top`` under ``root``
+    (``"missing"`` if absent), or ``None``; changes nothing."""
+    return _check_tree(root, top, entries)
 
 
 def _check_tree(root: Path, top: str, entries: Sequence[FileEntry]) -> str | None:

@@ -54,9 +54,14 @@ class ManifestMemo:
     Never raises.
     """
 
-    def __init__(self, cache_dir: Path, state_dir: Path, *, owner: str) -> None:
+    def __init__(
+        self, cache_dir: Path, state_dir: Path, *, owner: str, readonly: bool = False
+    ) -> None:
         self._sealed = SealedStore(
-            Path(cache_dir) / MEMO_DIR, cache_dir=Path(cache_dir), state_dir=Path(state_dir)
+            Path(cache_dir) / MEMO_DIR,
+            cache_dir=Path(cache_dir),
+            state_dir=Path(state_dir),
+            readonly=readonly,
         )
         self._prefix = f"manifest-{owner}-"
 
@@ -77,6 +82,35 @@ class ManifestMemo:
         except (ValueError, EOFError, TypeError, OverflowError, OSError, FormatError):
             self._sealed.discard(name)
             return None
+
+    def check(
+        self, root: Root, digest: str, expected: Manifest, key_ids: frozenset[str]
+    ) -> str | None:
+        """What is wrong with the memo for envelope ``digest`` under ``root``
+        (``"missing"`` if none), compared with the manifest just verified from
+        the envelope itself; deletes nothing (``secure-import cache verify``)."""
+        bound = _binding(root, digest)
+        body, problem = self._sealed.check(digest_name(self._prefix, bound), bound)
+        if body is None:
+            return problem
+        try:
+            plain, ids = marshal.loads(body)  # noqa: S302 - HMAC checked above
+            remembered = manifest.from_plain(plain)
+        except (ValueError, EOFError, TypeError, OverflowError, OSError, FormatError):
+            return "sealed memo does not parse"
+        if manifest.to_plain(remembered) != manifest.to_plain(expected):
+            return "memo differs from the manifest the envelope holds"
+        if frozenset(ids) != key_ids:
+            return "memo names other signing keys than the envelope's signatures"
+        return None
+
+    def names(self) -> list[str]:
+        """File names of this repository's memos."""
+        return self._sealed.names(self._prefix)
+
+    @property
+    def directory(self) -> Path:
+        return self._sealed.directory
 
     def save(self, root: Root, digest: str, parsed: Manifest, key_ids: frozenset[str]) -> None:
         """Remember that envelope ``digest`` authenticated under ``root`` as

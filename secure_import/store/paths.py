@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -57,6 +57,13 @@ _USER_DIRS: dict[str, Callable[..., str]] = {
 }
 
 
+def cache_readonly_from_env() -> bool:
+    """Whether ``SECURE_IMPORT_CACHE_READONLY`` declares the cache read-only
+    (an image layer): nothing is ever written to it.  It can only take
+    writing away, never trust anything more."""
+    return os.environ.get("SECURE_IMPORT_CACHE_READONLY", "").strip().lower() in _TRUE
+
+
 def _platform_dir(kind: str, site: bool) -> Path:
     getter = (_SITE_DIRS if site else _USER_DIRS)[kind]
     return Path(getter(APP_NAME, appauthor=False))
@@ -78,6 +85,12 @@ class Paths:
     cache_dir: Path
     state_dir: Path
     log_dir: Path
+    #: Never write to the cache directory (a baked, read-only image layer):
+    #: verified bytes are used from memory, nothing is cached, sealed,
+    #: materialised or deleted there, and no audit witness is kept in it.
+    #: Default: ``SECURE_IMPORT_CACHE_READONLY``.  A cache that turns out
+    #: not to be writable is treated the same way (see ``store.cache``).
+    cache_readonly: bool = field(default_factory=cache_readonly_from_env)
 
     @property
     def audit_log(self) -> Path:
@@ -91,6 +104,13 @@ class Paths:
         reported as a restarted chain, not as a clean one (THREATS H7)."""
         name = hashlib.sha256(os.fsencode(os.path.abspath(self.audit_log))).hexdigest()[:32]
         return self.cache_dir / "audit-witness" / f"{name}.head"
+
+    @property
+    def witness(self) -> Path | None:
+        """:attr:`audit_witness`, or ``None`` for a read-only cache (a witness
+        that can never move would make ``audit verify`` report every record
+        written since as missing)."""
+        return None if self.cache_readonly else self.audit_witness
 
     @classmethod
     def default(

@@ -34,7 +34,11 @@ Invariants:
   the bytes checked are the bytes returned;
 - a file that fails its check is deleted.  A bad, missing or unwritable file,
   key or directory never raises: the caller falls back to recomputing from
-  verified data, which is always safe.
+  verified data, which is always safe;
+- a read-only store (``readonly=True``: a baked image layer) never writes,
+  deletes or creates anything, the key included: files that verify are used,
+  the others ignored; :meth:`SealedStore.check` inspects a file without
+  deleting it (``secure-import cache verify``).
 """
 
 from __future__ import annotations
@@ -76,8 +80,11 @@ class SealedStore:
     Thread-safe; :meth:`open` and :meth:`seal` never raise.
     """
 
-    def __init__(self, directory: Path, *, cache_dir: Path, state_dir: Path) -> None:
+    def __init__(
+        self, directory: Path, *, cache_dir: Path, state_dir: Path, readonly: bool = False
+    ) -> None:
         self.directory = Path(directory)
+        self.readonly = readonly
         self.cache_dir = Path(cache_dir)
         self.state_dir = Path(state_dir)
         self._lock = threading.Lock()
@@ -105,8 +112,26 @@ class SealedStore:
             return None
         return body
 
+    def check(self, name: str, bound: bytes) -> tuple[memoryview | None, str | None]:
+        """``(body, None)`` when ``name`` is a genuine seal for ``bound``, else
+        ``(None, why)`` (``"missing"`` when there is no file).  Deletes nothing."""
+        data = read_file(self.directory / name)
+        if data is None:
+            return None, "missing"
+        key = self._existing_key()
+        if key is None:
+            return None, f"no sealing key ({KEY_NAME}) in the state directory"
+        if len(data) <= _HEADER or not data.startswith(FORMAT):
+            return None, "not a sealed file (bad header or too short)"
+        body = memoryview(data)[_HEADER:]
+        if not hmac.compare_digest(data[len(FORMAT) : _HEADER], _mac(key, bound, body)):
+            return None, "seal (HMAC) does not match: altered, or made for other content"
+        return body, None
+
     def seal(self, name: str, bound: bytes, body: bytes) -> bool:
         """Write ``body`` sealed to ``bound`` as ``name``; False if it could not be."""
+        if self.readonly:
+            return False
         key = self._get_key()
         if key is None:
             return False
@@ -120,6 +145,8 @@ class SealedStore:
         return True
 
     def discard(self, name: str) -> None:
+        if self.readonly:
+            return
         try:
             os.unlink(self.directory / name)
         except OSError:
