@@ -8,7 +8,8 @@ Policy, in order of the attack catalogue (THREATS T1-T10):
   when the user names a ``ca_bundle``, against that bundle alone, or, when
   asked, against the operating system's trust store (the optional
   ``truststore`` package);
-- private repositories: an authentication header (:class:`AuthHeader`) is
+- private repositories: an authentication header
+  (:class:`~secure_import.transport.options.AuthHeader`) is
   attached per request, and only when the request's origin is exactly the
   configured one (redirects off the origin are refused anyway); its value is
   never put in an error message, a ``repr`` or the audit log (messages built
@@ -16,7 +17,8 @@ Policy, in order of the attack catalogue (THREATS T1-T10):
   the verifying TLS context;
 - the environment is ignored (``trust_env=False``): ``HTTPS_PROXY``,
   ``SSL_CERT_FILE`` and ``.netrc`` cannot silently redirect or re-root trust;
-- bodies are streamed and capped: the read stops at ``cap + 1`` bytes;
+- bodies are streamed and capped: the read stops at ``cap + 1`` bytes
+  (:mod:`secure_import.transport.reading`, shared with object storage);
 - we ask for ``identity`` and refuse any content encoding, so a compression
   bomb is never expanded;
 - every download has a total deadline besides the per-read timeout, so a server
@@ -32,13 +34,10 @@ Nothing here decides trust: callers verify every byte this module returns.
 from __future__ import annotations
 
 import importlib
-import os
 import ssl
-import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -56,11 +55,12 @@ from secure_import.errors import (
     RedirectRefusedError,
     RequestBuildError,
     TLSError,
-    TooLargeError,
     TransportError,
 )
 from secure_import.transport import forksafe
 from secure_import.transport.base import FetchStats, Response
+from secure_import.transport.options import AuthHeader, TransportOptions, scrub_secret
+from secure_import.transport.reading import Deadline, read_capped, refuse_announced
 from secure_import.verify.names import parse_origin
 
 if TYPE_CHECKING:
@@ -76,24 +76,6 @@ __all__ = [
 ]
 
 _MAX_REDIRECTS = 5
-_CHUNK = 64 * 1024
-_MAX_SECRET_BYTES = 16 * 1024
-#: Headers an authentication setting may not replace: they carry our transport
-#: policy (no compression, exact host), not credentials.
-_RESERVED_HEADERS = frozenset(
-    {
-        "host",
-        "accept-encoding",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "if-none-match",
-        "cookie",
-    }
-)
-_TOKEN_CHARS = frozenset(
-    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
 
 
 def load_network_stack() -> None:
@@ -124,143 +106,6 @@ def _import_httpx() -> ModuleType:
         import httpx
 
     return httpx
-
-
-@dataclass(frozen=True, repr=False)
-class AuthHeader:
-    """A credential header for a private repository (``Authorization: Bearer ...``).
-
-    Build it with :meth:`from_env` or :meth:`from_file`: the secret comes from
-    an environment variable or a file, never from a configuration file's text.
-    ``repr`` and ``str`` never show the value; ``source`` says where it came
-    from, for messages.
-    """
-
-    name: str
-    value: str = field(compare=False)
-    source: str = "(given)"
-    #: How to read the credential again (``("env"|"file", where, scheme)``),
-    #: for child interpreters; ``None`` when it was handed over as a value.
-    reload: tuple[str, str, str | None] | None = field(default=None, compare=False)
-
-    def __post_init__(self) -> None:
-        if not self.name or not set(self.name) <= _TOKEN_CHARS:
-            raise ConfigError(
-                "an authentication header name must be an HTTP token",
-                check="auth-header",
-                got=repr(self.name),
-            )
-        if self.name.lower() in _RESERVED_HEADERS:
-            raise ConfigError(
-                "this header cannot carry credentials (it is part of the transport policy)",
-                check="auth-header",
-                got=self.name,
-            )
-        if not self.value or any(not (0x20 <= ord(ch) <= 0x7E) for ch in self.value):
-            # CR/LF would inject headers; non-ASCII is not a valid header value.
-            raise ConfigError(
-                f"the credential from {self.source} is empty or has characters not allowed "
-                "in an HTTP header (control characters, line breaks, non-ASCII)",
-                check="auth-value",
-            )
-
-    def __repr__(self) -> str:
-        return f"AuthHeader(name={self.name!r}, value='***', source={self.source!r})"
-
-    __str__ = __repr__
-
-    @classmethod
-    def from_env(
-        cls, variable: str, *, header: str = "Authorization", scheme: str | None = "Bearer"
-    ) -> AuthHeader:
-        """The header value is ``scheme + " " + $variable`` (or just the variable).
-
-        Raises:
-            ConfigError: the variable is unset or empty, or the value is not a
-                valid header value.
-        """
-        secret = os.environ.get(variable)
-        if not secret:
-            raise ConfigError(
-                f"environment variable {variable} (repository credential) is unset or empty",
-                check="auth-env",
-                got=variable,
-            )
-        return cls(
-            header,
-            _with_scheme(scheme, secret.strip()),
-            source=f"${variable}",
-            reload=("env", variable, scheme),
-        )
-
-    @classmethod
-    def from_file(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        header: str = "Authorization",
-        scheme: str | None = "Bearer",
-    ) -> AuthHeader:
-        """Read the secret from a file (one trailing newline stripped).
-
-        Raises:
-            ConfigError: missing, unreadable, not a regular file, too large, empty.
-        """
-        name = os.fspath(path)
-        try:
-            fd = os.open(name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read the credential file {name}: {exc.strerror or type(exc).__name__}",
-                check="auth-file",
-                got=name,
-            ) from exc
-        with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise ConfigError(
-                    f"the credential file {name} is not a regular file",
-                    check="auth-file",
-                    got=name,
-                )
-            data = handle.read(_MAX_SECRET_BYTES + 1)
-        if len(data) > _MAX_SECRET_BYTES:
-            raise ConfigError(
-                f"the credential file {name} is too large", check="auth-file", got=name
-            )
-        try:
-            secret = data.decode("ascii").strip()
-        except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"the credential file {name} is not ASCII text", check="auth-file", got=name
-            ) from exc
-        if not secret:
-            raise ConfigError(f"the credential file {name} is empty", check="auth-file", got=name)
-        return cls(header, _with_scheme(scheme, secret), source=name, reload=("file", name, scheme))
-
-
-def _with_scheme(scheme: str | None, secret: str) -> str:
-    return f"{scheme} {secret}" if scheme else secret
-
-
-@dataclass(frozen=True)
-class TransportOptions:
-    """How to reach a private repository: credentials, client certificate, trust store.
-
-    ``client_cert``/``client_key`` are PEM files (the key may be inside the
-    certificate file; then leave ``client_key`` unset).  ``use_truststore``
-    verifies the server against the operating system's trust store through the
-    optional ``truststore`` package instead of certifi's bundle; it cannot be
-    combined with a ``ca_bundle``.
-    """
-
-    auth: AuthHeader | None = None
-    client_cert: Path | None = None
-    client_key: Path | None = None
-    use_truststore: bool = False
-
-    @property
-    def is_default(self) -> bool:
-        return self == TransportOptions()
 
 
 class Fetcher:
@@ -366,7 +211,7 @@ class Fetcher:
             )
         except (TransportError, RequestBuildError) as exc:
             if self._auth is not None:
-                _scrub(exc, self._auth.value)
+                scrub_secret(exc, self._auth.value)
             raise
         finally:
             with self._lock:
@@ -393,21 +238,18 @@ class Fetcher:
                 got=repr(etag),
             )
         limits = self.limits
-        deadline = self._clock() + limits.download_deadline
-        which = "download"
-        if overall is not None and overall < deadline:
-            deadline, which = overall, "import"
+        deadline = Deadline.start(limits, self._clock, overall=overall, cancel=cancel)
         extensions: dict[str, object] = {}
         if waiting is not None:
             extensions["trace"] = _on_answer_awaited(waiting)
         current = url
         for _ in range(_MAX_REDIRECTS + 1):
             self._check_same_origin(current, original=url)
-            self._check_time(deadline, which, current, what, cancel, size=None)
+            deadline.check(current, what)
             # No single read may wait longer than the throughput window (a
             # silent server) or past the deadline.
             wait = max(
-                0.001, min(limits.read_timeout, limits.throughput_window, deadline - self._clock())
+                0.001, min(limits.read_timeout, limits.throughput_window, deadline.remaining())
             )
             headers = {"If-None-Match": etag} if etag else {}
             if self._auth is not None and parse_origin(current)[0] == self.origin:
@@ -460,20 +302,25 @@ class Fetcher:
                             expected="identity",
                             got=encoding,
                         )
-                    body = self._read_capped(
-                        response,
+                    declared = response.headers.get("content-length")
+                    refuse_announced(
+                        int(declared) if declared is not None and declared.isdigit() else None,
                         cap=cap,
-                        deadline=deadline,
-                        which=which,
                         url=current,
                         what=what,
-                        cancel=cancel,
+                        by="the server announced",
                     )
+                    # iter_raw() without a chunk size yields whatever arrives.
+                    body = read_capped(
+                        response.iter_raw(), cap=cap, url=current, what=what, deadline=deadline
+                    )
+                    with self._lock:
+                        self.stats.bytes += len(body)
                     return Response(current, 200, body, response.headers.get("etag"))
             except TransportError:
                 raise
             except self._httpx.TimeoutException as exc:
-                self._check_time(deadline, which, current, what, cancel, size=None)
+                deadline.check(current, what)
                 raise DeadlineError(
                     f"timed out fetching the {what}: {type(exc).__name__} (nothing arrived "
                     f"for {wait:g} s; the minimum throughput is {limits.min_throughput} "
@@ -505,102 +352,6 @@ class Fetcher:
         raise RedirectRefusedError(
             f"more than {_MAX_REDIRECTS} redirects", check="redirect-count", url=url
         )
-
-    def _read_capped(
-        self,
-        response: httpx.Response,
-        *,
-        cap: int,
-        deadline: float,
-        which: str,
-        url: str,
-        what: str,
-        cancel: threading.Event | None,
-    ) -> bytes:
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > cap:
-            raise TooLargeError(
-                f"the server announced a {what} larger than allowed",
-                check="size",
-                url=url,
-                expected=f"<= {cap} bytes",
-                got=f"{declared} bytes",
-            )
-        chunks: list[bytes] = []
-        size = 0
-        limits = self.limits
-        window_start = self._clock()
-        window_bytes = 0
-        # No chunk size: yield whatever arrives, so the deadline and the
-        # throughput are checked after every read (a dripping server cannot
-        # hide behind a buffering chunker).
-        for chunk in response.iter_raw():
-            size += len(chunk)
-            if size > cap:
-                raise TooLargeError(
-                    f"the {what} is larger than allowed",
-                    check="size",
-                    url=url,
-                    expected=f"<= {cap} bytes",
-                    got=f"> {cap} bytes (stopped reading)",
-                )
-            chunks.append(chunk)
-            self._check_time(deadline, which, url, what, cancel, size=size)
-            window_bytes += len(chunk)
-            now = self._clock()
-            elapsed = now - window_start
-            if elapsed >= limits.throughput_window:
-                if window_bytes < limits.min_throughput * elapsed:
-                    raise DeadlineError(
-                        f"the {what} arrived too slowly (a drip): "
-                        f"{window_bytes} bytes in {elapsed:.1f} s",
-                        check="throughput",
-                        url=url,
-                        expected=f">= {limits.min_throughput} bytes/s over "
-                        f"{limits.throughput_window:g} s",
-                        got=f"{window_bytes / elapsed:.0f} bytes/s ({size} bytes so far)",
-                    )
-                window_start, window_bytes = now, 0
-        with self._lock:
-            self.stats.bytes += size
-        return b"".join(chunks)
-
-    def _check_time(
-        self,
-        deadline: float,
-        which: str,
-        url: str,
-        what: str,
-        cancel: threading.Event | None,
-        *,
-        size: int | None,
-    ) -> None:
-        """Raise if the deadline (the download's or the import's) passed, or
-        the import cancelled this download."""
-        so_far = "" if size is None else f"{size} bytes so far"
-        if cancel is not None and cancel.is_set():
-            raise DeadlineError(
-                f"the {what} was cancelled: another download of this import failed",
-                check="cancelled",
-                url=url,
-                got=so_far or None,
-            )
-        if self._clock() > deadline:
-            if which == "import":
-                raise DeadlineError(
-                    f"the import's total deadline passed while fetching the {what}",
-                    check="import-deadline",
-                    url=url,
-                    expected=f"<= {self.limits.import_deadline:g} s for the whole import",
-                    got=so_far or None,
-                )
-            raise DeadlineError(
-                f"the {what} did not arrive within the download deadline",
-                check="deadline",
-                url=url,
-                expected=f"<= {self.limits.download_deadline} s",
-                got=so_far or None,
-            )
 
     def _check_same_origin(self, url: str, *, original: str) -> None:
         try:
@@ -690,30 +441,6 @@ def _tls_context(
             got=str(transport.client_key),
         )
     return ctx
-
-
-def _scrub(exc: BaseException, secret: str) -> None:
-    """Remove ``secret`` (and its bare token part) from an error's text in place."""
-    needles = {secret, secret.rsplit(" ", 1)[-1]}
-    needles = {n for n in needles if len(n) >= 4}
-
-    def clean(value: object) -> object:
-        if isinstance(value, str):
-            for needle in needles:
-                value = value.replace(needle, "***")
-        return value
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, TransportError | RequestBuildError):
-            for attr in ("detail", "check", "url", "expected", "got"):
-                setattr(current, attr, clean(getattr(current, attr)))
-        if isinstance(current, ImportError) and current.msg is not None:
-            current.msg = str(clean(current.msg))
-        current.args = tuple(clean(a) for a in current.args)
-        current = current.__cause__ or current.__context__
 
 
 def _strip(url: str) -> str:

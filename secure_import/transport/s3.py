@@ -52,10 +52,10 @@ from secure_import.errors import (
     InsecureURLError,
     RedirectRefusedError,
     TLSError,
-    TooLargeError,
     TransportError,
 )
 from secure_import.transport.base import FetchStats, Response
+from secure_import.transport.reading import Deadline, read_capped, refuse_announced
 from secure_import.verify.names import parse_origin
 
 if TYPE_CHECKING:
@@ -390,9 +390,10 @@ class S3Transport:
       (the key is the prefix plus the repository-relative path);
     - ``etag`` becomes ``If-None-Match``; an unchanged object is a 304;
     - an object whose stored size exceeds ``cap`` is refused before its body
-      is read; a body is read in chunks and reading stops past ``cap``;
-    - a total deadline per download (``Limits.download_deadline``) is checked
-      after every chunk, besides the client's own timeouts;
+      is read; the body is read as the HTTPS client reads one
+      (:mod:`secure_import.transport.reading`): reading stops past ``cap``, and
+      the download deadline and minimum throughput are checked after every
+      chunk, besides the client's own timeouts;
     - ``waiting`` is called just before the request is handed to obstore,
       which releases the interpreter while it waits for the store.
     """
@@ -463,7 +464,7 @@ class S3Transport:
                 expected=base,
             )
         key = self.location.prefix + url[len(base) :]
-        deadline = self._clock() + self.limits.download_deadline
+        deadline = Deadline.start(self.limits, self._clock)
         options: dict[str, Any] = {} if etag is None else {"if_none_match": etag}
         obstore = self._obstore
         if waiting is not None:
@@ -473,35 +474,14 @@ class S3Transport:
             with self._lock:
                 self._stats.requests += 1
             size = int(result.meta["size"])
-            if size > cap:
-                raise TooLargeError(
-                    f"the store holds a {what} larger than allowed",
-                    check="size",
-                    url=url,
-                    expected=f"<= {cap} bytes",
-                    got=f"{size} bytes",
-                )
-            chunks: list[bytes] = []
-            read = 0
-            for chunk in result.stream(min_chunk_size=_CHUNK):
-                read += len(chunk)
-                if read > cap:
-                    raise TooLargeError(
-                        f"the {what} is larger than allowed",
-                        check="size",
-                        url=url,
-                        expected=f"<= {cap} bytes",
-                        got=f"> {cap} bytes (stopped reading)",
-                    )
-                chunks.append(bytes(chunk))
-                if self._clock() > deadline:
-                    raise DeadlineError(
-                        f"the {what} did not arrive within the download deadline",
-                        check="deadline",
-                        url=url,
-                        expected=f"<= {self.limits.download_deadline} s",
-                        got=f"{read} bytes so far",
-                    )
+            refuse_announced(size, cap=cap, url=url, what=what, by="the store holds")
+            body = read_capped(
+                result.stream(min_chunk_size=_CHUNK),
+                cap=cap,
+                url=url,
+                what=what,
+                deadline=deadline,
+            )
         except TransportError:
             raise
         except store_errors() as exc:
@@ -511,5 +491,5 @@ class S3Transport:
                 return Response(url, 304, None, etag)
             raise translate(exc, url=url, what=what) from None
         with self._lock:
-            self._stats.bytes += read
-        return Response(url, 200, b"".join(chunks), result.meta.get("e_tag"))
+            self._stats.bytes += len(body)
+        return Response(url, 200, body, result.meta.get("e_tag"))
