@@ -31,6 +31,7 @@ from secure_import.repository import Repository
 from secure_import.settings import configure
 from secure_import.store.audit import AuditLog
 from secure_import.store.paths import Paths
+from secure_import.transport.mirrors import DEFAULT_FALLBACK
 from secure_import.verify.identity import Identity as SigstoreIdentity
 from secure_import.verify.keys import PublicKey
 
@@ -78,6 +79,8 @@ def add_repo(
     s3_region: str | None = None,
     materialise: bool | Iterable[str] = False,
     children: bool = True,
+    mirrors: Sequence[str] = (),
+    fallback: str = DEFAULT_FALLBACK,
 ) -> Repository:
     """Trust ``url`` for code signed by ``keys`` and install the finder.
 
@@ -135,6 +138,16 @@ def add_repo(
             ``multiprocessing`` with any start method) inherit this repository
             with the same keys and policy (see ``docs/operations.md``,
             "Child interpreters"); ``False`` keeps it to this process.
+        mirrors: https URLs serving copies of this repository (at most
+            five), asked after ``url`` in this order by the ``fallback``
+            policy.  Everything a mirror serves is verified exactly like the
+            origin's bytes (same keys, rollback, freeze and expiry rules, caps);
+            a mirror never receives the credential or client certificate, and
+            its redirects may stay on its own origin only.
+        fallback: ``"on-error"`` (default: any transport failure of one source
+            sends the request to the next) or ``"on-not-found"`` (only a 404
+            or 410 does).  A trust failure (hash, signature, rollback) never
+            fails over: tampered bytes are refused, not replaced.
 
     Raises:
         InsecureURLError: the URL is not https (or a valid s3:// URL).
@@ -160,6 +173,8 @@ def add_repo(
             s3_endpoint=s3_endpoint,
             s3_region=s3_region,
             materialise=materialise,
+            mirrors=mirrors,
+            fallback=fallback,
         )
     except SecureImportError as exc:
         # A refused configuration is audited like a refused import.
@@ -220,6 +235,8 @@ def repo(
     unsafe_undeclared_imports: bool = False,
     materialise: bool | Iterable[str] = False,
     children: bool = True,
+    mirrors: Sequence[str] = (),
+    fallback: str = DEFAULT_FALLBACK,
 ) -> Iterator[Repository]:
     """``add_repo`` for the duration of a ``with`` block."""
     repository = add_repo(
@@ -239,6 +256,8 @@ def repo(
         unsafe_undeclared_imports=unsafe_undeclared_imports,
         materialise=materialise,
         children=children,
+        mirrors=mirrors,
+        fallback=fallback,
     )
     try:
         yield repository

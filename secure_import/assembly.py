@@ -97,6 +97,14 @@ class Assembler:
         self.materialised = materialised
         #: Top-level name -> its verified materialised root, once per process.
         self._trees: dict[str, Path] = {}
+        #: sha256 -> the URL that served those verified bytes in this process
+        #: (the origin or a mirror), for the audit log's load records.
+        self._served: dict[str, str] = {}
+
+    def served_by(self, sha256: str) -> str | None:
+        """The URL that served the verified bytes of ``sha256`` in this
+        process, or ``None`` if they came from the local cache."""
+        return self._served.get(sha256)
 
     def url_for(self, path: str) -> str:
         return self.url + path
@@ -275,11 +283,12 @@ class Assembler:
             raise LengthMismatchError(
                 "the package bundle is longer than its signed files (stopped reading)",
                 check="length",
-                url=url,
+                url=exc.url or url,
                 expected=f"{total} bytes",
                 got=f"more than {total} bytes",
             ) from exc
         body = response.body or b""
+        url = response.url  # the URL actually fetched: the origin's or a mirror's
         if len(body) != total:
             raise LengthMismatchError(
                 "the package bundle is shorter than its signed files",
@@ -295,6 +304,8 @@ class Assembler:
             offset += entry.length
             verify_bytes(piece, entry, url=url)  # the URL actually fetched: the bundle
             pieces[entry.path] = piece
+        for entry in entries:
+            self._served[entry.sha256] = url
         del body, response  # only the verified pieces stay in memory
         for entry in entries:
             try:
@@ -351,12 +362,13 @@ class Assembler:
             raise LengthMismatchError(
                 f"{entry.path} is longer than its signed length (stopped reading)",
                 check="length",
-                url=url,
+                url=exc.url or url,
                 expected=f"{entry.length} bytes",
                 got=f"more than {entry.length} bytes",
             ) from exc
         assert response.body is not None
-        verify_bytes(response.body, entry, url=url)
+        verify_bytes(response.body, entry, url=response.url)
+        self._served[entry.sha256] = response.url
         try:
             self.cache.put(entry.sha256, response.body)
         except OSError as exc:

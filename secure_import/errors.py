@@ -42,7 +42,8 @@ errors are separate again::
     │   ├── HTTPStatusError                               http-status
     │   ├── TooLargeError                                 too-large
     │   ├── EncodingRefusedError                          encoding-refused
-    │   └── ConnectionFailedError                         connection-failed
+    │   ├── ConnectionFailedError                         connection-failed
+    │   └── AllSourcesFailedError                         all-sources-failed
     ├── LocalStateError                                   local-state
     │   ├── UnsafePermissionsError                        unsafe-permissions
     │   ├── CacheCorruptError                             cache-corrupt
@@ -65,6 +66,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "AllSourcesFailedError",
     "AuditWriteError",
     "CacheCorruptError",
     "ChildConfigError",
@@ -379,6 +381,32 @@ class ConnectionFailedError(TransportError):
     """The connection could not be made or broke before the body was complete."""
 
     code = "connection-failed"
+
+
+class AllSourcesFailedError(TransportError):
+    """A repository with mirrors: no source (the origin, then each mirror in
+    order) served the resource.  ``attempts`` lists ``(url, what happened)``
+    for each source tried, in order; the message lists them too (each in a
+    short form: code, check and status, so the list is never cut off)."""
+
+    code = "all-sources-failed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: tuple[tuple[str, str], ...],
+        check: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        self.attempts = attempts
+        listed = "; ".join(f"{n}. {at}: {what}" for n, (at, what) in enumerate(attempts, 1))
+        super().__init__(message, check=check, url=url, got=listed)
+
+    def as_dict(self) -> dict[str, object]:
+        out = super().as_dict()
+        out["attempts"] = [{"url": _clean(at), "error": _clean(what)} for at, what in self.attempts]
+        return out
 
 
 # --- local state ---------------------------------------------------------

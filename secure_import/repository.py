@@ -55,6 +55,12 @@ from secure_import.store.paths import Paths
 from secure_import.store.state import StateStore, repo_id
 from secure_import.transport.base import Transport
 from secure_import.transport.https import Fetcher, TransportOptions, load_network_stack
+from secure_import.transport.mirrors import (
+    DEFAULT_FALLBACK,
+    MirrorSet,
+    SourceClient,
+    check_mirrors,
+)
 from secure_import.update import ManifestUpdater
 from secure_import.verify.manifest import FileEntry, Manifest
 from secure_import.verify.names import (
@@ -171,6 +177,8 @@ class Repository:
         s3_endpoint: str | None = None,
         s3_region: str | None = None,
         materialise: bool | Iterable[str] = False,
+        mirrors: Sequence[str] = (),
+        fallback: str = DEFAULT_FALLBACK,
     ) -> None:
         self._s3: S3Location | None = None
         if url.startswith("s3://"):
@@ -187,6 +195,10 @@ class Repository:
             self.url = normalize_url(url)
         self.s3_endpoint = s3_endpoint
         self.s3_region = s3_region
+        #: Mirrors of this repository (https URLs, asked after ``url`` by the
+        #: ``fallback`` policy; see :mod:`secure_import.transport.mirrors`).
+        #: Everything they serve is verified exactly like the origin's bytes.
+        self.mirrors, self.fallback = check_mirrors(self.url, mirrors, fallback)
         self.modules = check_allowed_modules(modules)
         #: Whether the signed dependency declarations of this repository are
         #: followed to repositories the consumer did not pin (a widening):
@@ -325,9 +337,26 @@ class Repository:
         return self._fetcher
 
     def _connect_https(self) -> Transport:
-        return Fetcher(
+        origin = Fetcher(
             self.url, limits=self.limits, ca_bundle=self.ca_bundle, transport=self.transport
         )
+        if not self.mirrors:
+            return origin
+        # Each mirror is its own client, bound to its own origin (redirects
+        # stay there), verified against the same CA choice, never sent the
+        # credential or the client certificate.
+        sources: list[tuple[str, SourceClient]] = [(self.url, origin)]
+        options = (self.transport or TransportOptions()).for_mirror()
+        for mirror in self.mirrors:
+            sources.append(
+                (
+                    mirror,
+                    Fetcher(
+                        mirror, limits=self.limits, ca_bundle=self.ca_bundle, transport=options
+                    ),
+                )
+            )
+        return MirrorSet(self.url, sources, fallback=self.fallback)
 
     def _connect_s3(self) -> Transport:
         """Object storage through obstore: the same verification, another transport."""

@@ -40,11 +40,14 @@ from secure_import.assembly import Assembler, Pack
 from secure_import.config import MANIFEST_NAME, SIGSTORE_BUNDLE_NAME, Limits
 from secure_import.errors import (
     ConnectionFailedError,
+    ExpiredError,
     HTTPStatusError,
+    RollbackError,
     RootRotationError,
     SecureImportError,
     ThresholdError,
     TransportError,
+    TrustError,
 )
 from secure_import.store.cache import Cache
 from secure_import.store.memo import ManifestMemo
@@ -52,6 +55,7 @@ from secure_import.store.state import StateStore
 from secure_import.transport.background import InBackground
 from secure_import.transport.base import Response, Transport
 from secure_import.transport.freshness import ask_manifest
+from secure_import.transport.mirrors import served_host
 from secure_import.verify.keyless import MAX_BUNDLE_BYTES
 from secure_import.verify.root import ROOTS_DIR, Root
 from secure_import.verify.trust import SigstoreBundle, TrustedManifest
@@ -140,7 +144,46 @@ class ManifestUpdater:
             early = self._prepare(cached, trust, prepare)
         else:
             self._adopt_stored_roots(trust)
-        body, fresh, _, offline_reason = self._manifest_bytes(cached, request)
+        body, fresh, served, offline_reason = self._manifest_bytes(cached, request)
+        from_mirror = served is not None and not served.startswith(self.url)
+        if fresh is not None and served is not None and served != self.manifest_url:
+            trust.served_from(served)  # refusals name the URL that served it
+        try:
+            return self._verify_and_accept(trust, body, fresh, served, offline_reason, early)
+        except TrustError as exc:
+            if fresh is not None and from_mirror and served is not None:
+                self._record_mirror_refusal(exc, served)
+            raise
+
+    def _record_mirror_refusal(self, exc: TrustError, served: str) -> None:
+        """Audit a manifest a mirror served that was refused, naming the mirror
+        (THREATS H11): a validly signed but older or expired one is a mirror
+        serving stale data; anything else failed verification outright."""
+        stale = isinstance(exc, RollbackError | ExpiredError)
+        self._record(
+            "mirror",
+            outcome="refused",
+            url=served,
+            host=served_host(served),
+            code=exc.code,
+            message=(
+                "a mirror served stale data (a validly signed but older or expired manifest)"
+                if stale
+                else "a mirror served a manifest that failed verification"
+            )
+            + f": {exc}",
+        )
+
+    def _verify_and_accept(
+        self,
+        trust: TrustState,
+        body: bytes,
+        fresh: bytes | None,
+        served: str | None,
+        offline_reason: TransportError | None,
+        early: _Prepared | None,
+    ) -> TrustedManifest:
+        """Verify ``body`` under ``trust``, accept it and act on the verdict."""
         try:
             if early is not None and fresh is None:
                 # The server left us with the cached envelope (304, or it is
@@ -183,6 +226,7 @@ class ManifestUpdater:
             "manifest",
             outcome="offline" if offline_reason is not None else "ok",
             url=self.manifest_url,
+            host=None if served is None else served_host(served),
             sha256=trusted.envelope_digest,
             manifest_version=trusted.manifest.version,
             key_id=trusted.key_id_text,
@@ -284,11 +328,13 @@ class ManifestUpdater:
     def _manifest_bytes(
         self, cached: bytes | None, request: _Request | None
     ) -> tuple[bytes, bytes | None, str | None, TransportError | None]:
-        """Untrusted manifest bytes to verify: ``(body, fresh, etag, offline_reason)``.
+        """Untrusted manifest bytes to verify: ``(body, fresh, served, offline_reason)``.
 
         ``fresh`` is set when the body came from the server (to be cached once
-        it verifies); ``offline_reason`` when the server failed and the cached
-        copy stands in (it is verified exactly like a fresh one).
+        it verifies); ``served`` is the URL that answered (the origin's or a
+        mirror's; ``None`` when no server did); ``offline_reason`` when the
+        server failed and the cached copy stands in (it is verified exactly
+        like a fresh one).
         """
         if request is None and not self.offline:
             assert cached is not None
@@ -306,9 +352,9 @@ class ManifestUpdater:
                 raise
             return cached, None, None, exc
         if response.status == 304 and cached is not None:
-            return cached, None, None, None
+            return cached, None, response.url, None
         assert response.body is not None
-        return response.body, response.body, response.etag, None
+        return response.body, response.body, response.url, None
 
     def current_root(self) -> Root:
         """The pinned root moved forward through every stored, re-verified rotation."""

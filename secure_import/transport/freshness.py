@@ -63,7 +63,12 @@ def ask_manifest(
             except FormatError:
                 pointer = None  # not a pointer we understand: ask for the manifest itself
             if pointer is not None and pointer.names(cached):
-                return Response(manifest_url, 304, None, None)
+                # Named after the source that answered (a mirror, maybe), so
+                # the caller audits the host that said "current".
+                served = answer.url
+                if served.endswith(POINTER_NAME):
+                    served = served[: -len(POINTER_NAME)] + MANIFEST_NAME
+                return Response(served, 304, None, None)
     return fetcher.get(
         manifest_url, cap=limits.manifest_max_bytes, what="manifest", waiting=waiting
     )

@@ -172,6 +172,11 @@ class TrustState:
 
     # -- step 1: roots ----------------------------------------------------------
 
+    def served_from(self, url: str) -> None:
+        """Name the URL the envelope about to be verified was actually fetched
+        from (a mirror of the repository), so every refusal names it."""
+        self._url = url
+
     def update_root(self, data: bytes, *, url: str | None = None) -> Root:
         """Move trust to root ``self.root.version + 1`` if ``data`` is it.
 
