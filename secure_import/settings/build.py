@@ -44,6 +44,8 @@ def build_repository(repo: RepositorySettings, settings: Settings) -> Repository
         trust_dependencies=repo.trust_dependencies,
         unsafe_undeclared_imports=repo.unsafe_undeclared_imports,
         materialise=repo.materialise,
+        mirrors=repo.mirrors,
+        fallback=repo.fallback,
     )
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from secure_import.config import DEFAULT_CLOCK_SLACK, Limits
 from secure_import.store.paths import Paths
-from secure_import.transport.https import AuthHeader, TransportOptions
+from secure_import.transport.mirrors import DEFAULT_FALLBACK
+from secure_import.transport.options import AuthHeader, TransportOptions
 from secure_import.verify.identity import Identity
 
 #: Name of a standalone configuration file (project, user or site).
@@ -63,6 +64,7 @@ _GLOBAL_KEYS = frozenset(
         "frozen",
         "repositories",
         "allow_project_freshness",
+        "allow_project_mirrors",
         "min_throughput",
         "throughput_window",
         "import_deadline",
@@ -91,6 +93,8 @@ _REPO_KEYS = frozenset(
         "trust_dependencies",
         "unsafe_undeclared_imports",
         "materialise",
+        "mirrors",
+        "fallback",
     }
 )
 
@@ -176,6 +180,10 @@ class RepositorySettings:
     #: Materialise mode: ``True`` for every package, or the top-level names
     #: written to a private, verified tree so ``__file__`` is a real path.
     materialise: bool | frozenset[str] = False
+    #: https mirrors asked after ``url`` (normalised, in order), and the
+    #: failover policy (see :mod:`secure_import.transport.mirrors`).
+    mirrors: tuple[str, ...] = ()
+    fallback: str = DEFAULT_FALLBACK
     #: The file (or "command line") that defined the repository last.
     source: str = ""
 
@@ -236,6 +244,9 @@ class Settings:
     #: A trusted layer lets the project file lower freshness (frozen mode,
     #: its lock file, offline repositories): ``allow_project_freshness``.
     allow_project_freshness: bool = False
+    #: A trusted layer lets the project file list mirrors a trusted layer did
+    #: not (a mirror learns which names you import): ``allow_project_mirrors``.
+    allow_project_mirrors: bool = False
     #: Transport limits (see :class:`secure_import.config.Limits`).
     min_throughput: int = Limits.min_throughput
     throughput_window: float = Limits.throughput_window
@@ -274,6 +285,7 @@ class Settings:
             "unsafe": list(self.unsafe),
             "ignored": list(self.ignored),
             "allow_project_freshness": self.allow_project_freshness,
+            "allow_project_mirrors": self.allow_project_mirrors,
             "min_throughput": self.min_throughput,
             "throughput_window_seconds": self.throughput_window,
             "import_deadline_seconds": self.import_deadline,
@@ -303,6 +315,8 @@ class Settings:
                     "materialise": (
                         r.materialise if isinstance(r.materialise, bool) else sorted(r.materialise)
                     ),
+                    "mirrors": list(r.mirrors),
+                    "fallback": r.fallback,
                     "source": r.source,
                 }
                 for r in self.repositories

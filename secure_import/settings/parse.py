@@ -23,9 +23,10 @@ from secure_import.settings.model import (
     MAX_SAFE_CLOCK_SLACK,
     AuthSettings,
 )
+from secure_import.transport.mirrors import FALLBACKS
 from secure_import.transport.s3 import check_endpoint, parse_s3_url
 from secure_import.verify.identity import Identity, identity_from_mapping
-from secure_import.verify.names import is_never_remote, parse_origin
+from secure_import.verify.names import is_never_remote, normalize_url, parse_origin
 
 # --- reading one file --------------------------------------------------------
 
@@ -213,6 +214,20 @@ def _parse_repo(label: str, name: str, table: object, base: Path) -> dict[str, A
             out[key] = value
         elif key == "auth":
             out[key] = _parse_auth(label, k, value, base)
+        elif key == "mirrors":
+            mirrors = []
+            for item in _strings(label, k, value):
+                try:
+                    mirrors.append(normalize_url(item))
+                except SecureImportError as exc:
+                    raise _fail(label, k, f"{exc.detail} (got {item!r})") from exc
+            if len(set(mirrors)) != len(mirrors):
+                raise _fail(label, k, "lists a mirror twice")
+            out[key] = tuple(mirrors)
+        elif key == "fallback":
+            if value not in FALLBACKS:
+                raise _fail(label, k, f"must be one of {', '.join(FALLBACKS)}", got=repr(value))
+            out[key] = value
         elif key == "materialise":
             if isinstance(value, bool):
                 out[key] = value
@@ -299,7 +314,7 @@ def _parse_layer(kind: str, path: Path) -> _Layer | None:
             raise _unknown(label, key, _GLOBAL_KEYS)
         if key in ("cache_dir", "state_dir", "log_dir", "lock_file"):
             values[key] = _path(label, key, value, base)
-        elif key in ("site", "frozen", "allow_project_freshness"):
+        elif key in ("site", "frozen", "allow_project_freshness", "allow_project_mirrors"):
             values[key] = _bool(label, key, value)
         elif key == "min_throughput":
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 30:
