@@ -60,6 +60,7 @@ from secure_import.transport.mirrors import (
     MirrorSet,
     SourceClient,
     check_mirrors,
+    served_host,
 )
 from secure_import.update import ManifestUpdater
 from secure_import.verify.manifest import FileEntry, Manifest
@@ -409,8 +410,12 @@ class Repository:
         """Audit one module about to run (raises AuditWriteError).
 
         ``via``: the dependency declaration that allowed the load, if it came
-        through a dependency edge (named in the record).
+        through a dependency edge (named in the record).  The record names the
+        host that served the module's bytes in this process (the origin or a
+        mirror), or ``"cache"`` when they came from the verified cache.
         """
+        served = self.assembly.served_by(sha256)
+        host = "cache" if served is None else served_host(served)
         if via is not None:
             self.audit.append(
                 "load",
@@ -421,6 +426,7 @@ class Repository:
                 repo=self.url,
                 manifest_version=trusted.manifest.version,
                 key_id=trusted.key_id_text,
+                host=host,
                 via=via,
             )
             return
@@ -431,6 +437,7 @@ class Repository:
             repo=self.url,
             manifest_version=trusted.manifest.version,
             key_id=trusted.key_id_text,
+            host=host,
         )
 
     def record_refusal(self, exc: SecureImportError, *, module: str | None) -> None:

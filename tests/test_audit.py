@@ -51,6 +51,7 @@ def _append(log: AuditLog, n: int, event: str = "load") -> None:
                 repo="https://example.org/",
                 manifest_version=i,
                 key_id="k1",
+                host="example.org",
             )
         else:
             log.append(event, outcome="ok", module=module, url=url)
@@ -526,17 +527,31 @@ def test_each_line_is_json_dumps_of_the_returned_record(
     sha256=st.text(),
     repo=st.text(),
     key_id=st.text(),
+    host=st.text(),
     version=st.integers(),
 )
 def test_a_load_record_is_the_line_append_writes_for_the_same_fields(
-    path: Path, module: str, url: str, sha256: str, repo: str, key_id: str, version: int
+    path: Path,
+    module: str,
+    url: str,
+    sha256: str,
+    repo: str,
+    key_id: str,
+    host: str,
+    version: int,
 ) -> None:
     """``append_load`` fills a template instead of encoding a dict: its line
     must be exactly ``json.dumps`` of the record ``append`` would have built
     (whatever the strings hold: quotes, newlines, non-ASCII)."""
     log = AuditLog(path)
     log.append_load(
-        module=module, url=url, sha256=sha256, repo=repo, manifest_version=version, key_id=key_id
+        module=module,
+        url=url,
+        sha256=sha256,
+        repo=repo,
+        manifest_version=version,
+        key_id=key_id,
+        host=host,
     )
     general = log.append(
         "load",
@@ -547,6 +562,7 @@ def test_a_load_record_is_the_line_append_writes_for_the_same_fields(
         repo=repo,
         manifest_version=version,
         key_id=key_id,
+        host=host,
     )
     log.close()
     fast_line, general_line = _lines(path)[-2:]
@@ -566,11 +582,17 @@ def test_a_load_record_with_unexpected_types_is_still_valid_json(path: Path) -> 
     the template (which would write it unquoted)."""
     log = AuditLog(path)
     log.append_load(
-        module="m", url="u", sha256="s", repo="r", manifest_version=True, key_id="k"
+        module="m", url="u", sha256="s", repo="r", manifest_version=True, key_id="k", host="h"
     )  # a bool is not an int here
     log.append_load(
-        module="m", url="u", sha256="s", repo="r", manifest_version='3,"pid":1', key_id="k"
-    )  # type: ignore[arg-type]
+        module="m",
+        url="u",
+        sha256="s",
+        repo="r",
+        manifest_version='3,"pid":1',  # type: ignore[arg-type]
+        key_id="k",
+        host="h",
+    )
     log.close()
     first, second = (json.loads(line) for line in _lines(path))
     assert first["manifest_version"] is True

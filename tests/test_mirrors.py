@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import secure_import
-from secure_import.config import MANIFEST_NAME
+from secure_import.config import BUNDLE_DIR, MANIFEST_NAME
 from secure_import.errors import (
     AllSourcesFailedError,
     HashMismatchError,
@@ -35,6 +35,7 @@ from secure_import.transport.mirrors import served_host
 from secure_import.transport.options import AuthHeader, TransportOptions
 from secure_import.verify.pointer import POINTER_NAME
 
+from .clirunner import run_cli, run_json
 from .conftest import Consumer, Publisher, canary_code
 from .httpsrig import TLSServerFactory
 
@@ -214,7 +215,7 @@ def test_h11_tampered_bytes_from_the_origin_are_refused_not_replaced_by_the_mirr
     with pytest.raises((HashMismatchError, LengthMismatchError)) as caught:
         importlib.import_module("mpkg")
     assert caught.value.url is not None and caught.value.url.startswith(publisher.url)
-    assert [p for p in mirror.paths() if p.startswith("/mpkg") or "bundle" in p] == []
+    assert [p for p in mirror.paths() if p.startswith(("/mpkg", "/" + BUNDLE_DIR))] == []
     assert not canary.exists()
     consumer.assert_cache_verified(absent=evil)
     assert consumer.refusals()[-1]["code"] in ("hash-mismatch", "length-mismatch")
@@ -231,7 +232,9 @@ def test_h11_tampered_bytes_from_a_mirror_are_refused_and_name_the_mirror(
     mirror = make_mirror()
     evil = b"VALUE = 'evil'\n" + canary_code(canary).encode()
     (mirror.root / "mpkg" / "a.py").write_bytes(evil)
-    for bundle in (mirror.root / "bundles").glob("mpkg.*"):
+    bundles = list((mirror.root / BUNDLE_DIR).glob("mpkg.*"))
+    assert bundles
+    for bundle in bundles:
         bundle.unlink()  # file by file, so the mirror's altered a.py is served
     publisher.close()
     consumer.add(mirrors=[mirror.url])
@@ -448,3 +451,47 @@ def test_freshness_through_a_mirror_picks_up_a_new_release_and_checks_the_pointe
     consumer.new_process(mirrors=[mirror.url])
     assert importlib.import_module("mpkg").a.VALUE == "two"
     assert records(consumer, "manifest")[-1]["manifest_version"] == 2
+
+
+def test_audit_show_host_filters_by_the_host_that_served_the_bytes(
+    tmp_path: Path,
+    publisher: Publisher,
+    consumer: Consumer,
+    canary: Path,
+    make_mirror: Callable[[], Mirror],
+) -> None:
+    """``secure-import audit show --host``: the origin's loads in one process,
+    the mirror's in the next (origin down, cache cleared), a stale refusal."""
+    publish_mpkg(publisher, canary)
+    mirror = make_mirror()
+    consumer.add(mirrors=[mirror.url])
+    importlib.import_module("mpkg")
+    origin_host = served_host(publisher.url)
+    shutil.rmtree(consumer.paths.cache_dir)
+    publisher.close()
+    consumer.new_process(mirrors=[mirror.url])
+    importlib.import_module("mpkg")
+    dirs = [
+        "--cache-dir",
+        consumer.paths.cache_dir,
+        "--state-dir",
+        consumer.paths.state_dir,
+        "--log-dir",
+        consumer.paths.log_dir,
+    ]
+    by_origin = run_json(tmp_path, "audit", "show", *dirs, "--host", origin_host)
+    by_mirror = run_json(tmp_path, "audit", "show", *dirs, "--host", mirror.host, "--event", "load")
+    assert {r["module"] for r in by_origin if r["event"] == "load"} == {
+        "mpkg",
+        "mpkg.a",
+        "mpkg.b",
+        "mpkg.c",
+    }
+    assert {r["event"] for r in by_origin} == {"manifest", "load"}
+    assert len(by_mirror) == 4 and {r["host"] for r in by_mirror} == {mirror.host}
+    # Without the port, the host name alone matches (both are 127.0.0.1 here).
+    both = run_json(tmp_path, "audit", "show", *dirs, "--host", "127.0.0.1", "--event", "load")
+    assert len(both) == 8
+    assert run_json(tmp_path, "audit", "show", *dirs, "--host", "elsewhere.example") == []
+    human = run_cli(tmp_path, "audit", "show", *dirs, "--host", mirror.host)
+    assert human.returncode == 0 and mirror.host in human.stdout

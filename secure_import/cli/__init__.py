@@ -342,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--module", action="append", help="a module and its submodules (repeatable)")
     p.add_argument("--repo", action="append", help="repository URL contains this (repeatable)")
     p.add_argument(
+        "--host",
+        action="append",
+        help="served by this host, HOST or HOST:PORT: the origin or a mirror, or 'cache' "
+        "(repeatable)",
+    )
+    p.add_argument(
         "--outcome", action="append", help="ok, refused, offline, discarded, ... (repeatable)"
     )
     p.add_argument("--event", action="append", help="load, refuse, manifest, ... (repeatable)")

@@ -30,6 +30,7 @@ def _audit_filter(args: argparse.Namespace) -> AuditFilter:
         repos=args.repo or (),
         outcomes=args.outcome or (),
         events=args.event or (),
+        hosts=args.host or (),
     )
 
 
@@ -88,13 +89,14 @@ def cmd_audit(args: argparse.Namespace, out: Out) -> int:
     out.note(f"audit log: {path}")
     if records:
         out.table(
-            ["time", "event", "outcome", "module", "code", "url"],
+            ["time", "event", "outcome", "module", "host", "code", "url"],
             [
                 (
                     r.get("time", "?"),
                     r.get("event", "?"),
                     r.get("outcome", ""),
                     r.get("module") or "-",
+                    r.get("host") or "",
                     r.get("code") or "",
                     r.get("url") or r.get("repo") or "",
                 )

@@ -163,13 +163,22 @@ class AuditLog:
         return record
 
     def append_load(
-        self, *, module: str, url: str, sha256: str, repo: str, manifest_version: int, key_id: str
+        self,
+        *,
+        module: str,
+        url: str,
+        sha256: str,
+        repo: str,
+        manifest_version: int,
+        key_id: str,
+        host: str,
     ) -> None:
         """Append the record of one module about to run: the very line
         ``append("load", outcome="ok", ...)`` writes, filled into a fixed
         template.  It is written once per module imported, and skipping the
         record dict, its key sort and the keyword packing was about a third
-        of its cost in a warm import.
+        of its cost in a warm import.  ``host``: the host that served the
+        module's bytes (``"cache"`` when they came from the verified cache).
 
         Raises:
             AuditWriteError: as :meth:`append`.
@@ -181,6 +190,7 @@ class AuditLog:
             and type(sha256) is str
             and type(repo) is str
             and type(key_id) is str
+            and type(host) is str
         ):
             self.append(
                 "load",
@@ -191,13 +201,14 @@ class AuditLog:
                 repo=repo,
                 manifest_version=manifest_version,
                 key_id=key_id,
+                host=host,
             )
             return
         stamp = timestamp(time.time_ns() // 1000)
         pid = os.getpid()
         sys.audit("secure_import.load", module, url, "ok")
         prev = self._commit(
-            LOAD_HEAD % (QUOTE(key_id), manifest_version, QUOTE(module), pid),
+            LOAD_HEAD % (QUOTE(host), QUOTE(key_id), manifest_version, QUOTE(module), pid),
             LOAD_TAIL % (QUOTE(repo), QUOTE(sha256), stamp, QUOTE(url)),
             pid,
         )
@@ -213,6 +224,7 @@ class AuditLog:
                     "sha256": sha256,
                     "manifest_version": manifest_version,
                     "key_id": key_id,
+                    "host": host,
                     "pid": pid,
                     "prev": prev,
                 }

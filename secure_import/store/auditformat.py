@@ -40,6 +40,7 @@ FIELDS = (
     "manifest_version",
     "key_id",
     "repo",
+    "host",
     "code",
     "message",
     "via",
@@ -54,7 +55,8 @@ FIELD_SET = frozenset(FIELDS)
 #: (as ``json.dumps(sort_keys=True)`` puts them); ``%s`` slots take values
 #: already JSON-quoted, ``%d`` slots exact ints.
 LOAD_HEAD = (
-    '{"event":"load","key_id":%s,"manifest_version":%d,"module":%s,"outcome":"ok","pid":%d,"prev":'
+    '{"event":"load","host":%s,"key_id":%s,"manifest_version":%d,"module":%s,"outcome":"ok",'
+    '"pid":%d,"prev":'
 )
 LOAD_TAIL = ',"repo":%s,"sha256":%s,"time":"%s","url":%s}'
 

@@ -1,7 +1,7 @@
 """Reading the audit log for people and log shippers: filters and raw export.
 
 ``secure-import audit show`` and ``audit export`` select records by time
-range, module, repository, event and outcome.  Export writes the stored lines
+range, module, repository, serving host, event and outcome.  Export writes the stored lines
 byte for byte, so a receiver can still check the hash chain of an unfiltered
 export with ``secure-import audit verify``.
 
@@ -64,7 +64,10 @@ class AuditFilter:
     """Which records to keep; an empty criterion keeps everything.
 
     ``modules`` match a module and its submodules; ``repos`` match a substring
-    of the record's repository URL; ``outcomes`` and ``events`` match exactly.
+    of the record's repository URL; ``hosts`` match the host that served the
+    bytes (a load or manifest record's ``host``, a refused mirror's), exactly
+    or without its port (``cdn.example.org`` matches ``cdn.example.org:8443``),
+    case-insensitively; ``outcomes`` and ``events`` match exactly.
     """
 
     since: datetime | None = None
@@ -73,11 +76,18 @@ class AuditFilter:
     repos: Sequence[str] = ()
     outcomes: Sequence[str] = ()
     events: Sequence[str] = ()
+    hosts: Sequence[str] = ()
 
     @property
     def empty(self) -> bool:
         return not (
-            self.since or self.until or self.modules or self.repos or self.outcomes or self.events
+            self.since
+            or self.until
+            or self.modules
+            or self.repos
+            or self.outcomes
+            or self.events
+            or self.hosts
         )
 
     def matches(self, record: dict[str, object]) -> bool:
@@ -97,9 +107,20 @@ class AuditFilter:
             repo = str(record.get("repo") or "")
             if not any(r in repo for r in self.repos):
                 return False
+        if self.hosts:
+            host = str(record.get("host") or "").lower()
+            if not any(_same_host(host, h.lower()) for h in self.hosts):
+                return False
         if self.outcomes and record.get("outcome") not in self.outcomes:
             return False
         return not (self.events and record.get("event") not in self.events)
+
+
+def _same_host(recorded: str, wanted: str) -> bool:
+    """``wanted`` names ``recorded`` exactly, or without its port."""
+    if not recorded or not wanted:
+        return False
+    return recorded == wanted or recorded.rpartition(":")[0] == wanted
 
 
 def read_lines(path: Path) -> Iterator[tuple[bytes, dict[str, object]]]:
