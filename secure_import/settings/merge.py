@@ -44,6 +44,7 @@ from secure_import.settings.parse import _fail, _parse_layer
 from secure_import.settings.project import _apply_project
 from secure_import.store.fsutil import trust_problem
 from secure_import.store.paths import site_mode_from_env
+from secure_import.transport.mirrors import DEFAULT_FALLBACK, check_mirrors
 
 # --- the merged repositories --------------------------------------------------
 
@@ -108,6 +109,12 @@ def _finish_repo(
                 "applies to https repositories; an s3:// repository takes its credentials "
                 "from the AWS chain",
             )
+    try:
+        mirrors, fallback = check_mirrors(
+            fields["url"], fields.get("mirrors", ()), fields.get("fallback", DEFAULT_FALLBACK)
+        )
+    except SecureImportError as exc:
+        raise _fail(label, f"{where}.mirrors", exc.detail, got=exc.got) from exc
     refresh = fields.get("refresh", "always")
     if offline:
         refresh = "offline"
@@ -132,6 +139,8 @@ def _finish_repo(
         trust_dependencies=fields.get("trust_dependencies", "no"),
         unsafe_undeclared_imports=fields.get("unsafe_undeclared_imports", False),
         materialise=fields.get("materialise", False),
+        mirrors=mirrors,
+        fallback=fallback,
         source=source,
     )
 
@@ -265,6 +274,7 @@ def load_settings(
         unsafe=tuple(_effective_unsafe(merged, repos)),
         ignored=tuple(ignored),
         allow_project_freshness=bool(values.get("allow_project_freshness", False)),
+        allow_project_mirrors=bool(values.get("allow_project_mirrors", False)),
         min_throughput=values.get("min_throughput", Limits.min_throughput),
         throughput_window=values.get("throughput_window", Limits.throughput_window),
         import_deadline=values.get("import_deadline", Limits.import_deadline),

@@ -2,12 +2,14 @@
 code, so it may only ever tighten trust (THREATS H2, H8).
 
 It may add repositories with pins and restrict existing ones (fewer modules,
-a higher threshold, offline), never set an ``unsafe_*`` option, name
-credentials or an S3 endpoint, move the cache, state or log directory, raise
-the clock slack or loosen the transport limits, leave frozen mode, replace a
-lock file, claim a module name another repository already serves, or lower
-freshness unless a trusted layer allows it.  Every refusal names the file and
-the key.
+a higher threshold, offline, fewer mirrors, the narrower ``on-not-found``
+failover), never set an ``unsafe_*`` option, name credentials or an S3
+endpoint, move the cache, state or log directory, raise the clock slack or
+loosen the transport limits, leave frozen mode, replace a lock file, claim a
+module name another repository already serves, or lower freshness or list
+mirrors a trusted layer did not list unless a trusted layer allows it (every
+request to a mirror tells a third party which names you import: dependency
+confusion, privacy).  Every refusal names the file and the key.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from secure_import.errors import SecureImportError
 from secure_import.settings.layers import _Merged, _normal
 from secure_import.settings.parse import _fail, _Layer
 from secure_import.store.keyfiles import load_public_key_file
+from secure_import.transport.mirrors import DEFAULT_FALLBACK, FALLBACKS
 
 
 def _served_by(merged: _Merged) -> dict[str, str]:
@@ -43,6 +46,8 @@ def _apply_project(merged: _Merged, layer: _Layer) -> None:
         "site": "would change which directories hold trust state",
         "unsafe_clock_slack": "unsafe_* settings are refused in a project file",
         "allow_project_freshness": "only the user, site or explicit configuration decides "
+        "what a project file may ask for",
+        "allow_project_mirrors": "only the user, site or explicit configuration decides "
         "what a project file may ask for",
     }
     for key, why in forbidden.items():
@@ -144,6 +149,7 @@ def _apply_project(merged: _Merged, layer: _Layer) -> None:
                 "to it, and a project file could choose the server",
             )
         base = merged.repos.get(name)
+        _check_mirrors(label, where, base, fields, bool(merged.values.get("allow_project_mirrors")))
         if base is None:
             other = urls.get(_normal(fields.get("url")))
             if other is not None:
@@ -226,6 +232,43 @@ def _check_restriction(
                 "a project file may not allow more modules "
                 f"than the repository's own configuration: {', '.join(extra)}",
             )
+
+
+def _check_mirrors(
+    label: str,
+    where: str,
+    base: dict[str, Any] | None,
+    fields: dict[str, Any],
+    allowed: bool,
+) -> None:
+    """A project file may drop mirrors and narrow the failover policy; it may
+    list a mirror a trusted layer did not list for this repository, or widen
+    the policy, only when a trusted layer sets ``allow_project_mirrors``: a
+    mirror of its choosing would learn every name the program imports (and
+    when), and could be a public host for private names."""
+    if allowed:
+        return
+    trusted = frozenset(() if base is None else base.get("mirrors", ()))
+    added = [m for m in fields.get("mirrors", ()) if m not in trusted]
+    if added:
+        raise _fail(
+            label,
+            f"{where}.mirrors",
+            "a project file may only remove mirrors a trusted layer listed for this "
+            "repository: a mirror learns every name you import (set "
+            "allow_project_mirrors = true in the user, site or explicit configuration "
+            "to let project files add them)",
+            got=", ".join(added),
+        )
+    before = DEFAULT_FALLBACK if base is None else base.get("fallback", DEFAULT_FALLBACK)
+    if FALLBACKS.index(fields.get("fallback", before)) < FALLBACKS.index(before):
+        raise _fail(
+            label,
+            f"{where}.fallback",
+            "a project file may only narrow the failover policy (to on-not-found)",
+            expected=before,
+            got=fields["fallback"],
+        )
 
 
 _DEFAULTS: dict[str, Any] = {
