@@ -314,3 +314,7 @@ def test_an_s3_repository_takes_no_https_mirrors() -> None:
 def test_the_served_host_names_a_non_default_port() -> None:
     assert served_host(M1 + "x") == "m1.example"
     assert served_host(M2 + "x") == "m2.example:8443"
+
+
+def test_object_storage_is_named_by_its_bucket() -> None:
+    assert served_host("s3://bucket/prefix/secure-import-manifest.json") == "s3://bucket"

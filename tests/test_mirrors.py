@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from secure_import.errors import (
 )
 from secure_import.hook.finder import get_finder
 from secure_import.publish.serve import RepoServer, RequestInfo, Response
+from secure_import.store import childdesc
 from secure_import.transport.mirrors import served_host
 from secure_import.transport.options import AuthHeader, TransportOptions
 from secure_import.verify.pointer import POINTER_NAME
@@ -495,3 +498,40 @@ def test_audit_show_host_filters_by_the_host_that_served_the_bytes(
     assert run_json(tmp_path, "audit", "show", *dirs, "--host", "elsewhere.example") == []
     human = run_cli(tmp_path, "audit", "show", *dirs, "--host", mirror.host)
     assert human.returncode == 0 and mirror.host in human.stdout
+
+
+def test_a_child_interpreter_inherits_the_mirrors_and_policy(
+    publisher: Publisher,
+    consumer: Consumer,
+    canary: Path,
+    make_mirror: Callable[[], Mirror],
+) -> None:
+    """A ``subprocess`` child rebuilds the repository with its mirrors: with
+    the origin down, it imports through the mirror and audits the host."""
+    publish_mpkg(publisher, canary)
+    mirror = make_mirror()
+    repo = consumer.add(mirrors=[mirror.url], fallback="on-not-found")
+    (described,) = childdesc.decode(childdesc.encode(_description())).repositories
+    assert described.mirrors == (mirror.url,)
+    assert described.fallback == "on-not-found"
+    origin_says(publisher, 404)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import mpkg; print(mpkg.a.VALUE)"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "one" and canary.exists()
+    loads = records(consumer, "load")
+    assert loads and {r["host"] for r in loads} == {mirror.host}
+    assert {r["repo"] for r in loads} == {repo.url}
+
+
+def _description() -> childdesc.ChildDescription:
+    from secure_import.hook import inherit
+
+    repos = [inherit.describe(r) for r in get_finder().repositories]
+    return childdesc.ChildDescription(
+        created=0, pid=0, repositories=tuple(r for r in repos if r is not None)
+    )

@@ -124,6 +124,8 @@ def describe(repo: Repository) -> RepositoryDescription | None:
         client_cert=None if transport.client_cert is None else os.fspath(transport.client_cert),
         client_key=None if transport.client_key is None else os.fspath(transport.client_key),
         truststore=transport.use_truststore,
+        mirrors=repo.mirrors,
+        fallback=repo.fallback,
     )
 
 
@@ -215,6 +217,8 @@ def _rebuild(item: RepositoryDescription) -> Repository:
         lock=item.lock_file,
         transport=None if transport.is_default else transport,
         materialise=item.materialise,
+        mirrors=item.mirrors,
+        fallback=item.fallback,
     )
     repo.inherited = True  # type: ignore[attr-defined]
     return repo

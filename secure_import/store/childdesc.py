@@ -100,6 +100,8 @@ _REPO_FIELDS = frozenset(
         "client_cert",
         "client_key",
         "truststore",
+        "mirrors",
+        "fallback",
     }
 )
 _AUTH_FIELDS = frozenset({"kind", "where", "header", "scheme"})
@@ -138,6 +140,10 @@ class RepositoryDescription:
     client_cert: str | None = None
     client_key: str | None = None
     truststore: bool = False
+    #: The repository's mirrors and failover policy (verified in the child
+    #: exactly as in the parent: a mirror is transport, never trust).
+    mirrors: tuple[str, ...] = ()
+    fallback: str = "on-error"
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,8 @@ def encode(description: ChildDescription) -> bytes:
                 "client_cert": r.client_cert,
                 "client_key": r.client_key,
                 "truststore": r.truststore,
+                "mirrors": list(r.mirrors),
+                "fallback": r.fallback,
             }
         )
     return dumps_canonical(
@@ -283,6 +291,8 @@ def decode(data: bytes) -> ChildDescription:
                 client_cert=_typed(f["client_cert"], str, f"{what}.client_cert", none=True),
                 client_key=_typed(f["client_key"], str, f"{what}.client_key", none=True),
                 truststore=_typed(f["truststore"], bool, f"{what}.truststore"),
+                mirrors=_strings(f["mirrors"], f"{what}.mirrors"),
+                fallback=_typed(f["fallback"], str, f"{what}.fallback"),
             )
         )
     return ChildDescription(

@@ -46,6 +46,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from secure_import.errors import (
     AllSourcesFailedError,
@@ -127,10 +128,12 @@ def check_mirrors(url: str, mirrors: Sequence[str], fallback: str) -> tuple[tupl
         )
     if isinstance(mirrors, str):
         raise ConfigError("mirrors is a list of https URLs", check="mirrors", url=url)
-    if mirrors and url.startswith("s3://"):
-        raise ConfigError(
-            "mirrors apply to https repositories", check="mirrors", url=url, got=list(mirrors)
-        )
+    if url.startswith("s3://"):
+        if mirrors:
+            raise ConfigError(
+                "mirrors apply to https repositories", check="mirrors", url=url, got=list(mirrors)
+            )
+        return (), fallback
     if len(mirrors) > MAX_MIRRORS:
         raise ConfigError(
             "too many mirrors for one repository",
@@ -158,7 +161,11 @@ def check_mirrors(url: str, mirrors: Sequence[str], fallback: str) -> tuple[tupl
 
 
 def served_host(url: str) -> str:
-    """``host[:port]`` of the URL that served a body, for the audit log."""
+    """``host[:port]`` of the https URL that served a body, for the audit log
+    (``s3://bucket`` for object storage)."""
+    if not url.startswith("https://"):
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}"
     origin, _ = parse_origin(url)
     default = 443
     return origin.host if origin.port == default else f"{origin.host}:{origin.port}"
