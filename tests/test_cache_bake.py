@@ -485,3 +485,175 @@ def test_a_read_only_cache_directory_works_for_an_unprivileged_user(
     assert len(notes) == 1 and "EACCES" in notes[0]["message"]
     assert any(r["event"] == "load" and r["module"] == "bakeextra" for r in records)
     forget_remote_modules()
+
+
+# --- cache list and cache clear --repo ---------------------------------------------------
+
+
+@pytest.fixture
+def two(publisher: Publisher, consumer: Consumer, tmp_path: Path, rig: object) -> Publisher:
+    """Two repositories used by one consumer; both ship an identical file
+    (one object, listed by both manifests)."""
+    other = Publisher(tmp_path, publisher.rig, name="other")
+    _publish(publisher)
+    other.write("otherpkg/__init__.py", "from .x import X\n")
+    other.write("otherpkg/x.py", "X = 'x'\n")
+    other.write("otherpkg/shared.txt", PACKAGE["bakepkg/data/words.txt"])
+    other.publish()
+    consumer.add(modules=["bakepkg", "bakesingle"])
+    consumer.add(
+        url=other.url, keys=[other.pub_path], modules=["otherpkg"], ca_bundle=other.rig.ca_pem_path
+    )
+    assert _import_all()[0] == "abc"
+    assert importlib.import_module("otherpkg").X == "x"
+    yield other  # type: ignore[misc]
+    other.close()
+
+
+def _both_config(tmp: Path, publisher: Publisher, other: Publisher) -> Path:
+    path = _config(tmp, publisher, name="both.toml")
+    path.write_text(
+        path.read_text() + "[repositories.other]\n"
+        f'url = "{other.url}"\n'
+        f'keys = ["{other.pub_path}"]\n'
+        'modules = ["otherpkg"]\n'
+        f'ca_bundle = "{other.rig.ca_pem_path}"\n'
+    )
+    return path
+
+
+def test_cache_list_shows_repository_package_version_size_and_last_use(
+    publisher: Publisher, two: Publisher, consumer: Consumer, tmp_path: Path
+) -> None:
+    config = _both_config(tmp_path, publisher, two)
+    rows = run_json(tmp_path, "cache", "list", "--config", config, **_env(consumer.paths))
+    by_package = {r["package"]: r for r in rows}
+    assert set(by_package) == {"bakepkg", "bakesingle", "otherpkg"}
+    bake = by_package["bakepkg"]
+    assert bake["repository"] == publisher.url and bake["manifest_version"] == 1
+    assert bake["manifest"] == "verified" and bake["files"] == 5
+    files = publisher.signed_files()
+    assert bake["size"] == sum(e.length for p, e in files.items() if p.startswith("bakepkg/"))
+    loads = [
+        r["time"]
+        for r in consumer.audit()
+        if r["event"] == "load" and r["module"].partition(".")[0] == "bakepkg"
+    ]  # the package and its submodules
+    assert bake["last_use"] == max(loads)
+    assert by_package["otherpkg"]["repository"] == two.url
+    human = run_cli(tmp_path, "cache", "list", "--config", config, **_env(consumer.paths))
+    header = human.stdout.splitlines()[1].split()
+    assert header == [
+        "REPOSITORY",
+        "PACKAGE",
+        "VERSION",
+        "MANIFEST",
+        "FILES",
+        "SIZE",
+        "LAST",
+        "USE",
+    ]
+    # Not configured: the URL comes from the audit log, the manifest is only read.
+    bare = run_json(tmp_path, "cache", "list", "--no-project", **_env(consumer.paths))
+    assert {(r["repository"], r["manifest"]) for r in bare} == {
+        (publisher.url, "unverified"),
+        (two.url, "unverified"),
+    }
+
+
+def test_cache_clear_repo_removes_one_repository_and_leaves_the_other_intact(
+    publisher: Publisher,
+    two: Publisher,
+    consumer: Consumer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = _both_config(tmp_path, publisher, two)
+    cache = consumer.paths.cache_dir
+    other_files = two.signed_files()
+    shared = other_files["otherpkg/shared.txt"].sha256
+    assert shared == publisher.signed_files()["bakepkg/data/words.txt"].sha256
+    before = _tree(cache)
+    report = run_json(
+        tmp_path,
+        "cache",
+        "clear",
+        "--repo",
+        publisher.url,
+        "--config",
+        config,
+        **_env(consumer.paths),
+    )
+    assert report["repository"] == publisher.url
+    assert report["removed"]["objects"] == 5 and report["shared_objects_kept"] == 1
+    assert report["removed"]["manifests"] == 1 and report["removed"]["memos"] == 1
+    assert report["removed"]["bytecode seals"] >= 5
+    after = _tree(cache)
+    # Everything left is exactly as it was, and everything of the other
+    # repository is left: its objects, metadata, memo and seals.
+    changed = [k for k, v in after.items() if v[1] is not None and before.get(k) != v]
+    assert (
+        changed == []
+    )  # files: none new, none altered (folders lose entries, so their mtime moves)
+    objects = consumer.cached_objects()
+    assert {e.sha256 for e in other_files.values()} <= set(objects)
+    assert shared in objects
+    assert not any(
+        e.sha256 in objects
+        for p, e in publisher.signed_files().items()
+        if p != "bakepkg/data/words.txt"
+    )
+    rows = run_json(tmp_path, "cache", "list", "--config", config, **_env(consumer.paths))
+    assert {r["repository"] for r in rows} == {two.url}
+    # The other repository still imports offline, with no socket; the cleared one cannot.
+    attempts = install_socket_guard(monkeypatch)
+    consumer.new_process(
+        url=two.url,
+        keys=[two.pub_path],
+        modules=["otherpkg"],
+        ca_bundle=two.rig.ca_pem_path,
+        offline=True,
+    )
+    assert importlib.import_module("otherpkg").X == "x" and attempts == []
+    consumer.new_process(offline=True, modules=["bakepkg"])
+    with pytest.raises(ImportError):
+        importlib.import_module("bakepkg")
+
+
+def test_h3_cache_clear_repo_never_follows_a_link_out_of_the_cache(
+    publisher: Publisher, two: Publisher, consumer: Consumer, tmp_path: Path
+) -> None:
+    cache = consumer.paths.cache_dir
+    outside = tmp_path / "outside"
+    shutil.move(str(cache / "verified"), outside)
+    (cache / "verified").symlink_to(outside)
+    before = _tree(outside)
+    report = run_json(
+        tmp_path,
+        "cache",
+        "clear",
+        "--repo",
+        publisher.url,
+        "--no-project",
+        **_env(consumer.paths),
+    )
+    assert _tree(outside) == before
+    assert any("not followed" in k for k in report["kept"])
+
+
+def test_cache_clear_repo_of_an_unknown_url_deletes_nothing_and_names_the_cached_ones(
+    publisher: Publisher, two: Publisher, consumer: Consumer, tmp_path: Path
+) -> None:
+    before = _tree(consumer.paths.cache_dir)
+    ran = run_cli(
+        tmp_path,
+        "cache",
+        "clear",
+        "--repo",
+        "https://nowhere.invalid/",
+        "--no-project",
+        **_env(consumer.paths),
+    )
+    assert ran.returncode == 1
+    assert "holds no repository at https://nowhere.invalid/" in ran.stderr
+    assert _tree(consumer.paths.cache_dir) == before

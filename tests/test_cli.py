@@ -99,12 +99,13 @@ def _dirs(consumer: Consumer) -> list[str]:
 
 
 def test_cache_list_and_clear(used: Consumer, tmp_path: Path) -> None:
-    listing = run_json(tmp_path, "cache", "list", *_dirs(used))
+    listing = run_json(tmp_path, "cache", "list", "--objects", *_dirs(used))
     assert {e["sha256"] for e in listing} == set(used.cached_objects())
-    human = run_cli(tmp_path, "cache", "list", *_dirs(used))
+    human = run_cli(tmp_path, "cache", "list", "--objects", *_dirs(used))
     assert human.returncode == 0 and "SHA256" in human.stdout and "files," in human.stdout
     cleared = run_json(tmp_path, "cache", "clear", *_dirs(used))
     assert cleared["removed"] == len(listing) and used.cached_objects() == {}
+    assert run_json(tmp_path, "cache", "list", "--objects", *_dirs(used)) == []
     assert run_json(tmp_path, "cache", "list", *_dirs(used)) == []
 
 

@@ -329,6 +329,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--repair", action="store_true", help="verify: delete every bad entry found (audited)"
     )
     p.add_argument(
+        "--repo",
+        dest="cache_repo",
+        metavar="URL",
+        help="clear: only this repository's entries (objects other repositories list are "
+        "kept); list: only repositories whose URL contains this",
+    )
+    p.add_argument(
+        "--objects", action="store_true", help="list: every cached object by sha256 instead"
+    )
+    p.add_argument(
         "--complete",
         action="store_true",
         help="verify: also fail when a signed file of a configured repository is not cached "

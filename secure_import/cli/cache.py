@@ -11,6 +11,7 @@ from secure_import.cli.output import EXIT_FAIL, EXIT_OK, Out, UsageError
 
 if TYPE_CHECKING:
     from secure_import.hook.deps import Edge
+    from secure_import.repository import Repository
     from secure_import.settings import Settings
 
 
@@ -18,36 +19,138 @@ if TYPE_CHECKING:
 
 
 def cmd_cache(args: argparse.Namespace, out: Out) -> int:
-    from secure_import.store.cache import Cache
-
     if args.cache_command == "warm":
         return cmd_warm(args, out)
     if args.cache_command == "verify":
         return cmd_verify_cache(args, out)
-    if args.cache_command != "warm" and getattr(args, "lock_file", None) is not None:
+    if getattr(args, "lock_file", None) is not None:
         raise UsageError("--lock-file applies to cache warm and cache verify")
-    cache = Cache(_paths(args, out).cache_dir)
     if args.cache_command == "clear":
-        # Deletes only what it recognises as ours; raises before deleting
-        # anything if something to delete cannot be deleted (THREATS H3).
-        report = cache.clear_report()
-        if out.json:
-            out.emit(
-                {
-                    "ok": True,
-                    "removed": report.objects,
-                    "cache_dir": str(cache.root),
-                    "removed_entries": list(report.removed),
-                    "kept": list(report.skipped),
-                    "directory_removed": report.root_removed,
-                }
-            )
-            return EXIT_OK
-        out.result(f"removed {report.objects} cached files from {cache.root}")
-        for item in report.skipped:
-            out.warn(f"kept {item}")
-        out.note("trust state (high-water marks) is kept in the state directory")
+        return _clear_repo(args, out) if args.cache_repo else _clear(args, out)
+    if args.objects:
+        return _list_objects(args, out)
+    return _list(args, out)
+
+
+def _clear(args: argparse.Namespace, out: Out) -> int:
+    from secure_import.store.cache import Cache
+
+    cache = Cache(_paths(args, out).cache_dir)
+    # Deletes only what it recognises as ours; raises before deleting
+    # anything if something to delete cannot be deleted (THREATS H3).
+    report = cache.clear_report()
+    if out.json:
+        out.emit(
+            {
+                "ok": True,
+                "removed": report.objects,
+                "cache_dir": str(cache.root),
+                "removed_entries": list(report.removed),
+                "kept": list(report.skipped),
+                "directory_removed": report.root_removed,
+            }
+        )
         return EXIT_OK
+    out.result(f"removed {report.objects} cached files from {cache.root}")
+    for item in report.skipped:
+        out.warn(f"kept {item}")
+    out.note("trust state (high-water marks) is kept in the state directory")
+    return EXIT_OK
+
+
+def _offline_repositories(args: argparse.Namespace, out: Out) -> tuple[Settings, list[Repository]]:
+    """The configured repositories, built offline (these commands never fetch)."""
+    from dataclasses import replace
+
+    from secure_import.settings import build_repositories
+
+    settings = _settings(args, out)
+    settings = replace(
+        settings,
+        frozen=False,
+        repositories=tuple(replace(r, refresh="offline") for r in settings.repositories),
+    )
+    return settings, build_repositories(settings)
+
+
+def _clear_repo(args: argparse.Namespace, out: Out) -> int:
+    from secure_import.fleet.inventory import clear_repository
+
+    settings, repositories = _offline_repositories(args, out)
+    try:
+        report = clear_repository(settings.paths, args.cache_repo, repositories)
+    finally:
+        for repository in repositories:
+            repository.close()
+    if out.json:
+        out.emit(
+            {
+                "ok": True,
+                "repository": report.url,
+                "repo_ids": report.repo_ids,
+                "removed": report.removed,
+                "shared_objects_kept": report.shared_objects,
+                "kept": report.kept,
+            }
+        )
+        return EXIT_OK
+    removed = ", ".join(f"{n} {kind}" for kind, n in sorted(report.removed.items())) or "nothing"
+    out.result(f"cleared {report.url} from {settings.paths.cache_dir}: removed {removed}")
+    if report.shared_objects:
+        out.note(f"kept {report.shared_objects} objects another cached repository also lists")
+    for item in report.kept:
+        out.warn(f"kept {item}")
+    out.note("trust state (high-water marks) is kept in the state directory")
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace, out: Out) -> int:
+    from secure_import.fleet.inventory import list_cache
+
+    settings, repositories = _offline_repositories(args, out)
+    try:
+        rows = list_cache(settings.paths, repositories)
+    finally:
+        for repository in repositories:
+            repository.close()
+    if args.cache_repo:
+        rows = [r for r in rows if args.cache_repo in r.repository]
+    if out.json:
+        out.emit([r.as_dict() for r in rows])
+        return EXIT_OK
+    out.note(f"cache: {settings.paths.cache_dir}")
+    if rows:
+        out.table(
+            ["repository", "package", "version", "manifest", "files", "size", "last use"],
+            [
+                (
+                    r.repository,
+                    r.package,
+                    "-" if r.manifest_version is None else r.manifest_version,
+                    r.manifest,
+                    r.files,
+                    _size(r.size),
+                    r.last_use or "-",
+                )
+                for r in rows
+            ],
+        )
+    out.note(f"{sum(r.files for r in rows)} files, {_size(sum(r.size for r in rows))}")
+    return EXIT_OK
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / (1024 * 1024):.1f} MiB"
+
+
+def _list_objects(args: argparse.Namespace, out: Out) -> int:
+    from secure_import.store.cache import Cache
+
+    cache = Cache(_paths(args, out).cache_dir, readonly=True)
     entries = list(cache.entries())
     if out.json:
         out.emit([{"sha256": e.sha256, "size": e.size, "path": str(e.path)} for e in entries])

@@ -40,8 +40,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from secure_import.config import MANIFEST_NAME, SIGSTORE_BUNDLE_NAME
+from secure_import.config import MANIFEST_NAME
 from secure_import.errors import SecureImportError
+from secure_import.fleet.cached import verify_cached
 from secure_import.repository import Repository
 from secure_import.store.fsutil import read_file, remove_tree
 from secure_import.store.materialise import check_tree, package_entries
@@ -49,8 +50,7 @@ from secure_import.store.paths import Paths
 from secure_import.verify.bundle import bundle_entries
 from secure_import.verify.manifest import Manifest
 from secure_import.verify.root import Root
-from secure_import.verify.trust import HighWater, SigstoreBundle, TrustedManifest
-from secure_import.verify.trustset import TrustState
+from secure_import.verify.trust import TrustedManifest
 
 __all__ = ["CacheReport", "Problem", "verify_cache"]
 
@@ -277,17 +277,7 @@ def _check_repository(
         return None
     try:
         current = repository.current_root()
-        trust = TrustState(
-            current,
-            high_water=_peek_high_water(repository),
-            now=now,
-            clock_slack=repository.limits.clock_slack,
-            max_version_jump=repository.limits.max_version_jump,
-            url=repository.manifest_url,
-            locked_digest=repository.locked_digest,
-        )
-        candidate = trust.verify(envelope, sigstore_bundle=_cached_bundle(repository, meta))
-        trusted = trust.accept(candidate).trusted
+        trusted = verify_cached(repository, envelope, now)
     except SecureImportError as exc:
         report.problems.append(
             Problem(
@@ -427,26 +417,6 @@ def _check_materialised(
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def _peek_high_water(repository: Repository) -> HighWater | None:
-    """The stored mark, read without creating any state directory."""
-    if not (repository.paths.state_dir / "repos" / repository.id / "high-water.json").exists():
-        return None
-    return repository.state.high_water(repository.id)
-
-
-def _cached_bundle(repository: Repository, meta: Path) -> SigstoreBundle | None:
-    """The cached Sigstore bundle, for a root that pins identities (never the network)."""
-    if not repository.pinned_root.identities:
-        return None
-    url = repository.url_for(SIGSTORE_BUNDLE_NAME)
-
-    def supply() -> tuple[bytes, str] | None:
-        data = read_file(meta / SIGSTORE_BUNDLE_NAME)
-        return None if data is None else (data, url)
-
-    return supply
 
 
 def _metadata_ids(root: Path) -> list[str]:

@@ -52,7 +52,15 @@ from types import CodeType
 
 from secure_import.store.sealed import FORMAT, KEY_NAME, SealedStore, binding
 
-__all__ = ["FORMAT", "KEY_NAME", "BytecodeStore", "compile_verified"]
+__all__ = [
+    "BYTECODE_DIR",
+    "FORMAT",
+    "KEY_NAME",
+    "BytecodeStore",
+    "compile_verified",
+    "module_file_name",
+    "pack_prefix",
+]
 
 #: Folder of bytecode files inside the cache directory.
 BYTECODE_DIR = "bytecode"
@@ -265,8 +273,19 @@ class BytecodeStore:
     def _pack_name(modules: Sequence[tuple[str, str]], bound: bytes) -> str:
         # The first URL (the package's first file in manifest order) names the
         # package, so a new pack can replace the old one of the same package.
-        package = hashlib.sha256(modules[0][1].encode("utf-8", "surrogatepass")).hexdigest()[:16]
-        return f"{_PACK_PREFIX}{package}-{hashlib.sha256(bound).hexdigest()[:40]}"
+        return f"{pack_prefix(modules[0][1])}{hashlib.sha256(bound).hexdigest()[:40]}"
+
+
+def pack_prefix(first_url: str) -> str:
+    """The start of the file names of every pack of one package: named by
+    the URL of the package's first file in manifest order."""
+    package = hashlib.sha256(first_url.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{_PACK_PREFIX}{package}-"
+
+
+def module_file_name(sha256: str, url: str) -> str:
+    """The file name of the sealed code for ``(sha256, url)``."""
+    return _name(sha256, url)
 
 
 def _name(sha256: str, url: str) -> str:
