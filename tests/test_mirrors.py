@@ -535,3 +535,40 @@ def _description() -> childdesc.ChildDescription:
     return childdesc.ChildDescription(
         created=0, pid=0, repositories=tuple(r for r in repos if r is not None)
     )
+
+
+def test_check_reports_a_mirror_in_sync_and_a_stale_one(
+    tmp_path: Path,
+    publisher: Publisher,
+    consumer: Consumer,
+    canary: Path,
+    make_mirror: Callable[[], Mirror],
+) -> None:
+    """``secure-import check`` compares each mirror's manifest with the one it
+    just verified: a stale mirror is found before a failover would need it."""
+    publish_mpkg(publisher, canary, value="one")
+    stale = make_mirror()
+    publish_mpkg(publisher, canary, value="two")
+    synced = make_mirror()
+    config = tmp_path / "check.toml"
+    config.write_text(
+        "[repositories.m]\n"
+        f'url = "{publisher.url}"\n'
+        f'keys = ["{publisher.pub_path}"]\n'
+        'modules = ["mpkg"]\n'
+        f'ca_bundle = "{publisher.rig.ca_pem_path}"\n'
+        f'mirrors = ["{synced.url}", "{stale.url}"]\n'
+    )
+    config.chmod(0o600)
+    report = run_json(tmp_path, "--config", config, "--no-project", "check", expect=1)
+    mirrors = [f for f in report["findings"] if f["check"] == "mirror"]
+    assert [
+        (f["ok"], f["detail"].startswith(url))
+        for f, url in zip(mirrors, (synced.url, stale.url), strict=True)
+    ] == [
+        (True, True),
+        (False, True),
+    ]
+    assert "another manifest" in mirrors[1]["detail"]
+    listed = [f for f in report["findings"] if f["check"] == "mirrors"]
+    assert listed and "on-error" in listed[0]["detail"]

@@ -99,6 +99,45 @@ def _s3_transport(repo: RepositorySettings, settings: Settings) -> Any:
     return S3Transport(parse_s3_url(repo.url), options, limits=settings.limits)
 
 
+def _check_mirror(
+    mirror: str, repo: RepositorySettings, settings: Settings, digest: str
+) -> tuple[bool, str]:
+    """Does ``mirror`` serve byte for byte the manifest just verified?
+
+    A health check only: nothing here is trusted (imports verify whatever a
+    mirror serves); a mirror serving another envelope is behind (it would be
+    refused as a rollback after a failover), ahead, or altered.
+    """
+    import hashlib
+
+    from secure_import.config import MANIFEST_NAME
+    from secure_import.transport.https import Fetcher
+
+    try:
+        fetcher = Fetcher(
+            mirror,
+            limits=settings.limits,
+            ca_bundle=repo.ca_bundle,
+            transport=repo.transport().for_mirror(),
+        )
+        try:
+            answer = fetcher.get(
+                mirror + MANIFEST_NAME, cap=settings.limits.manifest_max_bytes, what="manifest"
+            )
+        finally:
+            fetcher.close()
+    except SecureImportError as exc:
+        return False, f"[{exc.code}] {exc.detail}"
+    got = hashlib.sha256(answer.body or b"").hexdigest()
+    if got != digest:
+        return False, (
+            "serves another manifest than the one verified (a stale, newer or altered "
+            f"copy: failing over to it would be refused): sha256 {got[:16]}, "
+            f"expected {digest[:16]}"
+        )
+    return True, "serves the same signed manifest"
+
+
 def _check_repository(
     repo: RepositorySettings, settings: Settings, network: bool
 ) -> list[_Finding]:
@@ -181,6 +220,12 @@ def _check_repository(
         if repo.client_cert is not None:
             parts.append(f"client certificate {repo.client_cert}")
         add("transport", True, ", ".join(parts))
+        if repo.mirrors:
+            add(
+                "mirrors",
+                True,
+                f"{', '.join(repo.mirrors)} (fallback {repo.fallback}; no credentials sent)",
+            )
     if not network and not repo.offline:
         add("manifest", True, "not checked (--no-network)")
         return found
@@ -205,6 +250,10 @@ def _check_repository(
         f"{manifest.expires.isoformat()}, provides {', '.join(manifest.provides)}, "
         f"signed by {trusted.key_id_text}",
     )
+    if not repo.offline:
+        for mirror in repo.mirrors:
+            ok, detail = _check_mirror(mirror, repo, settings, trusted.envelope_digest)
+            add("mirror", ok, f"{mirror}: {detail}")
     if repo.modules is not None:
         missing = sorted(set(repo.modules) - set(manifest.provides))
         add(
