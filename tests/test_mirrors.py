@@ -130,7 +130,10 @@ def test_h11_origin_down_the_mirror_serves_verified_bytes_audited_with_its_host(
     assert module.a.VALUE == "one" and canary.exists()
     # Names and URLs stay the repository's: a mirror is transport only.
     assert module.__file__ == origin_url + "mpkg/__init__.py"
-    assert "/" + MANIFEST_NAME in mirror.paths()
+    # The cold import's two requests (manifest, package bundle) reached the mirror.
+    served = mirror.paths()
+    assert len(served) == 2 and served[0] == "/" + MANIFEST_NAME
+    assert served[1].startswith(f"/{BUNDLE_DIR}/mpkg.")
     consumer.assert_cache_verified()
     (manifest,) = records(consumer, "manifest")
     assert manifest["outcome"] == "ok" and manifest["host"] == mirror.host
