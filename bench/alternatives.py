@@ -157,7 +157,7 @@ def report(
         "",
     ]
     for s in scenarios:
-        lines += [f"## {s.name}", "", *table(s), ""]
+        lines += [f"## {s.name}", "", *([s.note, ""] if s.note else []), *table(s), ""]
     lines += ["## Targets", ""]
     for s in scenarios:
         lines += [f"- {v}" for v in verdicts(s, memory=s.name.startswith("sympy"))]

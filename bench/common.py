@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -188,6 +189,11 @@ def si_program(
     if check:
         lines.append(check)
     lines.append("_t1 = _time.perf_counter()")
+    # The row measures the finder, not a copy installed somewhere on sys.path.
+    lines += [
+        f"assert {name}.__spec__.origin.startswith('https://'), {name}.__spec__.origin"
+        for name in imports
+    ]
     return "\n".join(lines) + _TAIL
 
 
@@ -213,6 +219,74 @@ def tree_size(root: Path) -> tuple[int, int]:
             total += st.st_size
             files += 1
     return total, files
+
+
+# -- the consumer's environment ---------------------------------------------------
+
+
+def _requirement_name(spec: str) -> str | None:
+    """The distribution a requirement names, or None for an extra's."""
+    if "extra ==" in spec.replace('"', "'").replace("extra==", "extra =="):
+        return None
+    name = spec.split(";", 1)[0].strip()
+    for stop in "<>=!~[( ":
+        name = name.split(stop, 1)[0]
+    return name.strip() or None
+
+
+def _closure(root: str) -> list[importlib.metadata.Distribution]:
+    """``root`` and every distribution it needs (extras left out), as installed here."""
+    seen: dict[str, importlib.metadata.Distribution] = {}
+    todo = [root]
+    while todo:
+        name = todo.pop()
+        key = name.lower().replace("_", "-")
+        if key in seen:
+            continue
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # a marker-excluded requirement (other platform or Python)
+        seen[key] = dist
+        todo += [n for n in map(_requirement_name, dist.requires or []) if n]
+    return list(seen.values())
+
+
+def consumer_python(work: Path) -> Path:
+    """The interpreter of a clean virtual environment holding secure_import's
+    runtime dependencies only, as ``pip install secure-import`` would leave it.
+
+    The benchmark's own environment holds the test tools, some of which pull
+    in sympy (moto -> cfn-lint): a child there would import the installed
+    sympy ahead of the finder.  The dependencies are copied from this
+    environment (same versions, ``__pycache__`` included, offline); the
+    project itself comes from the working tree (``si_program`` puts it first
+    on ``sys.path``), and its start-up hook for child interpreters is copied
+    in as a wheel install would place it.
+    """
+    venv = work / "venv-consumer"
+    python = venv / "bin" / "python"
+    if python.exists():
+        return python
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, env=clean_env()
+    )
+    [site] = (venv / "lib").glob("python*/site-packages")
+    for dist in _closure("secure-import"):
+        if dist.metadata["Name"].lower().replace("_", "-") == "secure-import":
+            continue
+        base = Path(str(dist.locate_file("")))
+        tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
+        for top in tops:
+            source = base / top
+            if source.is_dir():
+                shutil.copytree(source, site / top, symlinks=True, dirs_exist_ok=True)
+            elif source.is_file() and source.suffix != ".pth":
+                shutil.copy2(source, site / top)
+    hook = PROJECT / "startup" / "secure_import-children.pth"
+    if hook.exists():
+        shutil.copy2(hook, site / hook.name)
+    return python
 
 
 # -- report helpers -------------------------------------------------------------

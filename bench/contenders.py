@@ -18,6 +18,9 @@ run in rotating order (paired), and returns the samples:
 - ``si-offline``: a filled cache, ``offline=True``;
 - ``bare``: ``python -I -c pass``, the interpreter's own start.
 
+secure_import's rows run in a clean environment holding its runtime
+dependencies only (``common.consumer_python``), like the pip and uv rows.
+
 Requests and body bytes are counted by the servers; the cache's size (bytes,
 files) after each cold run is measured on disk.
 """
@@ -35,6 +38,7 @@ from common import (
     Run,
     SiRepo,
     clean_env,
+    consumer_python,
     fresh_dir,
     plain_program,
     run,
@@ -134,6 +138,10 @@ class Scenario:
     wheel_bytes: int = 0
     template: Path | None = None
     installed: Path | None = None
+    #: The interpreter secure_import's rows run in (``common.consumer_python``).
+    consumer: Path = Path(sys.executable)
+    #: A sentence for the report (what was signed, what was left out).
+    note: str = ""
     samples: dict[str, list[Sample]] = field(default_factory=dict)
 
     @property
@@ -193,11 +201,12 @@ class Scenario:
 
     def si(self, dirs: Path, *, offline: bool = False) -> Run:
         program = si_program(self.si_repos, self.imports, check=self.check, offline=offline)
-        return run([sys.executable, "-I", "-c", program], env=si_env(dirs))
+        return run([str(self.consumer), "-I", "-c", program], env=si_env(dirs))
 
     def prepare(self) -> Path:
         """The template environment and one with the package installed (by pip)."""
         self.template = venv_template(self.work)
+        self.consumer = consumer_python(self.work)
         self.installed = fresh_venv(self.template, self.work / "venvs", "installed")
         self.pip_install(self.installed)
         self.import_in(self.installed)  # writes the installed package's .pyc
@@ -232,7 +241,7 @@ class Scenario:
         if variant == "installed":
             r = self.import_in(self.installed)
         elif variant == "bare":
-            r = run([sys.executable, "-I", "-c", plain_program([])])
+            r = run([str(self.consumer), "-I", "-c", plain_program([])])
         else:
             r = self.si(dirs, offline=variant == "si-offline")
         requests, body = self.tally()

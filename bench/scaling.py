@@ -39,6 +39,7 @@ sys.path.insert(0, str(HERE))
 from common import (  # noqa: E402
     Run,
     SiRepo,
+    consumer_python,
     fresh_dir,
     machine_note,
     med,
@@ -117,19 +118,18 @@ class Scaling:
             (tiny / f"rpkg{i}" / "__init__.py").write_text(f"VALUE = {i}\n")
             publish(tiny, served / f"r{i}", private_keys=[private])
         self.server = BenchServer(served, work)
+        self.python = str(consumer_python(work))
         self.ca = str(self.server.ca_path)
         self.main = SiRepo(self.server.url + "main/", self.pub, self.ca)
 
     def n_once(self, variant: str, n: int, warm: Path) -> Run:
         name = package_name(n)
         if variant == "local":
-            return run(
-                [sys.executable, "-I", "-c", plain_program([name], _check(n), str(self.pyc))]
-            )
+            return run([self.python, "-I", "-c", plain_program([name], _check(n), str(self.pyc))])
         dirs = fresh_dir(self.work / "si", "cold") if variant == "si-cold" else warm
         program = si_program([self.main], [name], check=_check(n), offline=variant == "si-offline")
         self.server.reset()
-        result = run([sys.executable, "-I", "-c", program], env=si_env(dirs))
+        result = run([self.python, "-I", "-c", program], env=si_env(dirs))
         requests = self.server.tally().requests
         if variant == "si-offline":
             assert requests == 0, f"offline N={n} made {requests} requests"
@@ -145,7 +145,7 @@ class Scaling:
         for n in self.sizes:
             fill = si_program([self.main], [package_name(n)], check=_check(n))
             for _ in range(2):  # fill the shared warm cache for N; bytecode settles
-                run([sys.executable, "-I", "-c", fill], env=si_env(warm))
+                run([self.python, "-I", "-c", fill], env=si_env(warm))
             for i in range(runs):
                 shift = i % len(variants)
                 for variant in variants[shift:] + variants[:shift]:
@@ -167,7 +167,7 @@ class Scaling:
             # Fill the caches: every repository's package once, online.
             repos = self.r_repos(r)
             names = [m for repo in repos for m in repo.modules or ()]
-            run([sys.executable, "-I", "-c", si_program(repos, names)], env=si_env(dirs))
+            run([self.python, "-I", "-c", si_program(repos, names)], env=si_env(dirs))
         for i in range(runs):
             shift = i % len(self.repo_counts)
             order = self.repo_counts[shift:] + self.repo_counts[:shift]
@@ -175,7 +175,7 @@ class Scaling:
                 self.server.reset()
                 program = r_program(self.r_repos(r), self.pub, misses)
                 out.setdefault(r, []).append(
-                    run([sys.executable, "-I", "-c", program], env=si_env(warm[r]))
+                    run([self.python, "-I", "-c", program], env=si_env(warm[r]))
                 )
                 assert self.server.tally().requests == 0, f"R={r} offline made requests"
                 print(".", end="", file=sys.stderr, flush=True)

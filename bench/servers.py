@@ -43,7 +43,16 @@ PROJECT = HERE.parent
 sys.path.insert(0, str(PROJECT))
 sys.path.insert(0, str(HERE))
 
-from common import Run, SiRepo, fresh_dir, machine_note, run, si_env, si_program  # noqa: E402
+from common import (  # noqa: E402
+    Run,
+    SiRepo,
+    consumer_python,
+    fresh_dir,
+    machine_note,
+    run,
+    si_env,
+    si_program,
+)
 from genpkg import expected_check, generate, package_name  # noqa: E402
 from server import BenchServer  # noqa: E402
 
@@ -125,6 +134,7 @@ class Servers:
         self.nginx = NginxServer(root, work / "nginx", rig)
         self.nginx.start()
         self.ca = str(self.ours.ca_path)
+        self.python = str(consumer_python(work))
         self.warm: dict[tuple[str, str], Path] = {}
 
     def url(self, server: str, layout: str) -> str:
@@ -147,11 +157,11 @@ class Servers:
         else:
             if key not in self.warm:
                 self.warm[key] = fresh_dir(self.work / "si", "warm")
-                run([sys.executable, "-I", "-c", program], env=si_env(self.warm[key]))
+                run([self.python, "-I", "-c", program], env=si_env(self.warm[key]))
             dirs = self.warm[key]
         self.ours.reset()
         self.nginx.clear_log()
-        result = run([sys.executable, "-I", "-c", program], env=si_env(dirs))
+        result = run([self.python, "-I", "-c", program], env=si_env(dirs))
         if row.server == "nginx":
             records = self.nginx.requests()
             requests, body = len(records), sum(r.bytes for r in records)
