@@ -112,6 +112,12 @@ class Row:
     requests: list[int] = field(default_factory=list)
     body: list[int] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
+    failures: list[str] = field(default_factory=list)
+    #: The round each sample belongs to (pairs are formed by round).
+    rounds: list[int] = field(default_factory=list)
+
+    def by_round(self) -> dict[int, Run]:
+        return dict(zip(self.rounds, self.samples, strict=True))
 
     @property
     def label(self) -> str:
@@ -141,7 +147,7 @@ class Servers:
         base = self.nginx.url if server == "nginx" else self.ours.url
         return f"{base}{layout}/"
 
-    def once(self, row: Row) -> None:
+    def once(self, row: Row, round_: int) -> None:
         name = package_name(self.n)
         repo = SiRepo(self.url(row.server, row.layout), self.pub, self.ca)
         h2 = self.h2 if row.protocol == "HTTP/2" else None
@@ -161,7 +167,19 @@ class Servers:
             dirs = self.warm[key]
         self.ours.reset()
         self.nginx.clear_log()
-        result = run([self.python, "-I", "-c", program], env=si_env(dirs))
+        try:
+            result = run([self.python, "-I", "-c", program], env=si_env(dirs))
+        except SystemExit as exc:
+            if row.protocol != "HTTP/2":
+                raise
+            # httpcore's HTTP/2 connection shared by the fallback's threads can
+            # fail (a KeyError in _response_closed, encode/httpcore#1062): a
+            # finding about HTTP/2, recorded, not a harness failure.
+            lines = [x for x in str(exc).splitlines() if x.strip()]
+            row.failures.append(lines[-1][:200] if lines else "failed")
+            if row.state == "cold":
+                shutil.rmtree(dirs, ignore_errors=True)
+            return
         if row.server == "nginx":
             records = self.nginx.requests()
             requests, body = len(records), sum(r.bytes for r in records)
@@ -173,6 +191,7 @@ class Servers:
         if row.state == "cold":
             shutil.rmtree(dirs, ignore_errors=True)
         row.samples.append(result)
+        row.rounds.append(round_)
         row.requests.append(requests)
         row.body.append(body)
         self.check(row, requests)
@@ -181,7 +200,8 @@ class Servers:
         if row.state == "warm":
             assert requests == 1, f"{row.label}: {requests} requests, expected the pointer only"
         elif row.layout == "bundled":
-            assert requests == 2, f"{row.label}: {requests} requests, expected 2"
+            # the manifest, then the bundle(s): never one request per module
+            assert 2 <= requests <= 2 + self.n // 10, f"{row.label}: {requests} requests"
         else:
             assert requests > self.n, f"{row.label}: {requests} requests for {self.n} files"
         if row.server == "nginx":
@@ -218,8 +238,8 @@ def render(rows: list[Row], command: str, runs: int, n: int) -> tuple[str, list[
         "*import*: timed inside the child. nginx's protocol per request from its access log.",
         "",
         "| server, layout, protocol, state | process ms | CPU ms | import ms | requests | "
-        "KiB | RSS MiB | protocol seen |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "KiB | RSS MiB | protocol seen | failed runs |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
 
     def m(values: Sequence[float]) -> str:
@@ -231,10 +251,14 @@ def render(rows: list[Row], command: str, runs: int, n: int) -> tuple[str, list[
             f"{m([s.cpu for s in row.samples])} | {m([s.imported for s in row.samples])} | "
             f"{max(row.requests)} | {statistics.median(row.body) / 1024:.0f} | "
             f"{statistics.median(s.hwm_kib for s in row.samples) / 1024:.1f} | "
-            f"{', '.join(sorted(row.seen))} |"
+            f"{', '.join(sorted(row.seen))} | {len(row.failures)} |"
         )
     decision = h2_decision(rows)
     lines += ["", "## HTTP/2", ""] + [f"- {d}" for d in decision]
+    errors = sorted({f for row in rows for f in row.failures})
+    if errors:
+        lines += ["", "Errors of the failed runs (last line of the child's output):", ""]
+        lines += [f"- `{e}`" for e in errors]
     return "\n".join(lines) + "\n", decision
 
 
@@ -247,8 +271,14 @@ def h2_decision(rows: list[Row]) -> list[str]:
     for layout, state in (("bundled", "cold"), ("bundled", "warm"), ("perfile", "cold")):
         one = by[("nginx", layout, "HTTP/1.1", state)]
         two = by[("nginx", layout, "HTTP/2", state)]
-        paired_wall = [b.wall / a.wall for a, b in zip(one.samples, two.samples, strict=True)]
-        paired_cpu = [b.cpu / a.cpu for a, b in zip(one.samples, two.samples, strict=True)]
+        if not two.samples:
+            helps.append(False)
+            out.append(f"{layout} {state}: every HTTP/2 run failed ({len(two.failures)})")
+            continue
+        a_runs, b_runs = one.by_round(), two.by_round()
+        pairs = [(a_runs[i], b_runs[i]) for i in sorted(a_runs.keys() & b_runs.keys())]
+        paired_wall = [b.wall / a.wall for a, b in pairs]
+        paired_cpu = [b.cpu / a.cpu for a, b in pairs]
         ratio = statistics.median(paired_wall)
         cpu = statistics.median(paired_cpu)
         faster = sum(1 for x in paired_wall if x < 1)
@@ -257,9 +287,16 @@ def h2_decision(rows: list[Row]) -> list[str]:
             f"{layout} {state}: HTTP/2 ÷ HTTP/1.1 = {ratio:.2f}x wall, {cpu:.2f}x CPU "
             f"(median of paired runs; HTTP/2 faster in {faster} of {len(paired_wall)})"
         )
-    verdict = (
-        "ADOPT: HTTP/2 clearly helps" if any(helps) else "NOT ADOPTED: HTTP/2 does not clearly help"
-    )
+    failed = sum(len(r.failures) for r in rows if r.protocol == "HTTP/2")
+    runs = failed + sum(len(r.samples) for r in rows if r.protocol == "HTTP/2")
+    if failed:
+        out.append(f"HTTP/2 runs that failed: {failed} of {runs}")
+    if failed:
+        verdict = "NOT ADOPTED: HTTP/2 runs failed (reliability first, whatever the speed)"
+    elif any(helps):
+        verdict = "ADOPT: HTTP/2 clearly helps"
+    else:
+        verdict = "NOT ADOPTED: HTTP/2 does not clearly help"
     out.append(f"{verdict} (threshold: ≥5 % faster in the median and in ≥3/4 of the pairs)")
     return out
 
@@ -297,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i in range(args.runs):
             shift = i % len(rows)
             for row in rows[shift:] + rows[:shift]:
-                bench.once(row)
+                bench.once(row, i)
                 print(".", end="", file=sys.stderr, flush=True)
         text, _ = render(rows, command.strip(), args.runs, args.modules)
     finally:
