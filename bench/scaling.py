@@ -65,7 +65,14 @@ def _check(n: int) -> str:
 
 
 def r_program(repos: list[SiRepo], pub: str, misses: int) -> str:
-    """Add every repository, import the big package, then absent names."""
+    """Add every repository, import the big package, then absent names.
+
+    With no repository (R=0) the same program without secure_import: the
+    package from its local ``.pyc`` directory (``PYC_ROOT`` placeholder), the
+    floor for both columns.
+    """
+    if not repos:
+        return _R0.replace("MISSES", str(misses))
     adds = "\n".join(
         f"_si.add_repo({r.url!r}, keys=[{pub!r}], ca_bundle={r.ca!r}, offline=True, "
         f"modules={list(r.modules or ())!r})"
@@ -93,6 +100,23 @@ _tm = _time.perf_counter() - _t1
 _hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')]
 print('BENCH', _t1 - _t0, _hwm[0].split()[1], f'add={{(_tb - _ta) / {len(repos)}}}',
       f'miss={{_tm / {misses}}}', flush=True)
+"""
+
+
+_R0 = f"""import time as _time
+import sys as _sys; _sys.path.insert(0, {str(PROJECT)!r}); _sys.path.insert(0, "PYC_ROOT")
+_t0 = _time.perf_counter()
+import {package_name(R_PACKAGE)}
+{_check(R_PACKAGE)}
+_t1 = _time.perf_counter()
+for _i in range(MISSES):
+    try:
+        __import__(f"absent_scaling_{{_i:05d}}")
+    except ModuleNotFoundError:
+        pass
+_tm = _time.perf_counter() - _t1
+_hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')]
+print('BENCH', _t1 - _t0, _hwm[0].split()[1], 'add=0', f'miss={{_tm / MISSES}}', flush=True)
 """
 
 
@@ -171,15 +195,16 @@ class Scaling:
             repos = self.r_repos(r)
             names = [m for repo in repos for m in repo.modules or ()]
             run([self.python, "-I", "-c", si_program(repos, names)], env=si_env(dirs))
+        counts = [0, *self.repo_counts]
         for i in range(runs):
-            shift = i % len(self.repo_counts)
-            order = self.repo_counts[shift:] + self.repo_counts[:shift]
+            shift = i % len(counts)
+            order = counts[shift:] + counts[:shift]
             for r in order:
                 self.server.reset()
-                program = r_program(self.r_repos(r), self.pub, misses)
-                out.setdefault(r, []).append(
-                    run([self.python, "-I", "-c", program], env=si_env(warm[r]))
-                )
+                repos = self.r_repos(r) if r else []
+                program = r_program(repos, self.pub, misses).replace("PYC_ROOT", str(self.pyc))
+                env = si_env(warm[r]) if r else si_env(self.work / "unused")
+                out.setdefault(r, []).append(run([self.python, "-I", "-c", program], env=env))
                 assert self.server.tally().requests == 0, f"R={r} offline made requests"
                 print(".", end="", file=sys.stderr, flush=True)
         return out
@@ -255,8 +280,9 @@ def render(
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r, samples in sorted(r_rows.items()):
+        label = "0 (no secure_import; local .pyc)" if r == 0 else str(r)
         lines.append(
-            f"| {r} | {_ms([x.extra['add'] for x in samples])} | "
+            f"| {label} | {_ms([x.extra['add'] for x in samples]) if r else ''} | "
             f"{_ms([x.imported for x in samples])} | "
             f"{med(x.extra['miss'] for x in samples) * 1e6:.1f} | "
             f"{_ms([x.wall for x in samples])} | {_ms([x.cpu for x in samples])} | "
@@ -270,7 +296,7 @@ def verdicts(
     n_rows: dict[tuple[str, int], list[Run]], r_rows: dict[int, list[Run]], sizes: list[int]
 ) -> list[str]:
     out = []
-    rs = sorted(r_rows)
+    rs = sorted(r for r in r_rows if r)
     if len(rs) >= 2:
         lo, hi = rs[0], rs[-1]
         add = {r: med(x.extra["add"] for x in r_rows[r]) for r in rs}
@@ -283,9 +309,12 @@ def verdicts(
             f"{'MET' if ok_add else 'MISSED'} add_repo's cost per repository flat in R: "
             + ", ".join(f"R={r}: {add[r] * 1000:.2f} ms" for r in rs)
         )
+        floor = f" (without secure_import: {med(x.extra['miss'] for x in r_rows[0]) * 1e6:.1f} µs)"
         out.append(
             f"{'MET' if ok_miss else 'MISSED'} cost per name the finder does not serve flat "
-            "in R: " + ", ".join(f"R={r}: {miss[r] * 1e6:.1f} µs" for r in rs)
+            "in R: "
+            + ", ".join(f"R={r}: {miss[r] * 1e6:.1f} µs" for r in rs)
+            + (floor if 0 in r_rows else "")
         )
     big = [n for n in sizes if n >= 200]
     if len(big) >= 2 and ("si-cold", big[-1]) in n_rows:
