@@ -657,3 +657,32 @@ def test_cache_clear_repo_of_an_unknown_url_deletes_nothing_and_names_the_cached
     assert ran.returncode == 1
     assert "holds no repository at https://nowhere.invalid/" in ran.stderr
     assert _tree(consumer.paths.cache_dir) == before
+
+
+def test_cache_warm_says_which_files_it_fetched_and_refuses_a_read_only_cache(
+    publisher: Publisher, consumer: Consumer, tmp_path: Path
+) -> None:
+    _publish(publisher)
+    config = _config(tmp_path, publisher)
+    ran = run_cli(tmp_path, "cache", "warm", "-v", "--config", config, **_env(consumer.paths))
+    assert ran.returncode == 0, ran.stderr
+    fetched = sorted(
+        line.removeprefix("fetched and verified ")
+        for line in ran.stderr.splitlines()
+        if line.startswith("fetched and verified ")
+    )
+    assert fetched == sorted(publisher.url + rel for rel in PACKAGE)
+    assert "bakepkg" in ran.stdout and "BYTES" in ran.stdout and "FETCHED" in ran.stdout
+    # Warming a cache declared read-only would verify and keep nothing: refused.
+    fresh = Paths(tmp_path / "ro-cache", tmp_path / "ro-state", tmp_path / "ro-log")
+    refused = run_cli(
+        tmp_path,
+        "cache",
+        "warm",
+        "--config",
+        config,
+        **_env(fresh),
+        SECURE_IMPORT_CACHE_READONLY="1",
+    )
+    assert refused.returncode == 2 and "read-only" in refused.stderr
+    assert not fresh.cache_dir.exists()

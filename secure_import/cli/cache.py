@@ -175,6 +175,11 @@ def _warm_settings(args: argparse.Namespace, out: Out) -> Settings:
     settings = _settings(args, out)
     if not settings.repositories:
         raise UsageError("no repositories configured (see secure-import config)")
+    if settings.paths.cache_readonly:
+        raise UsageError(
+            "the cache is declared read-only (SECURE_IMPORT_CACHE_READONLY): "
+            "warm it where it is writable, then mark it read-only"
+        )
     frozen = settings.frozen or getattr(args, "lock_file", None) is not None
     return replace(
         settings,
@@ -240,6 +245,11 @@ def cmd_warm(args: argparse.Namespace, out: Out) -> int:
             )
     if rows:
         out.table(["repository", "package", "version", "files", "bytes", "fetched", ""], rows)
+    if out.verbosity > 0:
+        for r in reports:
+            for p in r.packages:
+                for path in p.fetched_paths:
+                    out.info(f"fetched and verified {r.url}{path}")
     for r in failed:
         assert r.error is not None
         out.result(out.paint(f"FAILED {r.name} ({r.url}): {r.error}", "31"))
@@ -275,6 +285,7 @@ def _warm_json(r: object) -> dict[str, object]:
                 "bytes": p.bytes,
                 "fetched": p.fetched,
                 "materialised": p.materialised,
+                "fetched_paths": list(p.fetched_paths),
             }
             for p in r.packages
         ],

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from secure_import.errors import SecureImportError
+from secure_import.errors import LocalStateError, SecureImportError
 from secure_import.repository import Repository
 from secure_import.store.materialise import package_entries
 
@@ -41,6 +41,8 @@ class PackageWarmed:
     #: Files that were not in the cache before (fetched now).
     fetched: int
     materialised: bool = False
+    #: The repository paths of the files fetched now.
+    fetched_paths: tuple[str, ...] = ()
 
 
 @dataclass
@@ -87,6 +89,13 @@ def warm(
         )
         try:
             _warm_one(repository, report)
+            if repository.cache.unwritable is not None:
+                raise LocalStateError(
+                    f"the cache could not be written ({repository.cache.unwritable}): "
+                    "the files were verified but not kept",
+                    check="cache-warm",
+                    got=str(repository.paths.cache_dir),
+                )
         except SecureImportError as exc:
             report.error = exc
         reports.append(report)
@@ -102,7 +111,11 @@ def _warm_one(repository: Repository, report: RepositoryWarmed) -> None:
         top for top in manifest.provides if repository.modules is None or top in repository.modules
     ]
     before = {
-        top: [repository.cache.has(e.sha256) for e in package_entries(manifest.files, top)]
+        top: [
+            e.path
+            for e in package_entries(manifest.files, top)
+            if not repository.cache.has(e.sha256)
+        ]
         for top in allowed
     }
     # The import path's own prefetch: each package verified whole (bundle or
@@ -122,8 +135,9 @@ def _warm_one(repository: Repository, report: RepositoryWarmed) -> None:
                 top,
                 len(entries),
                 sum(e.length for e in entries),
-                sum(1 for cached in before[top] if not cached),
+                len(before[top]),
                 materialised,
+                tuple(before[top]),
             )
         )
     report.metadata_files = max(count - sum(p.files for p in report.packages), 0)
