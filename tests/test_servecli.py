@@ -241,3 +241,33 @@ def test_access_records_count_status_and_body_bytes(tmp_path: Path, site: Path) 
 
 def test_log_text_escaping_cannot_forge_a_line() -> None:
     assert escape_log_text("/a\nb\tc\\x0a\x7f\u202e") == "/a\\x0ab\\x09c\\\\x0a\\x7f\\u202e"
+
+
+def test_serve_failing_to_start_leaves_no_temporary_file(tmp_path: Path, site: Path) -> None:
+    """The exception path: the port is taken, serve exits 1 with a clear
+    error, and its temporary CA directory is gone too."""
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        ran = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "secure_import",
+                "serve",
+                str(site),
+                "--temporary-ca",
+                "--port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            env=child_env(tmp_path, TMPDIR=str(tmpdir)),
+            timeout=30,
+        )
+    assert ran.returncode == 1 and "cannot listen on 127.0.0.1" in ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert list(tmpdir.iterdir()) == []
