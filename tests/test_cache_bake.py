@@ -480,6 +480,37 @@ def test_a_read_only_cache_directory_works_for_an_unprivileged_user(
     assert json.loads(online.stdout) == {"value": "abcsingle", "extra": "extra"}
     assert _tree(paths.cache_dir) == before
     assert _tree(paths.state_dir) == state_before
+    # The health check of such an image, as the same user: passes, writes nothing.
+    config = base / "image.toml"
+    config.write_text(
+        "[repositories.bake]\n"
+        f'url = "{publisher.url}"\n'
+        f'keys = ["{key}"]\n'
+        'modules = ["bakepkg", "bakesingle"]\n'
+        f'ca_bundle = "{ca}"\n'
+    )
+    health = subprocess.run(
+        [
+            *python,
+            "-m",
+            "secure_import",
+            "--json",
+            "cache",
+            "verify",
+            "--complete",
+            "--config",
+            str(config),
+        ],
+        user=NOBODY,
+        group=NOBODY,
+        capture_output=True,
+        text=True,
+        env={**env, "HOME": str(home), "SECURE_IMPORT_NO_PROJECT": "1", **_env(paths)},
+        timeout=120,
+    )
+    assert health.returncode == 0, health.stdout + health.stderr
+    assert json.loads(health.stdout)["good"]["objects"] >= 6
+    assert _tree(paths.cache_dir) == before and _tree(paths.state_dir) == state_before
     records = [json.loads(line) for line in paths.audit_log.read_text().splitlines()]
     notes = [r for r in records if r["event"] == "cache-readonly"]
     assert len(notes) == 1 and "EACCES" in notes[0]["message"]
