@@ -717,3 +717,31 @@ def test_cache_warm_says_which_files_it_fetched_and_refuses_a_read_only_cache(
     )
     assert refused.returncode == 2 and "read-only" in refused.stderr
     assert not fresh.cache_dir.exists()
+
+
+def test_cache_readonly_in_an_explicit_configuration_file_reaches_the_repositories(
+    publisher: Publisher, consumer: Consumer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import secure_import
+
+    _publish(publisher)
+    _warm(tmp_path, consumer, _config(tmp_path, publisher))
+    before = _tree(consumer.paths.cache_dir)
+    config = tmp_path / "image.toml"
+    config.write_text(
+        f'cache_dir = "{consumer.paths.cache_dir}"\n'
+        f'state_dir = "{consumer.paths.state_dir}"\n'
+        f'log_dir = "{consumer.paths.log_dir}"\n'
+        "cache_readonly = true\n" + _config(tmp_path, publisher).read_text()
+    )
+    monkeypatch.setenv("SECURE_IMPORT_NO_PROJECT", "1")
+    for kind in ("CACHE", "STATE", "LOG"):
+        monkeypatch.delenv(f"SECURE_IMPORT_{kind}_DIR")
+    shown = run_json(tmp_path, "config", "--config", config)
+    assert shown["cache_readonly"] is True
+    assert shown["origins"]["cache_readonly"] == str(config)
+    forget_remote_modules()
+    [repo] = secure_import.configure(config)
+    assert repo.cache.readonly and repo.paths.witness is None
+    assert _import_all() == ("abc", "single", "alpha beta\n")
+    assert _tree(consumer.paths.cache_dir) == before

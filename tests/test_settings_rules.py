@@ -48,6 +48,7 @@ RULES = [
     ("state_dir", 'state_dir = "fresh-state"\n', False, False),
     ("log_dir", 'log_dir = "elsewhere"\n', False, False),
     ("site", "site = true\n", False, False),
+    ("cache_readonly", "cache_readonly = true\n", False, False),
     ("allow_project_freshness", "allow_project_freshness = true\n", False, False),
     ("frozen-with-own-lock", 'frozen = true\nlock_file = "project.lock"\n', False, True),
     ("lock_file", 'lock_file = "project.lock"\n', False, True),

@@ -88,7 +88,7 @@ def _apply_env(merged: _Merged, env: Mapping[str, str]) -> bool | None:
         if env.get(var):
             merged.values[key] = Path(env[var])
             merged.origins[key] = f"${var}"
-    for key in ("site", "frozen"):
+    for key in ("site", "frozen", "cache_readonly"):
         var = f"SECURE_IMPORT_{key.upper()}"
         flag = _env_bool(env, var)
         if flag is not None:

@@ -270,6 +270,7 @@ def load_settings(
         clock_slack=values.get("clock_slack", DEFAULT_CLOCK_SLACK),
         lock_file=values.get("lock_file"),
         frozen=values.get("frozen", False),
+        cache_readonly=bool(values.get("cache_readonly", False)),
         files=tuple(merged.files),
         unsafe=tuple(_effective_unsafe(merged, repos)),
         ignored=tuple(ignored),
@@ -288,6 +289,7 @@ def load_settings(
                 "clock_slack",
                 "lock_file",
                 "frozen",
+                "cache_readonly",
             )
         },
     )

@@ -4,7 +4,7 @@ after every layer was applied, and the names and limits the layers share."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,6 +43,7 @@ ENVIRONMENT = {
     "SECURE_IMPORT_LOCK_FILE": "lock file",
     "SECURE_IMPORT_FROZEN": "1: frozen mode (exactly what the lock file pins)",
     "SECURE_IMPORT_OFFLINE": "1: never contact a repository server",
+    "SECURE_IMPORT_CACHE_READONLY": "1: never write to the cache (a read-only image layer)",
 }
 
 
@@ -58,6 +59,7 @@ _GLOBAL_KEYS = frozenset(
         "state_dir",
         "log_dir",
         "site",
+        "cache_readonly",
         "clock_slack",
         "unsafe_clock_slack",
         "lock_file",
@@ -233,6 +235,8 @@ class Settings:
     clock_slack: timedelta = DEFAULT_CLOCK_SLACK
     lock_file: Path | None = None
     frozen: bool = False
+    #: Never write to the cache (``cache_readonly``; see ``Paths.cache_readonly``).
+    cache_readonly: bool = False
     #: Files read, lowest precedence first.
     files: tuple[str, ...] = ()
     #: ``"file: key"`` for every unsafe setting in effect.
@@ -254,12 +258,16 @@ class Settings:
 
     @property
     def paths(self) -> Paths:
-        return Paths.default(
+        paths = Paths.default(
             cache_dir=self.cache_dir,
             state_dir=self.state_dir,
             log_dir=self.log_dir,
             site=self.site,
         )
+        if self.cache_readonly and not paths.cache_readonly:
+            # Only ever takes writing away: the environment can add it, never remove it.
+            paths = replace(paths, cache_readonly=True)
+        return paths
 
     @property
     def limits(self) -> Limits:
@@ -279,6 +287,7 @@ class Settings:
             "state_dir": str(paths.state_dir),
             "log_dir": str(paths.log_dir),
             "site": self.site,
+            "cache_readonly": paths.cache_readonly,
             "clock_slack_seconds": self.clock_slack.total_seconds(),
             "lock_file": None if self.lock_file is None else str(self.lock_file),
             "frozen": self.frozen,

@@ -314,7 +314,13 @@ def _parse_layer(kind: str, path: Path) -> _Layer | None:
             raise _unknown(label, key, _GLOBAL_KEYS)
         if key in ("cache_dir", "state_dir", "log_dir", "lock_file"):
             values[key] = _path(label, key, value, base)
-        elif key in ("site", "frozen", "allow_project_freshness", "allow_project_mirrors"):
+        elif key in (
+            "site",
+            "frozen",
+            "cache_readonly",
+            "allow_project_freshness",
+            "allow_project_mirrors",
+        ):
             values[key] = _bool(label, key, value)
         elif key == "min_throughput":
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 30:

@@ -44,6 +44,7 @@ def _apply_project(merged: _Merged, layer: _Layer) -> None:
         "state_dir": "would reset the trust state (high-water marks, rotated roots)",
         "log_dir": "would move the audit log",
         "site": "would change which directories hold trust state",
+        "cache_readonly": "would turn off the audit witness kept in the cache (THREATS H7)",
         "unsafe_clock_slack": "unsafe_* settings are refused in a project file",
         "allow_project_freshness": "only the user, site or explicit configuration decides "
         "what a project file may ask for",
