@@ -29,8 +29,9 @@ from secure_import.pinning import KeySpec, PublisherSpec, TrustedRootSpec
 from secure_import.publish import githost
 from secure_import.repository import Repository
 from secure_import.settings import configure
-from secure_import.store.audit import AuditLog
+from secure_import.store.audit import AuditLog as AuditLog  # reachable as before
 from secure_import.store.paths import Paths
+from secure_import.store.refusals import audit_refusal
 from secure_import.transport.mirrors import DEFAULT_FALLBACK
 from secure_import.verify.identity import Identity as SigstoreIdentity
 from secure_import.verify.keys import PublicKey
@@ -178,9 +179,7 @@ def add_repo(
         )
     except SecureImportError as exc:
         # A refused configuration is audited like a refused import.
-        AuditLog((paths or Paths.default()).audit_log).append(
-            "refuse", outcome="refused", url=exc.url, code=exc.code, message=str(exc)
-        )
+        audit_refusal(paths, exc)
         raise
     if unsafe_undeclared_imports:
         import warnings

@@ -16,31 +16,37 @@ trusting anything but the signed sha256 and length:
 - verified sources are compiled and sealed while the package is verified, so
   no source stays in memory and no compile runs while its modules pile up;
 - an offline repository never makes a request: a file missing from the cache
-  is refused.
+  is refused;
+- the network work of one import (the manifest update, then the bundle, then
+  the per-file fallback) shares one budget, ``Limits.import_deadline``, and
+  the first failed fallback download cancels the others: no request starts
+  after it, those in flight stop at their next read, and the import fails at
+  once instead of waiting for every worker (THREATS T9).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import CodeType
 
 from secure_import._guard import busy
 from secure_import.config import MANIFEST_NAME, Limits
 from secure_import.errors import (
-    ConnectionFailedError,
+    CacheCorruptError,
     HTTPStatusError,
     LengthMismatchError,
-    SecureImportError,
+    OfflineError,
     TooLargeError,
 )
 from secure_import.store.bytecode import BytecodeStore, compile_verified
 from secure_import.store.cache import Cache
 from secure_import.store.materialise import MaterialiseStore, package_entries
 from secure_import.transport.base import Transport
+from secure_import.transport.parallel import fetch_all
 from secure_import.verify.bundle import bundle_entries, bundle_path
 from secure_import.verify.hashes import verify_bytes
 from secure_import.verify.manifest import FileEntry, Manifest
@@ -100,11 +106,30 @@ class Assembler:
         #: sha256 -> the URL that served those verified bytes in this process
         #: (the origin or a mirror), for the audit log's load records.
         self._served: dict[str, str] = {}
+        #: Top-level name -> seconds its import already spent on the manifest
+        #: update (see :meth:`charge`).
+        self._spent: dict[str, float] = {}
 
     def served_by(self, sha256: str) -> str | None:
         """The URL that served the verified bytes of ``sha256`` in this
         process, or ``None`` if they came from the local cache."""
         return self._served.get(sha256)
+
+    def charge(self, top: str, seconds: float) -> None:
+        """Count ``seconds`` of network work (the manifest update) against
+        the import of ``top``: its package assembly then gets only the rest of
+        ``Limits.import_deadline``.  A budget rather than a wall-clock
+        deadline, so time the program spends between finding a module and
+        loading it is never counted."""
+        with self._lock:
+            self._spent[top] = self._spent.get(top, 0.0) + seconds
+
+    def _deadline(self, top: str | None) -> float:
+        """The deadline (``time.monotonic``) of the network work still to do
+        for importing ``top``: what is left of the import's budget."""
+        with self._lock:
+            spent = 0.0 if top is None else self._spent.pop(top, 0.0)
+        return time.monotonic() + max(0.0, self.limits.import_deadline - spent)
 
     def url_for(self, path: str) -> str:
         return self.url + path
@@ -196,6 +221,7 @@ class Assembler:
         with self._lock:
             if top in self._ready_tops:
                 return
+            deadline = self._deadline(top)
             entries = bundle_entries(self._manifest().files, top)
             modules = [(e.sha256, self.url_for(e.path)) for e in entries]
             packed = self.bytecode.load_pack(modules)
@@ -218,17 +244,14 @@ class Assembler:
                 else:
                     self._verified[entry.sha256] = data
             if len(missing) > _BUNDLE_THRESHOLD:
-                bundled = self._fetch_bundle(entries, top)
+                bundled = self._fetch_bundle(entries, top, deadline)
                 if bundled is not None:
                     for entry in missing:
                         self._verified[entry.sha256] = bundled[entry.path]
                     missing = []
             if missing:
-                results = self._fetch_many(missing)
-                for entry, outcome in zip(missing, results, strict=True):
-                    if isinstance(outcome, SecureImportError):
-                        raise outcome
-                    self._verified[entry.sha256] = outcome
+                for entry, data in zip(missing, self._fetch_all(missing, deadline), strict=True):
+                    self._verified[entry.sha256] = data
             # Compile every verified source now, while little else is in memory,
             # and seal its code: code() then loads it as on a warm import, so
             # no source stays in memory and no compile runs while the package's
@@ -261,7 +284,9 @@ class Assembler:
                 self._code[(entry.sha256, entry.path)] = code
             self._ready_tops.add(top)
 
-    def _fetch_bundle(self, entries: list[FileEntry], top: str) -> dict[str, bytes] | None:
+    def _fetch_bundle(
+        self, entries: list[FileEntry], top: str, deadline: float
+    ) -> dict[str, bytes] | None:
         """All modules of ``top`` in one request, each verified and cached.
 
         ``None`` when the host has no bundle (404): the caller then fetches
@@ -274,7 +299,9 @@ class Assembler:
         total = sum(e.length for e in entries)
         try:
             with busy():
-                response = self._transport().get(url, cap=total, what="package bundle")
+                response = self._transport().get(
+                    url, cap=total, what="package bundle", deadline=deadline
+                )
         except HTTPStatusError as exc:
             if exc.got == 404:
                 return None
@@ -314,50 +341,74 @@ class Assembler:
                 warnings.warn(f"secure_import: could not cache {entry.path}: {exc}", stacklevel=2)
         return pieces
 
-    def _fetch_many(self, entries: list[FileEntry]) -> list[bytes | SecureImportError]:
-        def one(entry: FileEntry) -> bytes | SecureImportError:
-            with busy():  # worker threads are ours too: no re-entry from lazy imports
-                try:
-                    return self._download(entry)
-                except SecureImportError as exc:
-                    return exc
+    def _fetch_all(self, entries: list[FileEntry], deadline: float) -> list[bytes]:
+        """Verified bytes of ``entries``, in order, fetched concurrently under
+        the import's ``deadline``; the first failure cancels the others and
+        is raised at once (:func:`~secure_import.transport.parallel.fetch_all`).
 
-        if len(entries) == 1 or self.limits.max_parallel <= 1:
-            return [one(e) for e in entries]
-        with ThreadPoolExecutor(max_workers=min(self.limits.max_parallel, len(entries))) as pool:
-            return list(pool.map(one, entries))
+        Raises:
+            TrustError, TransportError: the first failure.
+        """
+
+        def one(entry: FileEntry, cancel: threading.Event) -> bytes:
+            return self._download(entry, deadline=deadline, cancel=cancel)
+
+        return fetch_all(entries, one, max_parallel=self.limits.max_parallel)
 
     def _from_cache(self, entry: FileEntry) -> bytes | None:
         data, corrupt = self.cache.get(entry.sha256)
         if corrupt:
+            url = self.url_for(entry.path)
             self._record(
                 "cache-corrupt",
                 outcome="discarded",
-                url=self.url_for(entry.path),
+                url=url,
                 sha256=entry.sha256,
-                code="cache-corrupt",
-                message="a cached file no longer matched its digest; deleted and fetched again",
+                code=CacheCorruptError.code,
+                message="a cached file no longer matched its digest; discarded"
+                + (" (offline: nothing can replace it)" if self.offline else " and fetched again"),
             )
+            if self.offline:
+                # Say what happened to the cache, not merely that a file is
+                # missing: the remedy is a prefetch while online.
+                raise CacheCorruptError(
+                    f"the cached copy of {entry.path} no longer matched its signed digest "
+                    "and was discarded; this repository is offline, so it cannot be fetched again",
+                    check="cache-sha256",
+                    url=url,
+                    expected=entry.sha256,
+                )
         if data is not None and len(data) != entry.length:
             return None
         return data
 
     def _obtain(self, entry: FileEntry) -> bytes:
+        """Verified bytes of one file, from the cache or downloaded (outside a
+        package assembly: a data file, a source read again later)."""
         data = self._from_cache(entry)
         if data is not None:
             return data
         return self._download(entry)
 
-    def _download(self, entry: FileEntry) -> bytes:
+    def _download(
+        self,
+        entry: FileEntry,
+        *,
+        deadline: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> bytes:
         url = self.url_for(entry.path)
         if self.offline:
-            raise ConnectionFailedError(
-                f"{entry.path} is not in the cache and this repository is offline",
+            raise OfflineError(
+                f"{entry.path} is not in the cache and this repository is offline "
+                "(no connection attempted)",
                 check="offline",
                 url=url,
             )
         try:
-            response = self._transport().get(url, cap=entry.length, what=entry.path)
+            response = self._transport().get(
+                url, cap=entry.length, what=entry.path, deadline=deadline, cancel=cancel
+            )
         except TooLargeError as exc:
             raise LengthMismatchError(
                 f"{entry.path} is longer than its signed length (stopped reading)",
@@ -426,9 +477,8 @@ class Assembler:
                 missing.append(entry)
             else:
                 found[entry.path] = data
-        results = self._fetch_many(missing) if missing else []
-        for entry, outcome in zip(missing, results, strict=True):
-            if isinstance(outcome, SecureImportError):
-                raise outcome
-            found[entry.path] = outcome
+        if missing:
+            fetched = self._fetch_all(missing, self._deadline(None))
+            for entry, data in zip(missing, fetched, strict=True):
+                found[entry.path] = data
         return found

@@ -26,7 +26,6 @@ errors are separate again::
     │   ├── EquivocationError                             equivocation
     │   ├── FastForwardError                              fast-forward
     │   ├── RootRotationError                             root-rotation
-    │   ├── NameNotAllowedError                           name-not-allowed
     │   ├── LockMismatchError                             lock-mismatch
     │   ├── UnsafePathError                               unsafe-path
     │   └── DependencyError                               dependency-refused
@@ -35,7 +34,6 @@ errors are separate again::
     │       ├── PublisherMismatchError                    dependency-publisher
     │       └── VersionRangeError                         dependency-range
     ├── TransportError                                    transport-error
-    │   ├── InsecureURLError                              insecure-url
     │   ├── RedirectRefusedError                          redirect-refused
     │   ├── TLSError                                      tls-error
     │   ├── DeadlineError                                 deadline-exceeded
@@ -43,7 +41,8 @@ errors are separate again::
     │   ├── TooLargeError                                 too-large
     │   ├── EncodingRefusedError                          encoding-refused
     │   ├── ConnectionFailedError                         connection-failed
-    │   └── AllSourcesFailedError                         all-sources-failed
+    │   ├── AllSourcesFailedError                         all-sources-failed
+    │   └── OfflineError                                  offline
     ├── LocalStateError                                   local-state
     │   ├── UnsafePermissionsError                        unsafe-permissions
     │   ├── CacheCorruptError                             cache-corrupt
@@ -51,6 +50,7 @@ errors are separate again::
     │   └── MaterialiseError                              materialise-failed
     ├── ConfigError                                       config-error
     │   ├── KeyFileError                                  key-file
+    │   ├── InsecureURLError                              insecure-url
     │   └── ChildConfigError                              child-config-refused
     ├── PublishConflictError                              publish-conflict
     ├── RequestBuildError                                 request-invalid
@@ -89,8 +89,8 @@ __all__ = [
     "LocalStateError",
     "LockMismatchError",
     "MaterialiseError",
-    "NameNotAllowedError",
     "NotListedError",
+    "OfflineError",
     "PublishConflictError",
     "PublisherMismatchError",
     "RedirectRefusedError",
@@ -272,12 +272,6 @@ class RootRotationError(TrustError):
     code = "root-rotation"
 
 
-class NameNotAllowedError(TrustError):
-    """A repository tried to provide a name the user did not allow from it."""
-
-    code = "name-not-allowed"
-
-
 class LockMismatchError(TrustError):
     """In frozen mode, the repository's manifest is not the one in the lock file."""
 
@@ -333,12 +327,6 @@ class TransportError(SecureImportError):
     """The network or server failed; nothing received was trusted."""
 
     code = "transport-error"
-
-
-class InsecureURLError(TransportError):
-    """A URL is not https, or is not of a shape we accept (userinfo, odd host)."""
-
-    code = "insecure-url"
 
 
 class RedirectRefusedError(TransportError):
@@ -409,6 +397,15 @@ class AllSourcesFailedError(TransportError):
         return out
 
 
+class OfflineError(TransportError):
+    """A file or manifest is needed that is not in the cache, and the
+    repository is offline: no connection was attempted (unlike
+    :class:`ConnectionFailedError`).  The remedy is to prefetch while online
+    (``secure-import cache warm``), not to look at the network."""
+
+    code = "offline"
+
+
 # --- local state ---------------------------------------------------------
 
 
@@ -425,7 +422,11 @@ class UnsafePermissionsError(LocalStateError):
 
 
 class CacheCorruptError(LocalStateError):
-    """A cached file no longer matches its hash."""
+    """A cached file or cached manifest envelope no longer verifies.
+
+    The corrupt copy is always discarded and fetched again (audited as
+    ``cache-corrupt``); this error is raised only when nothing can replace
+    it: the repository is offline, or frozen to the envelope that was lost."""
 
     code = "cache-corrupt"
 
@@ -457,6 +458,16 @@ class KeyFileError(ConfigError):
     """A key file is missing, unreadable, of the wrong type, or badly protected."""
 
     code = "key-file"
+
+
+class InsecureURLError(ConfigError):
+    """A URL is not https, or is not of a shape we accept (userinfo, odd host).
+
+    A configuration refusal, raised before any request: the URL the user (or a
+    configuration file) gave is unusable.  A redirect to such a URL is a
+    :class:`RedirectRefusedError` instead (the server's doing)."""
+
+    code = "insecure-url"
 
 
 # --- publishing ----------------------------------------------------------

@@ -470,14 +470,19 @@ class Repository:
                 error, when = self._failure
                 if time.monotonic() - when < _RETRY_AFTER:
                     raise error
+            started = time.monotonic()
             try:
-                trusted = self.updater.load(prepare)
+                # The import's budget starts here; what the update spends is
+                # charged to the package assembly that follows (THREATS T9).
+                trusted = self.updater.load(prepare, deadline=started + self.limits.import_deadline)
             except SecureImportError as exc:
                 if isinstance(exc, TransportError):
                     self._failure = (exc, time.monotonic())
                 raise
             self._trusted = trusted
             self._failure = None
+            if prepare is not None:
+                self.assembly.charge(prepare, time.monotonic() - started)
             return trusted
 
     def current_root(self) -> Root:

@@ -31,6 +31,7 @@ state did not accept.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Callable
 from datetime import datetime
@@ -39,15 +40,19 @@ from typing import NamedTuple
 from secure_import.assembly import Assembler, Pack
 from secure_import.config import MANIFEST_NAME, SIGSTORE_BUNDLE_NAME, Limits
 from secure_import.errors import (
-    ConnectionFailedError,
+    CacheCorruptError,
     ExpiredError,
+    FormatError,
     HTTPStatusError,
+    OfflineError,
     RollbackError,
     RootRotationError,
     SecureImportError,
+    SignatureError,
     ThresholdError,
     TransportError,
     TrustError,
+    UnsafePathError,
 )
 from secure_import.store.cache import Cache
 from secure_import.store.memo import ManifestMemo
@@ -72,6 +77,28 @@ class _Prepared(NamedTuple):
 
     candidate: Candidate
     pack: Pack | None
+
+
+#: Checks of a pinned key's signature that fail only when the signed bytes
+#: changed (see :func:`secure_import.verify.envelope.verify`).
+_TAMPERED = frozenset({"signature-invalid", "payload-type"})
+
+
+def _is_damage(exc: SecureImportError) -> bool:
+    """Whether a failure of the cached envelope means its bytes are no longer
+    the ones accepted (only an accepted envelope is ever cached): truncated,
+    emptied, not well formed, or a pinned key's signature no longer matching
+    them.  Such a copy is discarded and the manifest fetched again in full.
+
+    Not damage, so the refusal stands as it would for the server's copy: a
+    verdict about authentic bytes (expired, rollback, lock mismatch, a later
+    root: THREATS L2), and bytes no pinned key or identity claims to have
+    signed, which a change of pins explains as well as an attacker (keys
+    re-pinned, another Sigstore trusted root).
+    """
+    if isinstance(exc, FormatError | UnsafePathError):
+        return True
+    return isinstance(exc, SignatureError) and exc.check in _TAMPERED
 
 
 class ManifestUpdater:
@@ -111,6 +138,8 @@ class ManifestUpdater:
         self._record = record
         #: The Sigstore bundle fetched with a new envelope (cached once accepted).
         self._fetched_bundle: bytes | None = None
+        #: The deadline of the import the current update is part of.
+        self._deadline: float | None = None
 
     @property
     def manifest_url(self) -> str:
@@ -119,11 +148,26 @@ class ManifestUpdater:
     def url_for(self, path: str) -> str:
         return self.url + path
 
-    def load(self, prepare: str | None) -> TrustedManifest:
+    def load(self, prepare: str | None, *, deadline: float | None = None) -> TrustedManifest:
         """One manifest update: this method does the I/O, :class:`TrustState`
         decides (roots, then the manifest, then acceptance), and each verdict
-        is acted on here (high-water mark, cache, audit record, memo)."""
+        is acted on here (high-water mark, cache, audit record, memo).
+
+        ``deadline`` (``time.monotonic``): the import's, bounding every request
+        of the update besides each download's own deadline.
+
+        A cached envelope that no longer verifies (damaged, truncated, emptied:
+        see :func:`_is_damage`) is discarded and audited as ``cache-corrupt``,
+        and the manifest fetched in full once, whatever the pointer says.
+
+        Raises:
+            CacheCorruptError: the cached envelope is damaged and the
+                repository is offline (nothing can replace it).
+            TrustError, TransportError: nothing was accepted; a transport
+                error names the URL actually requested.
+        """
         self._fetched_bundle = None
+        self._deadline = deadline
         trust = TrustState(
             self.pinned_root,
             high_water=self.state.high_water(self.repo_id),
@@ -135,15 +179,21 @@ class ManifestUpdater:
         )
         cached = self.cache.get_metadata(self.repo_id, MANIFEST_NAME)
         request = self._ask_server(cached, trust)
-        early = None
         if request is not None and cached is not None:
             # Nothing else runs until the request is out (both threads would
             # compete for the interpreter lock); then the wait is ours to fill.
             request.wait_ready()
-            self._adopt_stored_roots(trust)
-            early = self._prepare(cached, trust, prepare)
-        else:
-            self._adopt_stored_roots(trust)
+        self._adopt_stored_roots(trust)
+        early = None
+        if cached is not None:
+            early, damage = self._prepare(cached, trust, prepare)
+            if damage is not None:
+                self._discard_cached(cached, damage)
+                cached = None
+                if request is None:
+                    # Frozen with the locked envelope cached: the one case
+                    # that asked nothing.  Ask now, in full.
+                    request = self._ask_server(None, trust)
         body, fresh, served, offline_reason = self._manifest_bytes(cached, request)
         from_mirror = served is not None and not served.startswith(self.url)
         if fresh is not None and served is not None and served != self.manifest_url:
@@ -230,7 +280,11 @@ class ManifestUpdater:
             sha256=trusted.envelope_digest,
             manifest_version=trusted.manifest.version,
             key_id=trusted.key_id_text,
-            message=None if offline_reason is None else f"server unreachable: {offline_reason}",
+            message=None
+            if offline_reason is None
+            else f"offline mode: {offline_reason}"
+            if isinstance(offline_reason, OfflineError)
+            else f"server unreachable: {offline_reason}",
         )
         if verdict.remember:
             # Only now is the manifest accepted (root fresh, high-water mark
@@ -266,7 +320,9 @@ class ManifestUpdater:
                 if cached is not None or self.offline:
                     return None if cached is None else (cached, url)
             try:
-                response = self._transport().get(url, cap=MAX_BUNDLE_BYTES, what="Sigstore bundle")
+                response = self._transport().get(
+                    url, cap=MAX_BUNDLE_BYTES, what="Sigstore bundle", deadline=self._deadline
+                )
             except HTTPStatusError as exc:
                 if exc.got == 404:
                     return None
@@ -287,6 +343,7 @@ class ManifestUpdater:
         """
         if self.offline or (cached is not None and trust.matches_lock(cached)):
             return None
+        deadline = self._deadline
 
         try:
             fetcher = self._transport()  # built here: setting up TLS needs the interpreter
@@ -301,29 +358,79 @@ class ManifestUpdater:
         def ask(ready: Callable[[], None]) -> Response:
             # The publisher's pointer, not the server's ETag, says whether the
             # cached envelope is current (THREATS H5, H6).
-            return ask_manifest(fetcher, self.url, cached=cached, limits=self.limits, waiting=ready)
+            return ask_manifest(
+                fetcher,
+                self.url,
+                cached=cached,
+                limits=self.limits,
+                waiting=ready,
+                deadline=deadline,
+            )
 
         return _Request(ask, background=cached is not None)
 
-    def _prepare(self, cached: bytes, trust: TrustState, top: str | None) -> _Prepared | None:
-        """Work done on the cached envelope while the server is being asked.
+    def _prepare(
+        self, cached: bytes, trust: TrustState, top: str | None
+    ) -> tuple[_Prepared | None, SecureImportError | None]:
+        """Work done on the cached envelope, while the server is being asked
+        (when it is): ``(prepared, damage)``.
 
         Verifies it exactly as it would be once the answer comes, and reads
         the authenticated bytecode pack of ``top`` for its entries.  Nothing
         here is trusted, cached, audited or run: if the server answers with a
         new manifest, all of it is dropped; if the answer leaves us with these
-        bytes (304, or the server is unreachable), it is the same work the
-        import would do next, done during the wait.  ``None`` if the cached
-        copy does not verify: it is verified again, and refused with the
-        proper error, only if it is still needed.
+        bytes (304, offline, or the server is unreachable), it is the same
+        work the import would do next, done during the wait.
+
+        ``prepared`` is ``None`` if the cached copy does not verify: it is
+        verified again, and refused with the proper error, only if it is still
+        needed.  ``damage`` is set when the failure means the cached bytes are
+        not the ones accepted (:func:`_is_damage`): the caller discards them.
         """
         try:
             candidate = trust.verify(
                 cached, recall=self.memo.load, sigstore_bundle=self._sigstore_bundle(None)
             )
-        except SecureImportError:
-            return None
-        return _Prepared(candidate, self.assembly.pack_for(candidate.trusted.manifest, top))
+        except SecureImportError as exc:
+            return None, exc if _is_damage(exc) else None
+        return _Prepared(candidate, self.assembly.pack_for(candidate.trusted.manifest, top)), None
+
+    def _discard_cached(self, cached: bytes, damage: SecureImportError) -> None:
+        """Delete a damaged cached envelope (and the Sigstore bundle cached
+        with it) and audit it, like a corrupt cached file.
+
+        Raises:
+            CacheCorruptError: the repository is offline: nothing can
+                replace the copy (the remedy is a prefetch while online).
+            AuditWriteError: the record could not be written.
+        """
+        offline = self.offline
+        for name in (MANIFEST_NAME, SIGSTORE_BUNDLE_NAME):
+            try:
+                self.cache.drop_metadata(self.repo_id, name)
+            except OSError as exc:
+                warnings.warn(
+                    f"secure_import: could not delete the damaged cached {name}: {exc}",
+                    stacklevel=3,
+                )
+        self._record(
+            "cache-corrupt",
+            outcome="discarded",
+            url=self.manifest_url,
+            sha256=hashlib.sha256(cached).hexdigest(),
+            code=CacheCorruptError.code,
+            message=f"the cached manifest envelope no longer verified ({damage.code}); discarded"
+            + (" (offline: nothing can replace it)" if offline else " and fetched again in full"),
+        )
+        if offline:
+            raise CacheCorruptError(
+                "the cached manifest envelope no longer verified and was discarded; this "
+                "repository is offline, so it cannot be fetched again",
+                check="cached-manifest",
+                url=self.manifest_url,
+                expected="the envelope accepted earlier",
+                got=damage.detail,
+            ) from damage
 
     def _manifest_bytes(
         self, cached: bytes | None, request: _Request | None
@@ -341,8 +448,9 @@ class ManifestUpdater:
             return cached, None, None, None  # frozen and prefetched: no request at all
         try:
             if request is None:
-                raise ConnectionFailedError(
-                    "offline mode: the server is not contacted",
+                raise OfflineError(
+                    "offline mode: the server is not contacted"
+                    + ("" if cached is not None else ", and no manifest is cached"),
                     check="offline",
                     url=self.manifest_url,
                 )
@@ -351,8 +459,17 @@ class ManifestUpdater:
             if cached is None:
                 raise
             return cached, None, None, exc
-        if response.status == 304 and cached is not None:
-            return cached, None, response.url, None
+        if response.status == 304:
+            if cached is not None:
+                return cached, None, response.url, None
+            # "Unchanged" about a copy we no longer hold (it was damaged):
+            # the manifest itself, in full, once.
+            response = self._transport().get(
+                self.manifest_url,
+                cap=self.limits.manifest_max_bytes,
+                what="manifest",
+                deadline=self._deadline,
+            )
         assert response.body is not None
         return response.body, response.body, response.url, None
 
@@ -397,7 +514,7 @@ class ManifestUpdater:
             url = self.url_for(f"{ROOTS_DIR}/{current.version + 1}.json")
             try:
                 response = self._transport().get(
-                    url, cap=self.limits.root_max_bytes, what="trust root"
+                    url, cap=self.limits.root_max_bytes, what="trust root", deadline=self._deadline
                 )
             except HTTPStatusError as exc:
                 if exc.got == 404:

@@ -9,11 +9,12 @@ publisher code, reads it into such a dict, and builds consumer processes
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from secure_import.errors import HTTPStatusError, TooLargeError, TransportError
+from secure_import.errors import DeadlineError, HTTPStatusError, TooLargeError, TransportError
 from secure_import.hook.finder import get_finder
 from secure_import.publish.sign import publish
 from secure_import.repository import Repository
@@ -53,10 +54,14 @@ class DictTransport:
         etag: str | None = None,
         what: str = "file",
         waiting: Callable[[], None] | None = None,
+        deadline: float | None = None,
+        cancel: threading.Event | None = None,
     ) -> Response:
         assert url.startswith(BASE), url
         assert not self.closed
         rel = url[len(BASE) :]
+        if cancel is not None and cancel.is_set():
+            raise DeadlineError(f"the {what} was cancelled", check="cancelled", url=url)
         self.served.append((rel, etag))
         self._stats.requests += 1
         if waiting is not None:

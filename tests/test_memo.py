@@ -22,7 +22,7 @@ import pytest
 
 import secure_import
 from secure_import.config import MANIFEST_NAME, Limits
-from secure_import.errors import ConnectionFailedError, ExpiredError, RollbackError, ThresholdError
+from secure_import.errors import ExpiredError, OfflineError, RollbackError, ThresholdError
 from secure_import.publish.sign import publish, rotate_root
 from secure_import.store import memo as memo_mod
 from secure_import.store.cache import Cache
@@ -349,7 +349,7 @@ def test_memo_does_not_outlive_the_keys_it_was_made_under(scenario: Scenario) ->
     # own (issue 14): offline, it has no cached manifest at all, and the
     # memo made under the first keys is neither used nor touched.
     scenario.consumer.new_process(keys=[other_pub], offline=True)
-    scenario.refused(import_armed, ConnectionFailedError, "connection-failed")
+    scenario.refused(import_armed, OfflineError, "offline")
 
     assert memo_files(scenario.consumer) == memos
 

@@ -189,7 +189,9 @@ def cmd_verify(args: argparse.Namespace, out: Out) -> int:
                 "version": report.manifest.version if report.manifest else None,
                 "key_ids": report.key_ids,
                 "files_checked": report.checked,
+                "bundles_checked": report.bundles_checked,
                 "failures": [f.as_dict() for f in report.failures],
+                "notes": report.notes,
             }
         )
     else:
@@ -200,7 +202,12 @@ def cmd_verify(args: argparse.Namespace, out: Out) -> int:
                 ", expires "
                 f"{report.manifest.expires.isoformat()}"
             )
-        out.result(f"files checked: {report.checked}, failures: {len(report.failures)}")
+        out.result(
+            f"files checked: {report.checked}, bundles checked: {report.bundles_checked}, "
+            f"failures: {len(report.failures)}"
+        )
+        for note in report.notes:
+            out.result(f"note: {note}")
         for failure in report.failures:
             out.result(f"FAIL {failure}")
         out.result(out.paint("OK", "32") if report.ok else out.paint("FAILED", "31"))

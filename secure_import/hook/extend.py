@@ -39,10 +39,11 @@ import sys
 from collections.abc import Sequence
 
 from secure_import.config import Limits
-from secure_import.errors import ConfigError
+from secure_import.errors import ConfigError, SecureImportError
 from secure_import.hook.finder import RemoteLoader, get_finder
 from secure_import.repository import KeySpec, Repository
 from secure_import.store.paths import Paths
+from secure_import.store.refusals import audit_refusal
 from secure_import.verify.names import is_never_remote, parse_origin
 
 __all__ = ["extend_package"]
@@ -72,7 +73,36 @@ def extend_package(
         ConfigError: ``package_name`` is not an imported local package, or is
             never served remotely.
         InsecureURLError, KeyFileError: as for :func:`secure_import.add_repo`.
+        Each refusal is audited, as :func:`secure_import.add_repo`'s are.
     """
+    try:
+        return _extend(
+            package_name,
+            url,
+            keys=keys,
+            threshold=threshold,
+            ca_bundle=ca_bundle,
+            paths=paths,
+            limits=limits,
+            offline=offline,
+        )
+    except SecureImportError as exc:
+        # A refused configuration is audited like a refused import.
+        audit_refusal(paths, exc)
+        raise
+
+
+def _extend(
+    package_name: str,
+    url: str,
+    *,
+    keys: Sequence[KeySpec],
+    threshold: int,
+    ca_bundle: str | os.PathLike[str] | None,
+    paths: Paths | None,
+    limits: Limits | None,
+    offline: bool,
+) -> Repository:
     module = sys.modules.get(package_name)
     search = getattr(module, "__path__", None)
     if module is None or search is None:

@@ -1,60 +1,43 @@
 """``secure-import verify``: check a whole repository, locally or over HTTPS.
 
+Every artifact a client may fetch is checked as the client would check it:
+the signed manifest, every file it lists, the package bundles, the manifest
+pointer and the Sigstore bundle (:mod:`secure_import.publish.artifacts`).
 Unlike the import path, which stops at the first failure, this collects every
 failure so a publisher sees the complete picture in one run.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from secure_import.config import (
     MANIFEST_NAME,
-    MANIFEST_PAYLOAD_NAME,
     SIGSTORE_BUNDLE_NAME,
     Limits,
 )
-from secure_import.errors import FormatError, HTTPStatusError, SecureImportError, TooLargeError
-from secure_import.pinning import TrustedRootSpec, pinned_root
+from secure_import.errors import HTTPStatusError, SecureImportError, TooLargeError
+from secure_import.pinning import TrustedRootSpec, pinned_root, sigstore_root
+from secure_import.publish.artifacts import (
+    Findings,
+    check_bundles,
+    check_pointer,
+    check_sigstore_bundle,
+)
 from secure_import.store.fsutil import read_file
 from secure_import.transport.https import Fetcher
-from secure_import.verify.envelope import MANIFEST_PAYLOAD_TYPE, authenticate
 from secure_import.verify.hashes import verify_bytes
 from secure_import.verify.identity import Identity
 from secure_import.verify.keyless import MAX_BUNDLE_BYTES
 from secure_import.verify.keys import PublicKey
 from secure_import.verify.manifest import Manifest
 from secure_import.verify.names import parse_origin
-from secure_import.verify.trust import verify_manifest
+from secure_import.verify.trust import SIGSTORE_SIGNER, verify_manifest
 
 __all__ = ["VerifyReport", "verify_repository"]
-
-
-def _check_payload_file(
-    read: Callable[[str, int], tuple[bytes, str]], env: bytes, report: VerifyReport
-) -> None:
-    """The payload file third parties verify with ``sigstore verify`` must be
-    exactly what the envelope carries (what consumers verify)."""
-    payload = authenticate(env, payload_type=MANIFEST_PAYLOAD_TYPE, keys=()).payload
-    try:
-        data, url = read(MANIFEST_PAYLOAD_NAME, len(payload) + 1)
-    except SecureImportError as exc:
-        report.failures.append(exc)
-        return
-    if data != payload:
-        report.failures.append(
-            FormatError(
-                "the published payload file differs from the manifest envelope's payload",
-                check="payload-file",
-                url=url,
-                expected=f"sha256 {hashlib.sha256(payload).hexdigest()}",
-                got=f"sha256 {hashlib.sha256(data).hexdigest()}",
-            )
-        )
 
 
 @dataclass
@@ -64,6 +47,11 @@ class VerifyReport:
     key_ids: list[str] = field(default_factory=list)
     checked: int = 0
     failures: list[SecureImportError] = field(default_factory=list)
+    #: Package bundles read and checked.
+    bundles_checked: int = 0
+    #: Worth knowing, nothing broken (an absent pointer or bundle, who
+    #: signed the Sigstore bundle).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -80,11 +68,14 @@ def verify_repository(
     identities: Sequence[Identity] = (),
     sigstore_trusted_root: TrustedRootSpec | None = None,
 ) -> VerifyReport:
-    """Verify the signature, expiry and every file of a repository.
+    """Verify the signature, expiry and every artifact of a repository: each
+    listed file, each package bundle, the manifest pointer, the Sigstore bundle.
 
     With ``identities``, the Sigstore bundle published beside the manifest
-    counts toward ``threshold`` as it does for consumers, and the payload file
-    published for third parties must be byte for byte the envelope's payload.
+    counts toward ``threshold`` as it does for consumers.  A Sigstore bundle,
+    when published, must verify (against ``sigstore_trusted_root`` when no
+    identity is pinned), and the payload file published for third parties
+    must be byte for byte the envelope's payload.
 
     Raises:
         ConfigError, KeyFileError: bad pins (before anything is read).
@@ -156,8 +147,6 @@ def verify_repository(
             return report
         report.manifest = trusted.manifest
         report.key_ids = sorted(trusted.key_ids)
-        if root.identities:
-            _check_payload_file(read, env, report)
         for rel, entry in sorted(trusted.manifest.files.items()):
             report.checked += 1
             try:
@@ -165,6 +154,20 @@ def verify_repository(
                 verify_bytes(data, entry, url=url)
             except SecureImportError as exc:
                 report.failures.append(exc)
+        found = Findings()
+        check_bundles(read, trusted.manifest, found)
+        check_pointer(read, env, trusted.manifest, found)
+        check_sigstore_bundle(
+            read,
+            env,
+            found,
+            root=root,
+            trusted_root=lambda: sigstore_root(sigstore_trusted_root),
+            counted=any(k.startswith(SIGSTORE_SIGNER) for k in trusted.key_ids),
+        )
+        report.failures.extend(found.failures)
+        report.notes.extend(found.notes)
+        report.bundles_checked = found.bundles_checked
         return report
     finally:
         if fetcher is not None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
-from secure_import.errors import ConfigError
+from secure_import.errors import ConfigError, SecureImportError
 from secure_import.repository import Repository
 from secure_import.settings.merge import load_settings
 from secure_import.settings.model import Overrides, RepositorySettings, Settings
+from secure_import.store.refusals import audit_refusal
 
 # --- building repositories ------------------------------------------------------
 
@@ -76,11 +77,24 @@ def configure(
     file).  Calling it again replaces the repositories a previous call
     installed; repositories added with ``add_repo`` are left alone.
 
+    Every refusal is audited, as :func:`secure_import.add_repo`'s are: in the
+    log of the configured directories once they are known, else of the
+    default ones.
+
     Raises:
         ConfigError: the configuration is invalid (nothing is installed).
         KeyFileError, InsecureURLError: a pinned key or URL is unusable.
     """
-    return install(load_settings(path, overrides=overrides))
+    try:
+        settings = load_settings(path, overrides=overrides)
+    except SecureImportError as exc:
+        audit_refusal(None, exc)
+        raise
+    try:
+        return install(settings)
+    except SecureImportError as exc:
+        audit_refusal(settings.paths, exc)
+        raise
 
 
 def install(settings: Settings) -> list[Repository]:

@@ -233,6 +233,22 @@ class Cache:
             return []
         return [e.name for e in items if e.is_dir(follow_symlinks=False)]
 
+    def drop_metadata(self, repo_id: str, name: str) -> bool:
+        """Delete cached metadata found damaged (absent already is fine);
+        False if the cache is read-only (nothing deleted).
+
+        Raises:
+            OSError: it could not be deleted for another reason.
+        """
+
+        def write() -> None:
+            try:
+                (self.root / "metadata" / repo_id / name).unlink()
+            except FileNotFoundError:
+                pass
+
+        return self._write(write)
+
     def entries(self) -> Iterator[CacheEntry]:
         base = self.root / "objects"
         if not base.is_dir():

@@ -25,12 +25,20 @@ The contract a transport keeps (the repository relies on each point):
 - ``waiting``, when given, is called once the request is out and its answer
   is awaited, so the caller can work meanwhile (called at most once per
   request, from the thread that runs :meth:`Transport.get`);
+- ``deadline`` (on ``time.monotonic``'s clock), when given, is the whole
+  import's: the download stops with
+  :class:`~secure_import.errors.DeadlineError` (``check="import-deadline"``)
+  once it passes, besides the download's own deadline; ``cancel``, once set,
+  stops it at its next read with ``check="cancelled"`` (another download of
+  the same import failed), and no request is started after it is set
+  (THREATS T9);
 - it is safe to call from several threads at once (packages are fetched
   concurrently) and :attr:`Transport.stats` counts what was spent.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -76,10 +84,13 @@ class Transport(Protocol):
         etag: str | None = None,
         what: str = "file",
         waiting: Callable[[], None] | None = None,
+        deadline: float | None = None,
+        cancel: threading.Event | None = None,
     ) -> Response:
         """Download ``url`` fully, reading at most ``cap + 1`` bytes.
 
-        ``what`` names the resource in error messages.
+        ``what`` names the resource in error messages; ``deadline`` and
+        ``cancel``: see the module docstring.
 
         Raises:
             TransportError: and its subclasses only (HTTPStatusError with the

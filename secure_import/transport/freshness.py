@@ -36,11 +36,13 @@ def ask_manifest(
     cached: bytes | None,
     limits: Limits,
     waiting: Callable[[], None] | None = None,
+    deadline: float | None = None,
 ) -> Response:
     """The current manifest of the repository at ``base_url``, or a 304 when
     the publisher's pointer names ``cached`` exactly.
 
-    ``waiting`` is called once the first request is out (see
+    ``waiting`` is called once the first request is out, and ``deadline``
+    (the import's) bounds both requests (see
     :meth:`~secure_import.transport.base.Transport.get`).
 
     Raises:
@@ -52,7 +54,11 @@ def ask_manifest(
         pointer_url = base_url + POINTER_NAME
         try:
             answer = fetcher.get(
-                pointer_url, cap=POINTER_MAX_BYTES, what="manifest pointer", waiting=waiting
+                pointer_url,
+                cap=POINTER_MAX_BYTES,
+                what="manifest pointer",
+                waiting=waiting,
+                deadline=deadline,
             )
         except HTTPStatusError as exc:
             if exc.got not in (404, 410):
@@ -70,5 +76,9 @@ def ask_manifest(
                     served = served[: -len(POINTER_NAME)] + MANIFEST_NAME
                 return Response(served, 304, None, None)
     return fetcher.get(
-        manifest_url, cap=limits.manifest_max_bytes, what="manifest", waiting=waiting
+        manifest_url,
+        cap=limits.manifest_max_bytes,
+        what="manifest",
+        waiting=waiting,
+        deadline=deadline,
     )

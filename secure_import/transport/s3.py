@@ -432,8 +432,14 @@ class S3Transport:
         etag: str | None = None,
         what: str = "file",
         waiting: Callable[[], None] | None = None,
+        deadline: float | None = None,
+        cancel: threading.Event | None = None,
     ) -> Response:
         """Download the object behind ``url`` (``s3://bucket/prefix/path``).
+
+        ``deadline`` (``time.monotonic``) and ``cancel``: the import's, as in
+        :class:`~secure_import.transport.base.Transport`; checked before the
+        request and after each chunk.
 
         Raises:
             TransportError: and its subclasses only; HTTPStatusError with
@@ -441,7 +447,15 @@ class S3Transport:
         """
         start = time.perf_counter()
         try:
-            return self._get(url, cap=cap, etag=etag, what=what, waiting=waiting)
+            return self._get(
+                url,
+                cap=cap,
+                etag=etag,
+                what=what,
+                waiting=waiting,
+                overall=deadline,
+                cancel=cancel,
+            )
         finally:
             with self._lock:
                 self._stats.seconds += time.perf_counter() - start
@@ -454,6 +468,8 @@ class S3Transport:
         etag: str | None,
         what: str,
         waiting: Callable[[], None] | None,
+        overall: float | None = None,
+        cancel: threading.Event | None = None,
     ) -> Response:
         base = self.location.url
         if not url.startswith(base) or len(url) == len(base):
@@ -464,7 +480,8 @@ class S3Transport:
                 expected=base,
             )
         key = self.location.prefix + url[len(base) :]
-        deadline = Deadline.start(self.limits, self._clock)
+        deadline = Deadline.start(self.limits, self._clock, overall=overall, cancel=cancel)
+        deadline.check(url, what)  # no request once cancelled or past the deadline
         options: dict[str, Any] = {} if etag is None else {"if_none_match": etag}
         obstore = self._obstore
         if waiting is not None:
