@@ -104,7 +104,32 @@ class BenchServer:
         page = self._index_page(request.path)
         if page is not None:
             return Response(200, page, headers={"Content-Type": "text/html; charset=utf-8"})
+        if self.index_pages:
+            return self._index_file(request)
         return None
+
+    def _index_file(self, request: RequestInfo) -> Response | None:
+        """A file of the package index, with ``Accept-Ranges`` and ``Range``
+        answers as real indexes give (uv asks with HEAD, then reads a wheel's
+        metadata from its end before downloading it)."""
+        body = self.server.read_file(request.path)
+        if body is None:
+            return None  # normal serving: a 404
+        ranges = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+        span = None
+        if "range" in request.headers:
+            span = _byte_range(request.headers["range"], len(body))
+        if span is None:
+            return Response(200, body, headers=ranges)
+        start, end = span
+        return Response(
+            206,
+            body[start:end],
+            headers={
+                "Content-Range": f"bytes {start}-{end - 1}/{len(body)}",
+                "Accept-Ranges": "bytes",
+            },
+        )
 
     def _index_page(self, path: str) -> bytes | None:
         if not self.index_pages:
@@ -132,8 +157,33 @@ class BenchServer:
             if req.headers.get("if-none-match") == etag:
                 out.not_modified += 1
                 continue
-            out.body_bytes += len(body)
+            if req.method == "HEAD":
+                continue
+            span = None
+            if self.index_pages and "range" in req.headers:
+                span = _byte_range(req.headers["range"], len(body))
+            out.body_bytes += len(body) if span is None else span[1] - span[0]
         return out
 
     def stop(self) -> None:
         self.server.stop()
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """``bytes=a-b``, ``bytes=a-`` or ``bytes=-n`` as a ``[start, end)`` slice;
+    None for anything else (several ranges, other units, unsatisfiable)."""
+    unit, _, spec = header.partition("=")
+    if unit.strip() != "bytes" or "," in spec:
+        return None
+    first, _, last = spec.strip().partition("-")
+    try:
+        if not first:
+            start, end = max(0, size - int(last)), size
+        else:
+            start = int(first)
+            end = min(size, int(last) + 1) if last else size
+    except ValueError:
+        return None
+    if start >= end:
+        return None
+    return start, end
