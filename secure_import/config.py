@@ -1,29 +1,10 @@
-"""Settings: where state lives, how much we accept, which names are never remote.
+"""Named constants and limits: how much we accept, and the fixed names a
+repository uses.  Pure: no I/O, no platformdirs (where files live is
+:mod:`secure_import.store.paths`), imported by every layer.
 
 Safe defaults are named constants here so a reviewer can read the whole policy
 in one place.  Everything is a frozen dataclass: configuration is decided once
 when a repository is added and never mutated behind the finder's back.
-
-Directories follow platformdirs (per user): the *cache* holds only verified
-bytes and may be deleted at any time; the *state* directory holds trust state
-(high-water marks, rotated roots) that must survive ``cache clear``; the *log*
-directory holds the audit log.  For each directory the first of these wins
-(:meth:`Paths.default`):
-
-1. an explicit argument (the command line, a configuration file);
-2. ``SECURE_IMPORT_CACHE_DIR`` / ``SECURE_IMPORT_STATE_DIR`` /
-   ``SECURE_IMPORT_LOG_DIR``;
-3. systemd's ``$CACHE_DIRECTORY`` / ``$STATE_DIRECTORY`` / ``$LOGS_DIRECTORY``
-   (set for a unit with ``CacheDirectory=`` etc.; the first entry of a
-   colon-separated list), with a ``secure-import`` subdirectory;
-4. site mode (``site=True`` or ``SECURE_IMPORT_SITE=1``): platformdirs' *site*
-   directories (``/var/cache/secure-import``, ``/var/lib/secure-import``,
-   ``/var/log/secure-import`` on Linux), for services sharing one cache;
-5. platformdirs' *user* directories.
-
-Whatever the source, every directory passes the same checks when used
-(:func:`secure_import.store.fsutil.secure_dir`): a real directory owned by the
-current user and not writable by group or others.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -317,7 +318,11 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(
 
 
 def test_installed_console_script(tmp_path: Path) -> None:
-    exe = shutil.which("secure-import")
+    # The script of the environment these tests run in (scripts/check runs
+    # them without activating the venv, so it need not be on PATH).
+    exe = shutil.which("secure-import", path=sysconfig.get_path("scripts")) or shutil.which(
+        "secure-import"
+    )
     if exe is None:
         if os.environ.get("CI"):
             pytest.fail("CI installs the package: the secure-import script must be on PATH")

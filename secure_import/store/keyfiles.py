@@ -111,7 +111,11 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create ``path`` exclusively with ``mode`` from the first byte and write it."""
+    """Create ``path`` exclusively with ``mode`` from the first byte and write it.
+
+    Not :func:`secure_import.store.fsutil.atomic_write`: a key must never
+    replace an existing file unless asked (``O_EXCL``), and a public key is
+    0644, not 0600."""
     flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)
     flags |= getattr(os, "O_CLOEXEC", 0)
     fd = os.open(path, flags, mode)

@@ -1,5 +1,27 @@
 """Where secure_import keeps its files: platformdirs directories, site mode and
-systemd-style overrides.  The only module that asks platformdirs."""
+systemd-style overrides.  The only module that asks platformdirs.
+
+Directories follow platformdirs (per user): the *cache* holds only verified
+bytes and may be deleted at any time; the *state* directory holds trust state
+(high-water marks, rotated roots) that must survive ``cache clear``; the *log*
+directory holds the audit log.  For each directory the first of these wins
+(:meth:`Paths.default`):
+
+1. an explicit argument (the command line, a configuration file);
+2. ``SECURE_IMPORT_CACHE_DIR`` / ``SECURE_IMPORT_STATE_DIR`` /
+   ``SECURE_IMPORT_LOG_DIR``;
+3. systemd's ``$CACHE_DIRECTORY`` / ``$STATE_DIRECTORY`` / ``$LOGS_DIRECTORY``
+   (set for a unit with ``CacheDirectory=`` etc.; the first entry of a
+   colon-separated list), with a ``secure-import`` subdirectory;
+4. site mode (``site=True`` or ``SECURE_IMPORT_SITE=1``): platformdirs' *site*
+   directories (``/var/cache/secure-import``, ``/var/lib/secure-import``,
+   ``/var/log/secure-import`` on Linux), for services sharing one cache;
+5. platformdirs' *user* directories.
+
+Whatever the source, every directory passes the same checks when used
+(:func:`secure_import.store.fsutil.secure_dir`): a real directory owned by the
+current user and not writable by group or others.
+"""
 
 from __future__ import annotations
 
