@@ -359,6 +359,21 @@ def fetch_sdist(lib: Library, downloads: Path) -> Path:
     return sdist
 
 
+def _extract(archive: tarfile.TarFile, dest: Path) -> None:
+    """Extract an sdist with the "data" filter, or, on interpreters that
+    predate it (Debian 12's Python 3.11.2; it came in 3.11.4), after the same
+    refusals done by hand: only files and directories, inside ``dest``."""
+    if hasattr(tarfile, "data_filter"):
+        archive.extractall(dest, filter="data")
+        return
+    root = dest.resolve()
+    for member in archive.getmembers():
+        target = (dest / member.name).resolve()
+        if not (member.isfile() or member.isdir()) or not target.is_relative_to(root):
+            raise SystemExit(f"refusing sdist member {member.name!r} ({member.type!r})")
+    archive.extractall(dest)  # noqa: S202 - every member checked above
+
+
 def prepare(lib: Library, work: Path, downloads: Path) -> tuple[Path, Path]:
     """Extract; build the code tree (with .dist-info) and the test directory."""
     base = work / lib.name
@@ -366,7 +381,7 @@ def prepare(lib: Library, work: Path, downloads: Path) -> tuple[Path, Path]:
         shutil.rmtree(base)
     base.mkdir(parents=True)
     with tarfile.open(fetch_sdist(lib, downloads)) as archive:
-        archive.extractall(base / "sdist", filter="data")
+        _extract(archive, base / "sdist")
     (root,) = (base / "sdist").iterdir()
     tree, tests = base / "tree", base / "tests"
     tree.mkdir()
