@@ -575,3 +575,7 @@ def test_check_reports_a_mirror_in_sync_and_a_stale_one(
     assert "another manifest" in mirrors[1]["detail"]
     listed = [f for f in report["findings"] if f["check"] == "mirrors"]
     assert listed and "on-error" in listed[0]["detail"]
+    shown = run_cli(tmp_path, "--config", config, "--no-project", "config")
+    assert shown.returncode == 0 and "2 (on-error)" in shown.stdout
+    described = run_json(tmp_path, "--config", config, "--no-project", "config")
+    assert described["repositories"][0]["mirrors"] == [synced.url, stale.url]

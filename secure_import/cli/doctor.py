@@ -57,7 +57,7 @@ def _repo_table(out: Out, repositories: Sequence[RepositorySettings]) -> None:
         out.result("no repositories configured")
         return
     out.table(
-        ["name", "url", "modules", "keys", "refresh", "from"],
+        ["name", "url", "modules", "keys", "refresh", "mirrors", "from"],
         [
             (
                 r.name,
@@ -65,6 +65,7 @@ def _repo_table(out: Out, repositories: Sequence[RepositorySettings]) -> None:
                 "*" if r.modules is None else ",".join(sorted(r.modules)),
                 f"{r.threshold} of {len(r.keys)}",
                 r.refresh,
+                f"{len(r.mirrors)} ({r.fallback})" if r.mirrors else "-",
                 r.source,
             )
             for r in repositories
