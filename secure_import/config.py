@@ -74,6 +74,13 @@ class Limits:
     #: bundle, per-file fallback): the cap a chain of slow answers cannot
     #: stretch (THREATS T9).
     import_deadline: float = 120.0
+    #: A repository with mirrors and ``fallback = "on-error"``: the longest
+    #: any single wait (connect, TLS handshake, a read) lasts on a source
+    #: that is not the last one, before the request goes on to the next.  An
+    #: origin that accepts connections and never answers then costs this,
+    #: not ``throughput_window``, once per process.  The last source keeps
+    #: the full bounds.
+    failover_after: float = 3.0
     #: How many files of one package are fetched at once on a cold import.
     max_parallel: int = 8
     #: Longest chain of root rotations walked in one update.

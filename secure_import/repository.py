@@ -357,7 +357,9 @@ class Repository:
                     ),
                 )
             )
-        return MirrorSet(self.url, sources, fallback=self.fallback)
+        return MirrorSet(
+            self.url, sources, fallback=self.fallback, failover_after=self.limits.failover_after
+        )
 
     def _connect_s3(self) -> Transport:
         """Object storage through obstore: the same verification, another transport."""

@@ -54,6 +54,7 @@ class Source:
         self.stats = FetchStats()
         self.closed = False
         self.extra: list[dict[str, object]] = []
+        self.patience: list[float | None] = []
 
     def get(
         self,
@@ -65,10 +66,12 @@ class Source:
         waiting: Callable[[], None] | None = None,
         deadline: float | None = None,
         cancel: threading.Event | None = None,
+        patience: float | None = None,
     ) -> Response:
         assert url.startswith(self.base), "a source was asked for a URL off its own base"
         self.asked.append(url)
         self.extra.append({"deadline": deadline, "cancel": cancel})
+        self.patience.append(patience)
         self.stats.requests += 1
         if waiting is not None:
             waiting()
@@ -318,3 +321,24 @@ def test_the_served_host_names_a_non_default_port() -> None:
 
 def test_object_storage_is_named_by_its_bucket() -> None:
     assert served_host("s3://bucket/prefix/secure-import-manifest.json") == "s3://bucket"
+
+
+def test_on_error_a_silent_source_is_given_up_sooner_unless_it_is_the_last() -> None:
+    """``failover_after`` caps every wait on a source another source can
+    follow; the last source asked keeps the full bounds."""
+    timeout = DeadlineError("silent", check="failover-after")
+    sources = (Source(ORIGIN, timeout), Source(M1, timeout), Source(M2, ok()))
+    mirrors = MirrorSet(ORIGIN, [(s.base, s) for s in sources], failover_after=3.0)
+    assert mirrors.get(ORIGIN + "x", cap=9).url == M2 + "x"
+    assert [s.patience for s in sources] == [[3.0], [3.0], [None]]
+
+
+def test_on_not_found_a_slow_source_keeps_the_full_bounds() -> None:
+    """Under on-not-found a timeout is the answer, not a reason to go on: no
+    source is cut short."""
+    sources = (Source(ORIGIN, status(404)), Source(M1, ok()))
+    mirrors = MirrorSet(
+        ORIGIN, [(s.base, s) for s in sources], fallback="on-not-found", failover_after=3.0
+    )
+    mirrors.get(ORIGIN + "x", cap=9)
+    assert [s.patience for s in sources] == [[None], [None]]

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 
 import secure_import
-from secure_import.config import BUNDLE_DIR, MANIFEST_NAME
+from secure_import.config import BUNDLE_DIR, MANIFEST_NAME, Limits
 from secure_import.errors import (
     AllSourcesFailedError,
     HashMismatchError,
@@ -579,3 +580,30 @@ def test_check_reports_a_mirror_in_sync_and_a_stale_one(
     assert shown.returncode == 0 and "2 (on-error)" in shown.stdout
     described = run_json(tmp_path, "--config", config, "--no-project", "config")
     assert described["repositories"][0]["mirrors"] == [synced.url, stale.url]
+
+
+def test_a_silent_origin_is_given_up_after_failover_after_not_the_read_bound(
+    publisher: Publisher,
+    consumer: Consumer,
+    canary: Path,
+    make_mirror: Callable[[], Mirror],
+) -> None:
+    """An origin that accepts the TCP connection and never speaks (a hung
+    host): with mirrors under on-error, it is given up after
+    ``Limits.failover_after`` (0.5 s here), not ``throughput_window`` (60 s
+    here, which would outlast this test's bound many times)."""
+    publish_mpkg(publisher, canary)
+    mirror = make_mirror()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # never accepted: TCP completes, TLS never starts
+        url = f"https://127.0.0.1:{silent.getsockname()[1]}/"
+        limits = Limits(failover_after=0.5, throughput_window=60.0, read_timeout=60.0)
+        started = time.monotonic()
+        repo = consumer.add(url=url, mirrors=[mirror.url], limits=limits)
+        assert importlib.import_module("mpkg").a.VALUE == "one"
+        elapsed = time.monotonic() - started
+    assert elapsed < 30.0, elapsed  # the full read bound would be 60 s per request
+    assert canary.exists()
+    assert {r["host"] for r in records(consumer, "load")} == {mirror.host}
+    assert repo.fallback == "on-error"

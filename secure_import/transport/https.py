@@ -184,6 +184,7 @@ class Fetcher:
         waiting: Callable[[], None] | None = None,
         deadline: float | None = None,
         cancel: threading.Event | None = None,
+        patience: float | None = None,
     ) -> Response:
         """Download ``url`` fully, reading at most ``cap + 1`` bytes.
 
@@ -192,7 +193,10 @@ class Fetcher:
         other work to do meanwhile.  ``deadline`` (on this fetcher's clock,
         ``time.monotonic``) bounds the download besides its own deadline: the
         whole import's.  ``cancel``, once set, stops the download at its next
-        read (another download of the same import failed).
+        read (another download of the same import failed).  ``patience``
+        caps every single wait (connect, handshake, read) below the usual
+        bounds: a mirror set gives up on a silent source sooner when another
+        source can be asked.
 
         Raises:
             TransportError: and its subclasses; never an httpx exception.  The
@@ -208,6 +212,7 @@ class Fetcher:
                 waiting=waiting,
                 overall=deadline,
                 cancel=cancel,
+                patience=patience,
             )
         except (TransportError, RequestBuildError) as exc:
             if self._auth is not None:
@@ -227,6 +232,7 @@ class Fetcher:
         waiting: Callable[[], None] | None,
         overall: float | None = None,
         cancel: threading.Event | None = None,
+        patience: float | None = None,
     ) -> Response:
         if etag is not None and any(not (0x20 <= ord(ch) <= 0x7E) for ch in etag):
             # A validator that cannot go into a header (line breaks, control
@@ -251,6 +257,8 @@ class Fetcher:
             wait = max(
                 0.001, min(limits.read_timeout, limits.throughput_window, deadline.remaining())
             )
+            if patience is not None:
+                wait = max(0.001, min(wait, patience))
             headers = {"If-None-Match": etag} if etag else {}
             if self._auth is not None and parse_origin(current)[0] == self.origin:
                 headers[self._auth.name] = self._auth.value
@@ -321,6 +329,13 @@ class Fetcher:
                 raise
             except self._httpx.TimeoutException as exc:
                 deadline.check(current, what)
+                if patience is not None and wait >= patience:
+                    raise DeadlineError(
+                        f"gave up on this source for the {what}: nothing arrived for "
+                        f"{wait:g} s (failover_after; another source is asked next)",
+                        check="failover-after",
+                        url=current,
+                    ) from exc
                 raise DeadlineError(
                     f"timed out fetching the {what}: {type(exc).__name__} (nothing arrived "
                     f"for {wait:g} s; the minimum throughput is {limits.min_throughput} "

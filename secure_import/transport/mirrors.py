@@ -28,6 +28,10 @@ source (Go's ``GOPROXY`` list semantics, per repository):
 - a source that could not be reached is asked last for the next
   ``DOWN_FOR`` seconds (it is still asked when every other source fails), so
   a dead origin does not cost a connect timeout per file;
+- under ``on-error``, a source that is not the last one asked gets at most
+  ``failover_after`` seconds (``Limits.failover_after``) for any single wait
+  (connect, TLS handshake, a read): a silent origin is given up after that,
+  not after the full read bound;
 - when every source tried failed: a resource every answering source said is
   missing (404/410) is an :class:`~secure_import.errors.HTTPStatusError`
   with that status (callers treat it as missing: per-file fallback, end of a
@@ -105,6 +109,7 @@ class SourceClient(Protocol):
         waiting: Callable[[], None] | None = ...,
         deadline: float | None = ...,
         cancel: threading.Event | None = ...,
+        patience: float | None = ...,
     ) -> Response: ...
 
     def close(self) -> None: ...
@@ -196,10 +201,13 @@ class MirrorSet:
         *,
         fallback: str = DEFAULT_FALLBACK,
         clock: Callable[[], float] = time.monotonic,
+        failover_after: float | None = None,
     ) -> None:
         """``sources``: ``(base URL, client)`` pairs, the origin first (its
         base URL is ``base_url``), then each mirror; each client is bound to
-        its own base URL's origin."""
+        its own base URL's origin.  ``failover_after``: under ``on-error``,
+        the longest single wait on a source that is not the last one asked
+        (``Limits.failover_after``)."""
         if fallback not in FALLBACKS:
             raise ConfigError("unknown fallback policy", check="fallback", got=repr(fallback))
         if not sources or sources[0][0] != base_url:
@@ -208,6 +216,7 @@ class MirrorSet:
         self.fallback = fallback
         self._sources = list(sources)
         self._clock = clock
+        self.failover_after = failover_after if fallback == "on-error" else None
         self._lock = threading.Lock()
         #: Source index -> when it last could not be reached.
         self._down: dict[int, float] = {}
@@ -283,7 +292,8 @@ class MirrorSet:
                 waiting()
 
         attempts: list[tuple[str, TransportError]] = []
-        for index in self._order():
+        order = self._order()
+        for position, index in enumerate(order):
             base, client = self._sources[index]
             target = base + relative
             try:
@@ -292,6 +302,10 @@ class MirrorSet:
                     extra["deadline"] = deadline
                 if cancel is not None:
                     extra["cancel"] = cancel
+                if self.failover_after is not None and position < len(order) - 1:
+                    # Another source can be asked: a silent one is given up
+                    # sooner (the last source keeps the full bounds).
+                    extra["patience"] = self.failover_after
                 response = client.get(
                     target,
                     cap=cap,
