@@ -26,15 +26,20 @@ from secure_import.hook import inherit
 from secure_import.hook.extend import extend_package
 from secure_import.hook.finder import get_finder
 from secure_import.pinning import KeySpec, PublisherSpec, TrustedRootSpec
-from secure_import.publish import githost
 from secure_import.repository import Repository
-from secure_import.settings import configure
 from secure_import.store.audit import AuditLog as AuditLog  # reachable as before
 from secure_import.store.paths import Paths
 from secure_import.store.refusals import audit_refusal
 from secure_import.transport.mirrors import DEFAULT_FALLBACK
-from secure_import.verify.identity import Identity as SigstoreIdentity
 from secure_import.verify.keys import PublicKey
+
+# Configuration files (TOML layers) and git-host URLs are imported when first
+# used: ``import secure_import`` + ``add_repo`` is on every start-up path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from secure_import.publish import githost
+    from secure_import.settings import configure
+    from secure_import.verify.identity import Identity as SigstoreIdentity
 
 __all__ = [
     "Limits",
@@ -58,6 +63,23 @@ __version__ = "0.1.0"
 
 #: The name the API documentation uses for a configured repository.
 Repo = Repository
+
+
+def __getattr__(name: str) -> object:
+    """``configure``, ``githost`` and ``SigstoreIdentity``, imported on first use."""
+    if name == "SigstoreIdentity":
+        from secure_import.verify.identity import Identity
+
+        return Identity
+    if name == "configure":
+        from secure_import.settings import configure
+
+        return configure
+    if name == "githost":
+        from secure_import.publish import githost
+
+        return githost
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def add_repo(

@@ -30,7 +30,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from types import CodeType
 
 from secure_import._guard import busy
@@ -44,13 +43,19 @@ from secure_import.errors import (
 )
 from secure_import.store.bytecode import BytecodeStore, compile_verified
 from secure_import.store.cache import Cache
-from secure_import.store.materialise import MaterialiseStore, package_entries
-from secure_import.transport.base import Transport
-from secure_import.transport.parallel import fetch_all
 from secure_import.verify.bundle import bundle_entries, bundle_path
 from secure_import.verify.hashes import verify_bytes
 from secure_import.verify.manifest import FileEntry, Manifest
 from secure_import.verify.trust import TrustedManifest
+
+# concurrent.futures, pathlib, the materialise store and the transport
+# modules are imported where they are used: a warm import needs none of them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from secure_import.store.materialise import MaterialiseStore
+    from secure_import.transport.base import Transport
 
 __all__ = ["Assembler", "Pack"]
 
@@ -77,14 +82,15 @@ class Assembler:
         offline: bool,
         record: Callable[..., None],
         lock: threading.RLock,
-        materialised: MaterialiseStore,
+        materialised: Callable[[], MaterialiseStore],
     ) -> None:
         """``manifest``: the trusted manifest (the repository's; fetched and
         verified on first use).  ``transport``: the repository's transport,
         built on first use.  ``record``: appends an audit record about the
         repository.  ``lock``: the repository's lock, shared so that
         assembling a package and accepting a manifest never interleave.
-        ``materialised``: the store of materialised packages (materialise mode).
+        ``materialised``: the store of materialised packages (materialise
+        mode), built on first use.
         """
         self.url = url
         self._manifest = manifest
@@ -100,7 +106,7 @@ class Assembler:
         #: package and handed out once by :meth:`code`.
         self._code: dict[tuple[str, str], CodeType] = {}
         self._ready_tops: set[str] = set()
-        self.materialised = materialised
+        self._materialised = materialised
         #: Top-level name -> its verified materialised root, once per process.
         self._trees: dict[str, Path] = {}
         #: sha256 -> the URL that served those verified bytes in this process
@@ -353,6 +359,8 @@ class Assembler:
         def one(entry: FileEntry, cancel: threading.Event) -> bytes:
             return self._download(entry, deadline=deadline, cancel=cancel)
 
+        from secure_import.transport.parallel import fetch_all
+
         return fetch_all(entries, one, max_parallel=self.limits.max_parallel)
 
     def _from_cache(self, entry: FileEntry) -> bytes | None:
@@ -441,9 +449,11 @@ class Assembler:
             root = self._trees.get(top)
             if root is not None:
                 return root
+            from secure_import.store.materialise import package_entries
+
             entries = package_entries(trusted.manifest.files, top)
             digest = trusted.envelope_digest
-            outcome = self.materialised.ensure(digest, top, entries, self._verified_files)
+            outcome = self._materialised().ensure(digest, top, entries, self._verified_files)
             if outcome.action != "verified":
                 replaced = outcome.action == "replaced"
                 self._record(
@@ -462,7 +472,7 @@ class Assembler:
                     ),
                 )
                 if not replaced:
-                    self.materialised.prune(keep=digest)
+                    self._materialised().prune(keep=digest)
             self._trees[top] = outcome.root
             return outcome.root
 

@@ -63,7 +63,11 @@ to understand what happened without a debugger.
 
 from __future__ import annotations
 
-from typing import ClassVar
+#: ``typing`` is not imported at run time (a few ms of every start-up):
+#: annotations are strings here, read only by type checkers.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 __all__ = [
     "AllSourcesFailedError",

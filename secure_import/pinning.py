@@ -12,18 +12,28 @@ from collections.abc import Iterable, Sequence
 
 from secure_import.errors import ConfigError
 from secure_import.store.keyfiles import load_public_key_file
-from secure_import.verify.identity import Identity
-from secure_import.verify.keyless import PinnedTrustedRoot
 from secure_import.verify.keys import PublicKey
 from secure_import.verify.root import Root
+
+# The Sigstore modules (identity pins, trusted roots) are imported only when a
+# repository pins an identity: a key-only process never loads them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from secure_import.verify.identity import Identity
+    from secure_import.verify.keyless import PinnedTrustedRoot
 
 __all__ = ["KeySpec", "PublisherSpec", "TrustedRootSpec", "pinned_root", "sigstore_root"]
 
 KeySpec = str | os.PathLike[str] | PublicKey
-#: A pinned publisher: a public key (file or loaded) or a Sigstore identity.
-PublisherSpec = KeySpec | Identity
-#: ``"public-good"`` (the default), a trusted_root.json path, or a loaded root.
-TrustedRootSpec = str | os.PathLike[str] | PinnedTrustedRoot
+if TYPE_CHECKING:
+    #: A pinned publisher: a public key (file or loaded) or a Sigstore identity.
+    PublisherSpec = KeySpec | Identity
+    #: ``"public-good"`` (the default), a trusted_root.json path, or a loaded root.
+    TrustedRootSpec = str | os.PathLike[str] | PinnedTrustedRoot
+else:
+    # Annotation-only aliases: at run time the names exist (they are
+    # exported) without importing the Sigstore modules.
+    PublisherSpec = TrustedRootSpec = object
 
 
 def _load_key(item: object) -> PublicKey:
@@ -49,6 +59,7 @@ def sigstore_root(spec: TrustedRootSpec | None) -> PinnedTrustedRoot:
         load_trusted_root_file,
         shipped_trusted_root,
     )
+    from secure_import.verify.keyless import PinnedTrustedRoot
 
     if isinstance(spec, PinnedTrustedRoot):
         return spec
@@ -74,6 +85,9 @@ def pinned_root(
     """
     loaded: list[PublicKey] = [_load_key(item) for item in keys]
     identities: list[Identity] = []
+    publishers = list(publishers)
+    if publishers:
+        from secure_import.verify.identity import Identity
     for item in publishers:
         if isinstance(item, Identity):
             identities.append(item)

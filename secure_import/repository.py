@@ -32,14 +32,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from types import CodeType
-from typing import TYPE_CHECKING, NamedTuple
 
 from secure_import.assembly import Assembler
 from secure_import.config import MANIFEST_NAME, Limits
 from secure_import.errors import (
     ConfigError,
+    ConnectionFailedError,
     NotListedError,
     SecureImportError,
     TransportError,
@@ -49,12 +48,10 @@ from secure_import.store.audit import AuditLog
 from secure_import.store.bytecode import BytecodeStore
 from secure_import.store.cache import Cache
 from secure_import.store.lock import LockEntry, read_lock
-from secure_import.store.materialise import MaterialiseStore
 from secure_import.store.memo import ManifestMemo
 from secure_import.store.paths import Paths
 from secure_import.store.state import StateStore, repo_id
-from secure_import.transport.base import Transport
-from secure_import.transport.https import Fetcher, TransportOptions, load_network_stack
+from secure_import.transport import warmup
 from secure_import.transport.mirrors import (
     DEFAULT_FALLBACK,
     MirrorSet,
@@ -74,7 +71,16 @@ from secure_import.verify.root import Root
 from secure_import.verify.tree import is_listed_dir
 from secure_import.verify.trust import TrustedManifest
 
+# The network (httpx, ssl, the transport modules), pathlib and the Sigstore
+# modules are imported where they are used: a warm offline process needs none
+# of them.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from secure_import.store.materialise import MaterialiseStore
+    from secure_import.transport.base import Transport
+    from secure_import.transport.https import TransportOptions
     from secure_import.transport.s3 import S3Location
 
 __all__ = ["MANIFEST_NAME", "KeySpec", "Listing", "Repository"]
@@ -84,14 +90,37 @@ __all__ = ["MANIFEST_NAME", "KeySpec", "Listing", "Repository"]
 _RETRY_AFTER = 30.0
 
 
-class Listing(NamedTuple):
-    """What a name is in a repository's signed manifest (:meth:`Repository.lookup`)."""
+class Listing(tuple[FileEntry | None, bool, str | None]):
+    """What a name is in a repository's signed manifest (:meth:`Repository.lookup`).
 
-    #: The module's file; ``None`` for a data-only directory.
-    entry: FileEntry | None
-    is_package: bool
-    #: The repository-relative directory of a data-only directory, else ``None``.
-    data_dir: str | None
+    A tuple subclass written out rather than a ``typing.NamedTuple``, which
+    would import ``typing`` into every process (see :class:`FileEntry`).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, entry: FileEntry | None, is_package: bool, data_dir: str | None) -> Listing:
+        return tuple.__new__(cls, (entry, is_package, data_dir))
+
+    def __getnewargs__(self) -> tuple[FileEntry | None, bool, str | None]:
+        return (self[0], self[1], self[2])
+
+    @property
+    def entry(self) -> FileEntry | None:
+        """The module's file; ``None`` for a data-only directory."""
+        return self[0]
+
+    @property
+    def is_package(self) -> bool:
+        return self[1]
+
+    @property
+    def data_dir(self) -> str | None:
+        """The repository-relative directory of a data-only directory, else ``None``."""
+        return self[2]
+
+    def __repr__(self) -> str:
+        return f"Listing(entry={self[0]!r}, is_package={self[1]!r}, data_dir={self[2]!r})"
 
 
 _FOLLOW = {False: "no", True: "direct", "no": "no", "direct": "direct", "transitive": "transitive"}
@@ -226,30 +255,30 @@ class Repository:
             key_ids=[k.key_id for k in self.pinned_root.keys]
             + [repr(i) for i in self.pinned_root.identities],
         )
-        self.ca_bundle = None if ca_bundle is None else Path(ca_bundle)
+        self._ca_bundle = None if ca_bundle is None else os.fspath(ca_bundle)
         #: Credentials, client certificate, trust store (private repositories).
         self.transport = transport
         self.limits = limits or Limits()
         self.paths = paths or Paths.default()
         readonly = self.paths.cache_readonly
         self.cache = (
-            Cache(self.paths.cache_dir, readonly=readonly, on_unwritable=self._cache_unwritable)
+            Cache(self.paths.cache, readonly=readonly, on_unwritable=self._cache_unwritable)
             if cache is None
             else cache
         )
-        self.state = StateStore(self.paths.state_dir) if state is None else state
+        self.state = StateStore(self.paths.state) if state is None else state
         self.audit = (
-            AuditLog(self.paths.audit_log, witness=self.paths.witness) if audit is None else audit
+            AuditLog(self.paths.audit_log_file, witness=self.paths.witness_file)
+            if audit is None
+            else audit
         )
         self.bytecode = (
-            BytecodeStore(self.paths.cache_dir, self.paths.state_dir, readonly=readonly)
+            BytecodeStore(self.paths.cache, self.paths.state, readonly=readonly)
             if bytecode is None
             else bytecode
         )
         self.memo = (
-            ManifestMemo(
-                self.paths.cache_dir, self.paths.state_dir, owner=self.id, readonly=readonly
-            )
+            ManifestMemo(self.paths.cache, self.paths.state, owner=self.id, readonly=readonly)
             if memo is None
             else memo
         )
@@ -260,9 +289,7 @@ class Repository:
         self.offline = offline
         #: Frozen mode: the sha256 of the only manifest envelope accepted.
         self.locked_digest: str | None = None
-        #: The lock file of frozen mode (repositories reached through
-        #: dependency declarations are held to it too).
-        self.lock_file = None if lock is None else Path(lock)
+        self._lock_file = None if lock is None else os.fspath(lock)
         if lock is not None:
             entry = read_lock(lock).get(self.url)
             if entry is None:
@@ -282,7 +309,7 @@ class Repository:
         #: the top-level names whose verified files are written to a private
         #: directory so ``__file__`` is a real path (see :mod:`.store.materialise`).
         self.materialise = check_materialise(materialise)
-        self.materialised = MaterialiseStore(self.paths.cache_dir, self.id, readonly=readonly)
+        self._materialised: MaterialiseStore | None = None
         #: Verified bytes and code for the entries of the trusted manifest.
         self.assembly = Assembler(
             self.url,
@@ -294,7 +321,7 @@ class Repository:
             offline=self.offline,
             record=self.record,
             lock=self._lock,
-            materialised=self.materialised,
+            materialised=lambda: self.materialised,
         )
         #: The I/O of the manifest update around the pure trust state.
         self.updater = ManifestUpdater(
@@ -314,16 +341,49 @@ class Repository:
         )
         if connect is None and not self.offline and self.locked_digest is None:
             # The first import will ask the server (at least a conditional
-            # request): load the network stack now, not inside the import hook.
-            # Offline and frozen repositories may never need it.
+            # request): start importing the network stack now, in the
+            # background, so it overlaps with the application's own start-up
+            # instead of running inside the import hook.  Offline and frozen
+            # repositories may never need it.
             if self._s3 is None:
-                load_network_stack()
+                warmup.start()
             else:
                 from secure_import.transport.s3 import import_obstore
 
                 import_obstore()  # also: a missing 's3' extra is reported here
 
     # -- plumbing ---------------------------------------------------------
+
+    @property
+    def materialised(self) -> MaterialiseStore:
+        """Packages materialised on disk (built on first use: the module, with
+        pathlib and dataclasses, is not on the warm import path)."""
+        if self._materialised is None:
+            from secure_import.store.materialise import MaterialiseStore
+
+            self._materialised = MaterialiseStore(
+                self.paths.cache_dir, self.id, readonly=self.paths.cache_readonly
+            )
+        return self._materialised
+
+    @property
+    def ca_bundle(self) -> Path | None:
+        """The CA bundle that alone is trusted for this repository's TLS, if any."""
+        if self._ca_bundle is None:
+            return None
+        from pathlib import Path
+
+        return Path(self._ca_bundle)
+
+    @property
+    def lock_file(self) -> Path | None:
+        """The lock file of frozen mode (repositories reached through
+        dependency declarations are held to it too)."""
+        if self._lock_file is None:
+            return None
+        from pathlib import Path
+
+        return Path(self._lock_file)
 
     @property
     def fetcher(self) -> Transport:
@@ -338,6 +398,14 @@ class Repository:
         return self._fetcher
 
     def _connect_https(self) -> Transport:
+        if not warmup.wait():
+            raise ConnectionFailedError(
+                "the network stack did not finish loading in the background",
+                check="network-stack",
+                url=self.url,
+            )
+        from secure_import.transport.https import Fetcher, TransportOptions
+
         origin = Fetcher(
             self.url, limits=self.limits, ca_bundle=self.ca_bundle, transport=self.transport
         )

@@ -35,7 +35,6 @@ import hashlib
 import warnings
 from collections.abc import Callable
 from datetime import datetime
-from typing import NamedTuple
 
 from secure_import.assembly import Assembler, Pack
 from secure_import.config import MANIFEST_NAME, SIGSTORE_BUNDLE_NAME, Limits
@@ -57,26 +56,33 @@ from secure_import.errors import (
 from secure_import.store.cache import Cache
 from secure_import.store.memo import ManifestMemo
 from secure_import.store.state import StateStore
-from secure_import.transport.background import InBackground
-from secure_import.transport.base import Response, Transport
-from secure_import.transport.freshness import ask_manifest
 from secure_import.transport.mirrors import served_host
-from secure_import.verify.keyless import MAX_BUNDLE_BYTES
 from secure_import.verify.root import ROOTS_DIR, Root
 from secure_import.verify.trust import SigstoreBundle, TrustedManifest
 from secure_import.verify.trustset import Candidate, TrustState
 
+# The transport modules (the freshness request, its worker thread) and the
+# Sigstore modules are imported where they are used: an offline or frozen
+# update needs none of them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from secure_import.transport.background import InBackground
+    from secure_import.transport.base import Response, Transport
+
+    _Request = InBackground[Response]
+
 __all__ = ["ManifestUpdater"]
 
-_Request = InBackground[Response]
 
-
-class _Prepared(NamedTuple):
+class _Prepared:
     """The cached envelope verified, and the bytecode pack of the top-level
     name being imported, while the freshness request was in flight."""
 
-    candidate: Candidate
-    pack: Pack | None
+    __slots__ = ("candidate", "pack")
+
+    def __init__(self, candidate: Candidate, pack: Pack | None) -> None:
+        self.candidate = candidate
+        self.pack = pack
 
 
 #: Checks of a pinned key's signature that fail only when the signed bytes
@@ -320,6 +326,8 @@ class ManifestUpdater:
                 if cached is not None or self.offline:
                     return None if cached is None else (cached, url)
             try:
+                from secure_import.verify.keyless import MAX_BUNDLE_BYTES
+
                 response = self._transport().get(
                     url, cap=MAX_BUNDLE_BYTES, what="Sigstore bundle", deadline=self._deadline
                 )
@@ -345,6 +353,9 @@ class ManifestUpdater:
             return None
         deadline = self._deadline
 
+        from secure_import.transport.background import InBackground
+        from secure_import.transport.freshness import ask_manifest
+
         try:
             fetcher = self._transport()  # built here: setting up TLS needs the interpreter
         except TransportError as exc:
@@ -353,7 +364,7 @@ class ManifestUpdater:
             def fail(ready: Callable[[], None]) -> Response:
                 raise failure
 
-            return _Request(fail, background=False)
+            return InBackground(fail, background=False)
 
         def ask(ready: Callable[[], None]) -> Response:
             # The publisher's pointer, not the server's ETag, says whether the
@@ -367,7 +378,7 @@ class ManifestUpdater:
                 deadline=deadline,
             )
 
-        return _Request(ask, background=cached is not None)
+        return InBackground(ask, background=cached is not None)
 
     def _prepare(
         self, cached: bytes, trust: TrustState, top: str | None

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from secure_import import update
 from secure_import.config import MANIFEST_NAME, Limits
 from secure_import.errors import FormatError, RequestBuildError, TransportError
 from secure_import.publish.serve import Response
@@ -95,7 +94,8 @@ def test_h5_a_request_that_cannot_be_built_fails_the_import_instead_of_going_off
     def unbuildable(fetcher: Fetcher, *args: object, **kwargs: object) -> object:
         return fetcher.get(publisher.url + POINTER_NAME, cap=100, etag="bad\nvalue")
 
-    monkeypatch.setattr(update, "ask_manifest", unbuildable)
+    # The manifest update imports ask_manifest when it asks (not at start-up).
+    monkeypatch.setattr("secure_import.transport.freshness.ask_manifest", unbuildable)
     consumer.new_process()
     with pytest.raises(RequestBuildError):
         importlib.import_module("freshpkg")

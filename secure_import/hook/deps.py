@@ -43,9 +43,9 @@ import sys
 import sysconfig
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from types import FrameType
 
+from secure_import._frozen import Frozen
 from secure_import.errors import (
     DependencyConflictError,
     DependencyError,
@@ -53,15 +53,22 @@ from secure_import.errors import (
     UndeclaredImportError,
 )
 from secure_import.repository import Repository
-from secure_import.verify.requires import Requirement, check_publisher, check_target
+
+# The declaration checks (and the version grammar) are imported when a
+# declaration is resolved: a process without any never loads them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from secure_import.verify.requires import Requirement
 
 __all__ = ["DependencyGraph", "Edge", "importing_repository", "walk"]
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(Frozen):
     """A checked declaration: ``declarer`` may import ``requirement.name``
     from ``target``, whose manifest in use is ``in_use``."""
+
+    _fields = ("declarer", "requirement", "target", "in_use", "followed")
+    __slots__ = _fields
 
     declarer: Repository
     requirement: Requirement
@@ -69,6 +76,21 @@ class Edge:
     in_use: str
     #: True when ``target`` exists only because the declaration was followed.
     followed: bool
+
+    def __init__(
+        self,
+        declarer: Repository,
+        requirement: Requirement,
+        target: Repository,
+        in_use: str,
+        followed: bool,
+    ) -> None:
+        init = object.__setattr__
+        init(self, "declarer", declarer)
+        init(self, "requirement", requirement)
+        init(self, "target", target)
+        init(self, "in_use", in_use)
+        init(self, "followed", followed)
 
     def describe(self) -> str:
         """The declaration as audit records name it."""
@@ -182,6 +204,8 @@ class DependencyGraph:
         return "transitive" if self._follow_level(edge.declarer) == "transitive" else "no"
 
     def _resolve(self, repo: Repository, req: Requirement) -> Edge | None:
+        from secure_import.verify.requires import check_publisher, check_target
+
         declared_by = f"{repo.url} (manifest {repo.manifest.version})"
         owner = self.owner_of(req.name)
         followed = False

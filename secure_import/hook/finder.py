@@ -41,11 +41,14 @@ import os
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from importlib.abc import InspectLoader, Loader
+
+# importlib.abc.Loader lives in importlib._abc, and decode_source in the
+# frozen bootstrap: importing importlib.abc or importlib.util would pull in
+# typing and importlib.resources on every start-up.
+from importlib._abc import Loader
+from importlib._bootstrap_external import decode_source
 from importlib.machinery import ModuleSpec
-from importlib.util import decode_source
 from types import CodeType, ModuleType
-from typing import TYPE_CHECKING
 
 from secure_import._guard import busy, is_busy
 from secure_import.errors import SecureImportError
@@ -54,6 +57,7 @@ from secure_import.repository import Repository
 from secure_import.verify.manifest import FileEntry
 from secure_import.verify.names import is_never_remote
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from importlib.metadata import Distribution, DistributionFinder
 
@@ -91,8 +95,14 @@ def _dir_of(path: str) -> str:
     return path.rsplit("/", 1)[0] + "/" if "/" in path else ""
 
 
-class RemoteLoader(InspectLoader):
-    """Loads one module of one repository from verified bytes."""
+class RemoteLoader(Loader):
+    """Loads one module of one repository from verified bytes.
+
+    It implements :class:`importlib.abc.InspectLoader`'s methods without
+    deriving from it (importlib and the tools that read source, ``linecache``,
+    ``inspect``, ``runpy``, ``pkgutil``, call them by name): the ABC's module
+    imports ``typing`` and ``importlib.resources`` into every process.
+    """
 
     def __init__(
         self,
@@ -141,6 +151,11 @@ class RemoteLoader(InspectLoader):
     def get_source(self, fullname: str) -> str:
         self._check_name(fullname)
         return decode_source(self._verified_bytes(keep=True))
+
+    @staticmethod
+    def source_to_code(data: bytes | str, path: str = "<string>") -> CodeType:
+        """As :meth:`importlib.abc.InspectLoader.source_to_code`."""
+        return compile(data, path, "exec", dont_inherit=True)
 
     def get_code(self, fullname: str) -> CodeType:
         """Code from verified bytes (or authenticated bytecode of them); audited

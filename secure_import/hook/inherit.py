@@ -26,7 +26,6 @@ handed over as a value rather than named by an environment variable or file
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import os
 import sys
 import time
@@ -69,14 +68,14 @@ def _anchor() -> Path:
 
 def _limits(limits: Limits) -> dict[str, int]:
     out: dict[str, int] = {}
-    for item in dataclasses.fields(limits):
-        value = getattr(limits, item.name)
+    for name in limits._fields:
+        value = getattr(limits, name)
         if isinstance(value, timedelta):
-            out[item.name] = round(value.total_seconds() * 1_000_000)
+            out[name] = round(value.total_seconds() * 1_000_000)
         elif isinstance(value, float):
-            out[item.name] = round(value * 1_000_000)
+            out[name] = round(value * 1_000_000)
         else:
-            out[item.name] = int(value)
+            out[name] = int(value)
     return out
 
 
@@ -173,17 +172,17 @@ def _cleanup(pid: int, ident: str, anchor: Path) -> None:
 def _rebuild(item: RepositoryDescription) -> Repository:
     defaults = Limits()
     values: dict[str, object] = {}
-    for field in dataclasses.fields(Limits):
-        if field.name not in item.limits:
+    for name in Limits._fields:
+        if name not in item.limits:
             continue
-        raw = item.limits[field.name]
-        default = getattr(defaults, field.name)
+        raw = item.limits[name]
+        default = getattr(defaults, name)
         if isinstance(default, timedelta):
-            values[field.name] = timedelta(microseconds=raw)
+            values[name] = timedelta(microseconds=raw)
         elif isinstance(default, float):
-            values[field.name] = raw / 1_000_000
+            values[name] = raw / 1_000_000
         else:
-            values[field.name] = raw
+            values[name] = raw
     auth = None
     if item.auth is not None:
         if item.auth.kind == "env":

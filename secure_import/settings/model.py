@@ -4,7 +4,7 @@ after every layer was applied, and the names and limits the layers share."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -266,7 +266,7 @@ class Settings:
         )
         if self.cache_readonly and not paths.cache_readonly:
             # Only ever takes writing away: the environment can add it, never remove it.
-            paths = replace(paths, cache_readonly=True)
+            paths = Paths(paths.cache, paths.state, paths.log, cache_readonly=True)
         return paths
 
     @property

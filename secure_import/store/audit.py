@@ -72,7 +72,6 @@ import sys
 import time
 import weakref
 from collections.abc import Iterator
-from pathlib import Path
 
 from secure_import.errors import AuditWriteError
 from secure_import.store.auditchain import ChainReport, verify_chain
@@ -84,6 +83,7 @@ from secure_import.store.auditfile import (
     Descriptors,
     LockTimeout,
     acquire,
+    anchor_name,
     anchor_path,
     close_held,
     fallback_lock,
@@ -107,6 +107,12 @@ from secure_import.store.auditformat import (
 from secure_import.store.fsutil import secure_dir
 from secure_import.store.logbridge import emit, listening
 
+# File names are kept as strings (``os`` calls); pathlib is imported only by
+# the ``Path`` attributes, when read.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+
 __all__ = ["GENESIS", "AuditLog", "ChainReport", "anchor_path", "verify_chain"]
 
 #: How often one append re-opens a log that keeps being replaced under it
@@ -123,20 +129,43 @@ class AuditLog:
     instances, in one process or many, may append to one path.
     """
 
-    def __init__(self, path: Path, *, witness: Path | None = None) -> None:
-        self.path = path
-        self.anchor = anchor_path(path)
+    def __init__(
+        self, path: str | os.PathLike[str], *, witness: str | os.PathLike[str] | None = None
+    ) -> None:
         #: Where the hash of the newest record is also kept, outside the log
         #: directory (``None``: no witness).
-        self.witness = witness
         self._witness_name = None if witness is None else os.fspath(witness)
-        # str once: a Path costs ~0.5 us per syscall to convert.
+        # Strings: a Path costs ~0.5 us per syscall to convert, and a process
+        # that names its directories never imports pathlib.
         self._log_name = os.fspath(path)
-        self._anchor_name = os.fspath(self.anchor)
+        self._anchor_name = anchor_name(path)
         # Only where flock is unavailable: a lock file costs ~150 us a record.
         self._filelock = fallback_lock(path)
         self._fds = Descriptors()
         weakref.finalize(self, self._fds.close)
+
+    @property
+    def path(self) -> Path:
+        """The log file."""
+        from pathlib import Path
+
+        return Path(self._log_name)
+
+    @property
+    def anchor(self) -> Path:
+        """The file holding the hash of the newest record (:func:`anchor_path`)."""
+        from pathlib import Path
+
+        return Path(self._anchor_name)
+
+    @property
+    def witness(self) -> Path | None:
+        """The witness file kept apart from the log directory, if any."""
+        if self._witness_name is None:
+            return None
+        from pathlib import Path
+
+        return Path(self._witness_name)
 
     def append(self, event: str, *, outcome: str, **fields: object) -> dict[str, object]:
         """Append one record; return it.
@@ -239,7 +268,7 @@ class AuditLog:
         try:
             # Uncontended nearly always: the non-blocking try skips the timed wait's set-up.
             if not mutex.acquire(False) and not mutex.acquire(timeout=LOCK_TIMEOUT):
-                raise LockTimeout(f"{self.path} (held by another thread)")
+                raise LockTimeout(f"{self._log_name} (held by another thread)")
             try:
                 if fds.pid != pid:
                     # Inherited across fork(): the parent's, not ours to use.
@@ -251,7 +280,7 @@ class AuditLog:
             raise AuditWriteError(
                 f"cannot write the audit log, so nothing is loaded: {exc}",
                 check="audit-write",
-                got=str(self.path),
+                got=self._log_name,
             ) from exc
         except AuditWriteError:
             raise
@@ -259,7 +288,7 @@ class AuditLog:
             raise AuditWriteError(
                 f"cannot use the audit log directory: {exc}",
                 check="audit-write",
-                got=str(self.path),
+                got=self._log_name,
             ) from exc
         return prev
 
@@ -332,7 +361,7 @@ class AuditLog:
         fragment = os.pread(log_fd, size - start, start)
         last = last_line(log_fd, start)
         expected = GENESIS if last is None else line_hash(last)
-        anchor = read_anchor(self.anchor)
+        anchor = read_anchor(self._anchor_name)
         if anchor is None or anchor == expected:
             why = "the anchor names the last complete record: an interrupted append"
         else:
@@ -359,7 +388,7 @@ class AuditLog:
             0,
             "chain-restart",
             "noted",
-            f"a new audit chain starts here: the previous chain at {self.path} ended with "
+            f"a new audit chain starts here: the previous chain at {self._log_name} ended with "
             f"record {head}, which is not in this file (rotated, deleted, or moved away "
             "with its directory)",
         )
@@ -385,7 +414,7 @@ class AuditLog:
                 pass  # the next append finds the torn tail and repairs it, audited
             raise
         self._fds.tail = (size + written, digest)
-        write_witness(self._fds, self.witness, self._witness_name, digest.encode() + b"\n")
+        write_witness(self._fds, self._witness_name, digest.encode() + b"\n")
 
     def _lock_current_log(self) -> tuple[int, int]:
         """Return the locked descriptor of the file now at ``self.path`` and its
@@ -399,14 +428,14 @@ class AuditLog:
         fds = self._fds
         for _ in range(_REOPEN_TRIES):
             if fds.log is None:
-                secure_dir(self.path.parent, what="audit log")
+                secure_dir(os.path.dirname(self._log_name) or ".", what="audit log")
                 # A new log file starts a new chain, and must not inherit an
                 # anchor descriptor checked against the old one.
                 fds.close()
                 fds.log = open_held(self._log_name, LOG_FLAGS)
                 fds.pid = os.getpid()
             fd = fds.log.fd
-            acquire(fd, self._filelock, self.path)
+            acquire(fd, self._filelock, self._log_name)
             try:
                 held = os.fstat(fd)
                 at_path = os.lstat(self._log_name)
@@ -419,7 +448,7 @@ class AuditLog:
                 raise
             release(fd, self._filelock)
             fds.close()
-        raise OSError(f"{self.path} was replaced {_REOPEN_TRIES} times during one append")
+        raise OSError(f"{self._log_name} was replaced {_REOPEN_TRIES} times during one append")
 
     def _current_anchor(self) -> int:
         """The descriptor of the file now at ``self.anchor``, opened (again) when
@@ -443,7 +472,7 @@ class AuditLog:
     def records(self) -> Iterator[dict[str, object]]:
         """Yield records in order; lines that are not JSON objects are skipped."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | NOFOLLOW)
+            fd = os.open(self._log_name, os.O_RDONLY | NOFOLLOW)
         except FileNotFoundError:
             return
         with os.fdopen(fd, "rb") as handle:

@@ -21,33 +21,58 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
-from secure_import.store.auditfile import NOFOLLOW, anchor_path, read_anchor
+from secure_import._frozen import Frozen
+from secure_import.store.auditfile import NOFOLLOW, anchor_name, read_anchor
 from secure_import.store.auditformat import GENESIS, line_hash
+
+# AuditLog re-exports this module: no dataclasses or pathlib on import.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    StrPath = str | os.PathLike[str]
 
 __all__ = ["ChainReport", "verify_chain"]
 
 
-@dataclass(frozen=True)
-class ChainReport:
+class ChainReport(Frozen):
+    """What :func:`verify_chain` found."""
+
+    _fields = ("ok", "records", "broken_at", "reason", "restarts", "repairs")
+    __slots__ = _fields
+
     ok: bool
     records: int
     #: 1-based line number of the first line whose ``prev`` does not match.
-    broken_at: int | None = None
-    reason: str | None = None
+    broken_at: int | None
+    reason: str | None
     #: ``"line N: message"`` for every ``chain-restart`` record: the chain is
     #: intact from there on, but what came before it is not in this file.
-    restarts: tuple[str, ...] = ()
+    restarts: tuple[str, ...]
     #: ``"line N: message"`` for every ``audit-repair`` record.
-    repairs: tuple[str, ...] = ()
+    repairs: tuple[str, ...]
+
+    def __init__(
+        self,
+        ok: bool,
+        records: int,
+        broken_at: int | None = None,
+        reason: str | None = None,
+        restarts: tuple[str, ...] = (),
+        repairs: tuple[str, ...] = (),
+    ) -> None:
+        init = object.__setattr__
+        init(self, "ok", ok)
+        init(self, "records", records)
+        init(self, "broken_at", broken_at)
+        init(self, "reason", reason)
+        init(self, "restarts", restarts)
+        init(self, "repairs", repairs)
 
 
-def verify_chain(path: Path, *, witness: Path | None = None) -> ChainReport:
+def verify_chain(path: StrPath, *, witness: StrPath | None = None) -> ChainReport:
     """Check every record's ``prev`` against the line before it, and the last
     line against the anchor and (if given) the witness kept apart."""
-    anchor = read_anchor(anchor_path(path))
+    anchor = read_anchor(anchor_name(path))
     seen = None if witness is None else read_anchor(witness)
     try:
         fd = os.open(path, os.O_RDONLY | NOFOLLOW)

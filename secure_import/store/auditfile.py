@@ -21,8 +21,6 @@ import os
 import threading
 import time
 import weakref
-from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
 
 try:
     import fcntl
@@ -32,8 +30,15 @@ except ImportError:  # pragma: no cover - Windows
 from secure_import.errors import SecureImportError
 from secure_import.store.fsutil import secure_dir
 
+# File names are strings (``os`` calls): pathlib and typing stay off the
+# start-up path.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from filelock import FileLock
+
+    StrPath = str | os.PathLike[str]
 
 __all__ = [
     "ANCHOR_FLAGS",
@@ -44,6 +49,7 @@ __all__ = [
     "Held",
     "LockTimeout",
     "acquire",
+    "anchor_name",
     "anchor_path",
     "close_held",
     "fallback_lock",
@@ -86,11 +92,14 @@ def last_line(fd: int, size: int) -> bytes | None:
     return data.rstrip(b"\n")
 
 
-class Held(NamedTuple):
+class Held:
     """An open descriptor and the file (``st_dev``, ``st_ino``) it was opened on."""
 
-    fd: int
-    file: tuple[int, int]
+    __slots__ = ("fd", "file")
+
+    def __init__(self, fd: int, file: tuple[int, int]) -> None:
+        self.fd = fd
+        self.file = file
 
 
 def open_held(path: str, flags: int) -> Held:
@@ -165,17 +174,17 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reinit_after_fork)
 
 
-def fallback_lock(path: Path) -> FileLock | None:
+def fallback_lock(path: StrPath) -> FileLock | None:
     """A lock file beside ``path``, only where ``flock`` is unavailable (it costs
     ~150 us a record); ``None`` where the log's own descriptor is locked."""
     if fcntl is not None:
         return None
     from filelock import FileLock  # pragma: no cover - Windows
 
-    return FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT)  # pragma: no cover
+    return FileLock(os.fspath(path) + ".lock", timeout=LOCK_TIMEOUT)  # pragma: no cover
 
 
-def acquire(fd: int, filelock: FileLock | None, path: Path) -> None:
+def acquire(fd: int, filelock: FileLock | None, path: StrPath) -> None:
     """Take the exclusive lock on the log open on ``fd``; raise :class:`LockTimeout`
     after :data:`LOCK_TIMEOUT` seconds of someone else holding it."""
     if fcntl is None:  # pragma: no cover - Windows
@@ -185,7 +194,7 @@ def acquire(fd: int, filelock: FileLock | None, path: Path) -> None:
         try:
             filelock.acquire()
         except Timeout as exc:
-            raise LockTimeout(str(path)) from exc
+            raise LockTimeout(os.fspath(path)) from exc
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -200,7 +209,7 @@ def acquire(fd: int, filelock: FileLock | None, path: Path) -> None:
             return
         except BlockingIOError:
             if time.monotonic() > deadline:
-                raise LockTimeout(str(path)) from None
+                raise LockTimeout(os.fspath(path)) from None
 
 
 def release(fd: int, filelock: FileLock | None) -> None:
@@ -216,11 +225,17 @@ def release(fd: int, filelock: FileLock | None) -> None:
 
 
 def anchor_path(log: Path) -> Path:
-    """Where the hash of the newest record of ``log`` is kept."""
+    """Where the hash of the newest record of ``log`` is kept (as a string:
+    :func:`anchor_name`)."""
     return log.with_name(log.name + ".head")
 
 
-def read_anchor(path: Path) -> str | None:
+def anchor_name(log: StrPath) -> str:
+    """:func:`anchor_path` of ``log`` as a string."""
+    return os.fspath(log) + ".head"
+
+
+def read_anchor(path: StrPath) -> str | None:
     """The hash an anchor or witness file holds; ``None`` if there is none."""
     try:
         fd = os.open(path, os.O_RDONLY | NOFOLLOW)
@@ -244,12 +259,11 @@ def read_witness(name: str | None) -> str | None:
         os.close(fd)
 
 
-def write_witness(fds: Descriptors, witness: Path | None, name: str | None, digest: bytes) -> None:
-    """Write ``digest`` to the witness at ``witness`` (``name`` is its path as a
-    string, converted once by the caller), re-opening it when the path names
-    another file.  Best effort: the witness supports the evidence, the log is
-    the record."""
-    if witness is None or name is None:
+def write_witness(fds: Descriptors, name: str | None, digest: bytes) -> None:
+    """Write ``digest`` to the witness file ``name`` (``None``: no witness),
+    re-opening it when the path names another file.  Best effort: the witness
+    supports the evidence, the log is the record."""
+    if name is None:
         return
     try:
         held = fds.witness
@@ -267,8 +281,9 @@ def write_witness(fds: Descriptors, witness: Path | None, name: str | None, dige
         if held is None:
             from secure_import.store.cache import MARKER
 
-            secure_dir(witness.parent.parent, what="cache", marker=MARKER)
-            secure_dir(witness.parent, what="audit witness")
+            folder = os.path.dirname(name)
+            secure_dir(os.path.dirname(folder), what="cache", marker=MARKER)
+            secure_dir(folder, what="audit witness")
             held = fds.witness = open_held(name, ANCHOR_FLAGS)
         os.pwrite(held.fd, digest, 0)
     except (OSError, SecureImportError):

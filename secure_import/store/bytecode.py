@@ -43,14 +43,18 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import marshal
+import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from importlib._bootstrap_external import MAGIC_NUMBER
 from types import CodeType
 
 from secure_import.store.sealed import FORMAT, KEY_NAME, SealedStore, binding
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "BYTECODE_DIR",
@@ -76,13 +80,20 @@ class BytecodeStore:
     from :meth:`load`, :meth:`save`, :meth:`load_pack` or :meth:`save_pack`.
     """
 
-    def __init__(self, cache_dir: Path, state_dir: Path, *, readonly: bool = False) -> None:
-        self.cache_dir = Path(cache_dir)
-        self.state_dir = Path(state_dir)
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str],
+        state_dir: str | os.PathLike[str],
+        *,
+        readonly: bool = False,
+    ) -> None:
+        self._cache_dir = os.fspath(cache_dir)
+        self._state_dir = os.fspath(state_dir)
         #: A read-only cache: seals are read, never written or deleted.
         self.readonly = readonly
         tag = sys.implementation.cache_tag
-        self.magic = importlib.util.MAGIC_NUMBER
+        # importlib.util.MAGIC_NUMBER, without importing importlib.util.
+        self.magic = MAGIC_NUMBER
         self.optimize = sys.flags.optimize
         #: ``None`` disables the store (as importlib does without a cache tag).
         self.tag = tag
@@ -92,8 +103,22 @@ class BytecodeStore:
         self.directory = (
             None
             if tag is None
-            else self.cache_dir / BYTECODE_DIR / f"{tag}-{self.magic.hex()}-opt{self.optimize}"
+            else os.path.join(
+                self._cache_dir, BYTECODE_DIR, f"{tag}-{self.magic.hex()}-opt{self.optimize}"
+            )
         )
+
+    @property
+    def cache_dir(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._cache_dir)
+
+    @property
+    def state_dir(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._state_dir)
 
     @property
     def directory(self) -> Path | None:
@@ -101,12 +126,12 @@ class BytecodeStore:
         return None if self._sealed is None else self._sealed.directory
 
     @directory.setter
-    def directory(self, value: Path | None) -> None:
+    def directory(self, value: str | os.PathLike[str] | None) -> None:
         self._sealed = (
             None
             if value is None
             else SealedStore(
-                value, cache_dir=self.cache_dir, state_dir=self.state_dir, readonly=self.readonly
+                value, cache_dir=self._cache_dir, state_dir=self._state_dir, readonly=self.readonly
             )
         )
 

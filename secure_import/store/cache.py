@@ -30,14 +30,18 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import shutil
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
+from secure_import._frozen import Frozen
 from secure_import.errors import LocalStateError, UnsafePermissionsError
 from secure_import.store.fsutil import atomic_write, read_file, remove_tree, secure_dir
+
+# The read and write paths of an import use strings and ``os``; pathlib and
+# shutil are for listing and clearing the cache (the CLI).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "MARKER",
@@ -71,9 +75,11 @@ _READ_ONLY_ENTRIES = frozenset({"materialised"})
 WITNESS_DIR = "audit-witness"
 
 
-@dataclass(frozen=True)
-class ClearReport:
+class ClearReport(Frozen):
     """What :meth:`Cache.clear` did."""
+
+    _fields = ("objects", "removed", "skipped", "root_removed")
+    __slots__ = _fields
 
     objects: int
     removed: tuple[str, ...]
@@ -81,12 +87,29 @@ class ClearReport:
     skipped: tuple[str, ...]
     root_removed: bool
 
+    def __init__(
+        self, objects: int, removed: tuple[str, ...], skipped: tuple[str, ...], root_removed: bool
+    ) -> None:
+        object.__setattr__(self, "objects", objects)
+        object.__setattr__(self, "removed", removed)
+        object.__setattr__(self, "skipped", skipped)
+        object.__setattr__(self, "root_removed", root_removed)
 
-@dataclass(frozen=True)
-class CacheEntry:
+
+class CacheEntry(Frozen):
+    """One cached object: its digest, size and file."""
+
+    _fields = ("sha256", "size", "path")
+    __slots__ = _fields
+
     sha256: str
     size: int
     path: Path
+
+    def __init__(self, sha256: str, size: int, path: Path) -> None:
+        object.__setattr__(self, "sha256", sha256)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "path", path)
 
 
 #: Errors that mean "this file system or directory does not let us write".
@@ -114,12 +137,13 @@ class Cache:
 
     def __init__(
         self,
-        root: Path,
+        root: str | os.PathLike[str],
         *,
         readonly: bool = False,
         on_unwritable: Callable[[str], None] | None = None,
     ) -> None:
-        self.root = root
+        #: The directory as a string: the import path uses ``os`` functions only.
+        self._root = os.fspath(root)
         self._ready = False
         self.readonly = readonly
         #: Why writes are skipped (``None`` while the cache is writable).
@@ -127,11 +151,17 @@ class Cache:
         self._on_unwritable = on_unwritable
         self._reported = False
 
-    def _dir(self, *parts: str) -> Path:
+    @property
+    def root(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._root)
+
+    def _dir(self, *parts: str) -> str:
         if not self._ready:
-            secure_dir(self.root, what="cache", marker=MARKER)
+            secure_dir(self._root, what="cache", marker=MARKER)
             self._ready = True
-        path = self.root.joinpath(*parts)
+        path = os.path.join(self._root, *parts)
         secure_dir(path, what="cache")
         return path
 
@@ -139,9 +169,9 @@ class Cache:
         """Check the cache directory before a read; ``False`` when a
         read-only cache has none (nothing is created for a read)."""
         if not self._ready:
-            if self.unwritable is not None and not os.path.lexists(self.root):
+            if self.unwritable is not None and not os.path.lexists(self._root):
                 return False
-            secure_dir(self.root, what="cache", marker=MARKER)
+            secure_dir(self._root, what="cache", marker=MARKER)
             self._ready = True
         return True
 
@@ -163,8 +193,8 @@ class Cache:
                 self._on_unwritable(self.unwritable or "read-only")
         return False
 
-    def _object_path(self, sha256: str) -> Path:
-        return self.root / "objects" / sha256[:2] / sha256
+    def _object_path(self, sha256: str) -> str:
+        return os.path.join(self._root, "objects", sha256[:2], sha256)
 
     def get(self, sha256: str) -> tuple[bytes | None, bool]:
         """Return ``(bytes, corrupt)``: the verified bytes, or None.
@@ -181,7 +211,7 @@ class Cache:
         if hashlib.sha256(data).hexdigest() != sha256:
             if self.unwritable is None:
                 try:
-                    path.unlink()
+                    os.unlink(path)
                 except OSError:
                     pass
             return None, True
@@ -198,7 +228,7 @@ class Cache:
             raise AssertionError("refusing to cache bytes that do not match their digest")
 
         def write() -> None:
-            atomic_write(self._dir("objects", sha256[:2]) / sha256, data)
+            atomic_write(os.path.join(self._dir("objects", sha256[:2]), sha256), data)
 
         return self._write(write)
 
@@ -206,19 +236,21 @@ class Cache:
         """Cached, still-untrusted metadata (e.g. a manifest envelope)."""
         if not self._readable():
             return None
-        return read_file(self.root / "metadata" / repo_id / name)
+        return read_file(os.path.join(self._root, "metadata", repo_id, name))
 
     def put_metadata(self, repo_id: str, name: str, data: bytes) -> bool:
         """Store untrusted metadata; False if the cache is read-only."""
 
         def write() -> None:
-            atomic_write(self._dir("metadata", repo_id) / name, data)
+            atomic_write(os.path.join(self._dir("metadata", repo_id), name), data)
 
         return self._write(write)
 
     def object_path(self, sha256: str) -> Path:
         """Where the object ``sha256`` is kept (it may not exist)."""
-        return self._object_path(sha256)
+        from pathlib import Path
+
+        return Path(self._object_path(sha256))
 
     def has(self, sha256: str) -> bool:
         """Whether an object file is there (not checked: :meth:`get` does)."""
@@ -226,7 +258,7 @@ class Cache:
 
     def repo_ids(self) -> list[str]:
         """The repository ids with cached metadata (real directories only)."""
-        base = self.root / "metadata"
+        base = os.path.join(self._root, "metadata")
         try:
             items = sorted(os.scandir(base), key=lambda e: e.name)
         except OSError:
@@ -314,6 +346,8 @@ class Cache:
                 if entry.name in _READ_ONLY_ENTRIES:
                     remove_tree(entry)
                 else:
+                    import shutil  # clearing only: not on the import path
+
                     shutil.rmtree(entry)
                 removed.append(str(entry))
             root_removed = False
@@ -346,7 +380,7 @@ class Cache:
         return sum(entry.size for entry in self.entries())
 
     def __repr__(self) -> str:
-        return f"Cache({os.fspath(self.root)!r})"
+        return f"Cache({self._root!r})"
 
 
 def _clear_error(root: Path, why: str) -> LocalStateError:

@@ -20,10 +20,8 @@ import contextlib
 import os
 import shutil
 import stat
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 try:
     import fcntl
@@ -36,6 +34,7 @@ __all__ = [
     "atomic_write",
     "check_ancestors",
     "exclusive_lock",
+    "make_temp",
     "read_file",
     "remove_tree",
     "secure_dir",
@@ -45,9 +44,37 @@ __all__ = [
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _READ_CHUNK = 1 << 16
+#: A temporary file is created exclusively, 0600, never through a symlink
+#: (what ``tempfile.mkstemp`` does; that module would import ``random``,
+#: ``shutil`` and their compression modules into every process).
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_TEMP_TRIES = 100
+
+# Paths are handled as strings with ``os.path``: pathlib is not imported by a
+# process that only reads its warm cache.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    _P = TypeVar("_P", bound="str | os.PathLike[str]")
 
 
-def secure_dir(path: Path, *, what: str, marker: tuple[str, bytes] | None = None) -> Path:
+def _name(path: str | os.PathLike[str]) -> str:
+    return os.fspath(path)
+
+
+def _parents(path: str) -> Iterator[str]:
+    """``path``'s ancestors, nearest first (as ``PurePath.parents``)."""
+    current = path
+    while True:
+        parent = os.path.dirname(current)
+        if parent == current or not parent:
+            return
+        yield parent
+        current = parent
+
+
+def secure_dir(path: _P, *, what: str, marker: tuple[str, bytes] | None = None) -> _P:
     """Create ``path`` if missing and check it is safe to use.
 
     Every directory level this call creates is made 0700 (not only the last:
@@ -72,7 +99,7 @@ def secure_dir(path: Path, *, what: str, marker: tuple[str, bytes] | None = None
             # exception and a stat (this runs several times per import).
             info = os.lstat(path)
         except FileNotFoundError:
-            created = _make_dirs(Path(path))
+            created = _make_dirs(_name(path))
             info = os.lstat(path)
     except OSError as exc:
         raise UnsafePermissionsError(
@@ -101,11 +128,12 @@ def secure_dir(path: Path, *, what: str, marker: tuple[str, bytes] | None = None
             expected="no group/other write (0700)",
             got=f"{stat.filemode(info.st_mode)} ({path})",
         )
-    check_ancestors(Path(path), what=what)
+    check_ancestors(path, what=what)
     if created and marker is not None:
         name, data = marker
         try:
-            fd = os.open(Path(path) / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+            fd = os.open(os.path.join(path, name), flags, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
         except OSError:
@@ -113,16 +141,17 @@ def secure_dir(path: Path, *, what: str, marker: tuple[str, bytes] | None = None
     return path
 
 
-def _make_dirs(path: Path) -> bool:
+def _make_dirs(path: str) -> bool:
     """Create ``path`` and every missing parent, each level 0700; True if
     ``path`` itself was created by this call."""
-    missing: list[Path] = []
+    missing: list[str] = []
     current = path
     while not os.path.lexists(current):
         missing.append(current)
-        if current.parent == current:
+        parent = os.path.dirname(current)
+        if parent == current or not parent:
             break
-        current = current.parent
+        current = parent
     created = False
     for directory in reversed(missing):
         try:
@@ -178,7 +207,7 @@ def writable_by_others(info: os.stat_result) -> bool:
     return bool(mode & 0o002) or bool(mode & 0o020 and not _private_group(info.st_gid))
 
 
-def trust_problem(path: Path) -> str | None:
+def trust_problem(path: str | os.PathLike[str]) -> str | None:
     """Why a configuration file at ``path`` cannot be trusted (THREATS H1), or
     ``None``: it is owned by another user than the current one or root,
     writable by others, or under a directory another user could write or
@@ -197,13 +226,13 @@ def trust_problem(path: Path) -> str | None:
     if writable_by_others(info):
         return f"it is writable by others ({stat.filemode(info.st_mode)})"
     try:
-        check_ancestors(Path(os.path.realpath(path)).parent, what="configuration", _self=True)
+        check_ancestors(os.path.dirname(os.path.realpath(path)), what="configuration", _self=True)
     except UnsafePermissionsError as exc:
         return f"{exc.detail} ({exc.got})"
     return None
 
 
-def check_ancestors(path: Path, *, what: str, _self: bool = False) -> None:
+def check_ancestors(path: str | os.PathLike[str], *, what: str, _self: bool = False) -> None:
     """Refuse ``path`` if another user could rename or replace it (THREATS H7).
 
     For each directory ``P`` above ``path`` (after resolving symlinks) and its
@@ -239,8 +268,7 @@ def check_ancestors(path: Path, *, what: str, _self: bool = False) -> None:
     real = os.path.realpath(absolute)
     if real != absolute:
         # Symlinks on the lexical path: whoever owns one decides where it points.
-        probe = Path(absolute)
-        for component in (probe, *probe.parents):
+        for component in (absolute, *_parents(absolute)):
             try:
                 info = os.lstat(component)
             except OSError:
@@ -252,11 +280,11 @@ def check_ancestors(path: Path, *, what: str, _self: bool = False) -> None:
                     expected="symlinks owned by you or root",
                     got=f"uid {info.st_uid} owns {component}",
                 )
-    child = Path(real)
+    child = real
     try:
         child_info = os.lstat(child)
-        for parent in child.parents:
-            parent_key = os.fspath(parent)
+        for parent in _parents(child):
+            parent_key = parent
             info = os.lstat(parent)
             if not _trusted_owner(info.st_uid):
                 raise UnsafePermissionsError(
@@ -291,13 +319,30 @@ def check_ancestors(path: Path, *, what: str, _self: bool = False) -> None:
         _SAFE_ANCESTRY.add(real)
 
 
-def atomic_write(path: Path, data: bytes | Sequence[bytes], *, durable: bool = False) -> None:
+def make_temp(directory: str | os.PathLike[str]) -> tuple[int, str]:
+    """Create a new, empty temporary file in ``directory``: ``(fd, name)``.
+
+    Mode 0600, exclusive, never through a symlink, with an unpredictable name.
+    """
+    base = os.fspath(directory)
+    for _ in range(_TEMP_TRIES):
+        name = os.path.join(base, f".tmp-{os.urandom(8).hex()}.part")
+        try:
+            return os.open(name, _TEMP_FLAGS, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name in {base}")
+
+
+def atomic_write(
+    path: str | os.PathLike[str], data: bytes | Sequence[bytes], *, durable: bool = False
+) -> None:
     """Write ``data`` (or its pieces, in order) to ``path`` atomically with mode 0600.
 
     ``durable`` adds an fsync before the rename: used for trust state, skipped
     for cache objects (a torn cache file fails its hash and is fetched again).
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+    fd, tmp = make_temp(os.path.dirname(os.fspath(path)) or ".")
     try:
         with os.fdopen(fd, "wb") as handle:
             for piece in [data] if isinstance(data, bytes) else data:
@@ -314,7 +359,7 @@ def atomic_write(path: Path, data: bytes | Sequence[bytes], *, durable: bool = F
         raise
 
 
-def read_file(path: Path) -> bytes | None:
+def read_file(path: str | os.PathLike[str]) -> bytes | None:
     """Read a regular file without following a final symlink; ``None`` if absent.
 
     A symlink, FIFO or other non-regular file is treated as absent (and left
@@ -347,7 +392,7 @@ def read_file(path: Path) -> bytes | None:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: Path, *, timeout: float = 30.0) -> Iterator[None]:
+def exclusive_lock(path: str | os.PathLike[str], *, timeout: float = 30.0) -> Iterator[None]:
     """Hold an exclusive lock on the lock file ``path`` (created 0600, never
     through a symlink) for the ``with`` block: serialises read-modify-write
     of a state file between processes.

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-from pathlib import Path
-
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-)
 
 from secure_import.errors import ConfigError, KeyFileError
 from secure_import.verify.keys import KEY_NAME_PATTERN, PublicKey, load_public_key, public_key_of
+
+# cryptography and pathlib are imported by the functions that make or read
+# private keys: pinning a public key in canonical form needs neither.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 _MAX_KEY_FILE_BYTES = 64 * 1024
 
@@ -77,6 +77,10 @@ def load_private_key_file(
             f"{source}: a passphrase was given but the private key is not encrypted",
             check="passphrase",
         )
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(data, password=passphrase or None)
     except TypeError as exc:
@@ -137,7 +141,7 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
 
 def _write_replace(path: Path, data: bytes, mode: int) -> None:
     """Atomically replace ``path``: temp file in the same directory, fsync, rename."""
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    temp = path.with_name(f".{path.name}.{os.urandom(8).hex()}.tmp")
     _write_new(temp, data, mode)
     try:
         os.replace(temp, path)
@@ -178,6 +182,11 @@ def generate_keypair(
         )
     if passphrase is not None and len(passphrase) == 0:
         raise ConfigError("an empty passphrase is not allowed", check="passphrase")
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     directory = Path(directory)
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)

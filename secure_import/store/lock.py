@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
 
+from secure_import._frozen import Frozen
 from secure_import.errors import ConfigError, FormatError
 from secure_import.verify import strictjson
 
@@ -28,11 +27,20 @@ __all__ = ["LockEntry", "read_lock", "write_lock"]
 _LOCK_VERSION = 1
 
 
-@dataclass(frozen=True)
-class LockEntry:
+class LockEntry(Frozen):
+    """The manifest a lock file pins for one repository."""
+
+    _fields = ("url", "manifest_sha256", "manifest_version")
+    __slots__ = _fields
+
     url: str
     manifest_sha256: str
     manifest_version: int
+
+    def __init__(self, url: str, manifest_sha256: str, manifest_version: int) -> None:
+        object.__setattr__(self, "url", url)
+        object.__setattr__(self, "manifest_sha256", manifest_sha256)
+        object.__setattr__(self, "manifest_version", manifest_version)
 
 
 def read_lock(path: str | os.PathLike[str]) -> dict[str, LockEntry]:
@@ -42,25 +50,26 @@ def read_lock(path: str | os.PathLike[str]) -> dict[str, LockEntry]:
         ConfigError: missing or unreadable.
         FormatError: malformed (unknown fields, wrong types, bad digests).
     """
-    lock_path = Path(path)
+    lock_path = os.fspath(path)
     try:
-        data = lock_path.read_bytes()
+        with open(lock_path, "rb") as handle:
+            data = handle.read()
     except OSError as exc:
         raise ConfigError(
-            f"cannot read the lock file: {exc}", check="lock-file", got=str(lock_path)
+            f"cannot read the lock file: {exc}", check="lock-file", got=lock_path
         ) from exc
-    doc = strictjson.loads(data, what="lock file", url=str(lock_path))
+    doc = strictjson.loads(data, what="lock file", url=lock_path)
     if not isinstance(doc, dict) or set(doc) != {"lock_version", "repositories"}:
         raise FormatError(
             "a lock file has exactly lock_version and repositories",
             check="lock-schema",
-            url=str(lock_path),
+            url=lock_path,
         )
     if doc["lock_version"] != _LOCK_VERSION or not isinstance(doc["repositories"], dict):
         raise FormatError(
             "unsupported lock file",
             check="lock-schema",
-            url=str(lock_path),
+            url=lock_path,
             expected=_LOCK_VERSION,
             got=doc["lock_version"],
         )
@@ -74,9 +83,7 @@ def read_lock(path: str | os.PathLike[str]) -> dict[str, LockEntry]:
             or any(c not in "0123456789abcdef" for c in entry["manifest_sha256"])
             or type(entry["manifest_version"]) is not int
         ):
-            raise FormatError(
-                "malformed lock entry", check="lock-schema", url=str(lock_path), got=url
-            )
+            raise FormatError("malformed lock entry", check="lock-schema", url=lock_path, got=url)
         entries[url] = LockEntry(url, entry["manifest_sha256"], entry["manifest_version"])
     return entries
 
@@ -118,7 +125,7 @@ def write_lock(path: str | os.PathLike[str], pins: Iterable[LockEntry]) -> dict[
             for url, e in sorted(entries.items())
         },
     }
-    lock_path = Path(path)
+    lock_path = os.fspath(path)
     atomic_write(lock_path, strictjson.dumps_canonical(doc) + b"\n")
     os.chmod(lock_path, 0o644)
     return entries

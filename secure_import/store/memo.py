@@ -31,13 +31,17 @@ Invariants:
 from __future__ import annotations
 
 import marshal
-from pathlib import Path
+import os
 
 from secure_import.errors import FormatError
 from secure_import.store.sealed import SealedStore, binding, digest_name
 from secure_import.verify import manifest
 from secure_import.verify.manifest import Manifest
 from secure_import.verify.root import Root
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["MEMO_DIR", "ManifestMemo"]
 
@@ -55,12 +59,17 @@ class ManifestMemo:
     """
 
     def __init__(
-        self, cache_dir: Path, state_dir: Path, *, owner: str, readonly: bool = False
+        self,
+        cache_dir: str | os.PathLike[str],
+        state_dir: str | os.PathLike[str],
+        *,
+        owner: str,
+        readonly: bool = False,
     ) -> None:
         self._sealed = SealedStore(
-            Path(cache_dir) / MEMO_DIR,
-            cache_dir=Path(cache_dir),
-            state_dir=Path(state_dir),
+            os.path.join(cache_dir, MEMO_DIR),
+            cache_dir=cache_dir,
+            state_dir=state_dir,
             readonly=readonly,
         )
         self._prefix = f"manifest-{owner}-"

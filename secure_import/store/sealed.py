@@ -46,16 +46,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import secrets
 import stat
-import tempfile
 import threading
 from collections.abc import Iterable
-from pathlib import Path
 
 from secure_import.errors import SecureImportError
 from secure_import.store.cache import MARKER
-from secure_import.store.fsutil import atomic_write, read_file, secure_dir
+from secure_import.store.fsutil import atomic_write, make_temp, read_file, secure_dir
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["FORMAT", "KEY_NAME", "SealedStore", "binding"]
 
@@ -81,24 +82,47 @@ class SealedStore:
     """
 
     def __init__(
-        self, directory: Path, *, cache_dir: Path, state_dir: Path, readonly: bool = False
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        cache_dir: str | os.PathLike[str],
+        state_dir: str | os.PathLike[str],
+        readonly: bool = False,
     ) -> None:
-        self.directory = Path(directory)
+        # Strings: every open and seal is an ``os`` call (no pathlib here).
+        self._directory = os.fspath(directory)
         self.readonly = readonly
-        self.cache_dir = Path(cache_dir)
-        self.state_dir = Path(state_dir)
+        self._cache_dir = os.fspath(cache_dir)
+        self._state_dir = os.fspath(state_dir)
         self._lock = threading.Lock()
         self._key: bytes | None = None
         self._no_key = False
         self._dir_ready = False
+
+    @property
+    def directory(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._directory)
+
+    @property
+    def cache_dir(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._cache_dir)
+
+    @property
+    def state_dir(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._state_dir)
 
     def open(self, name: str, bound: bytes) -> memoryview | None:
         """The authenticated body of ``name`` for binding ``bound``, or ``None``.
 
         A file that is present but fails the check is deleted.
         """
-        path = self.directory / name
-        data = read_file(path)
+        data = read_file(os.path.join(self._directory, name))
         if data is None:
             return None
         key = self._existing_key()
@@ -115,7 +139,7 @@ class SealedStore:
     def check(self, name: str, bound: bytes) -> tuple[memoryview | None, str | None]:
         """``(body, None)`` when ``name`` is a genuine seal for ``bound``, else
         ``(None, why)`` (``"missing"`` when there is no file).  Deletes nothing."""
-        data = read_file(self.directory / name)
+        data = read_file(os.path.join(self._directory, name))
         if data is None:
             return None, "missing"
         key = self._existing_key()
@@ -139,7 +163,7 @@ class SealedStore:
             mac = _mac(key, bound, body)
             if not self._ensure_dir():
                 return False
-            atomic_write(self.directory / name, [FORMAT, mac, body])
+            atomic_write(os.path.join(self._directory, name), [FORMAT, mac, body])
         except (OSError, ValueError):
             return False  # a cache that cannot be written only costs a recompute
         return True
@@ -148,14 +172,14 @@ class SealedStore:
         if self.readonly:
             return
         try:
-            os.unlink(self.directory / name)
+            os.unlink(os.path.join(self._directory, name))
         except OSError:
             pass
 
     def names(self, prefix: str) -> list[str]:
         """Names in the folder starting with ``prefix`` (for pruning)."""
         try:
-            return [n for n in os.listdir(self.directory) if n.startswith(prefix)]
+            return [n for n in os.listdir(self._directory) if n.startswith(prefix)]
         except OSError:
             return []
 
@@ -164,7 +188,7 @@ class SealedStore:
     def _existing_key(self) -> bytes | None:
         """The key if it exists; never creates it.  Remembered once read."""
         if self._key is None:
-            key = _read_key(self.state_dir / KEY_NAME)
+            key = _read_key(os.path.join(self._state_dir, KEY_NAME))
             if key is not None:
                 self._key = key
         return self._key
@@ -182,11 +206,11 @@ class SealedStore:
         if self._dir_ready:
             return True
         try:
-            secure_dir(self.cache_dir, what="cache", marker=MARKER)
-            parent = self.directory.parent
-            if parent != self.cache_dir:
+            secure_dir(self._cache_dir, what="cache", marker=MARKER)
+            parent = os.path.dirname(self._directory)
+            if os.path.normpath(parent) != os.path.normpath(self._cache_dir):
                 secure_dir(parent, what="cache")
-            secure_dir(self.directory, what="sealed cache")
+            secure_dir(self._directory, what="sealed cache")
         except SecureImportError:
             return False
         self._dir_ready = True
@@ -195,20 +219,21 @@ class SealedStore:
     def _load_or_create_key(self) -> bytes | None:
         """Read the key, creating it once if absent; ``None`` if unusable."""
         try:
-            secure_dir(self.state_dir, what="state")
+            secure_dir(self._state_dir, what="state")
         except SecureImportError:
             return None
-        path = self.state_dir / KEY_NAME
+        path = os.path.join(self._state_dir, KEY_NAME)
         key = _read_key(path)
         if key is not None or os.path.lexists(path):
             return key
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=".tmp-", suffix=".part")
+            fd, tmp = make_temp(self._state_dir)
         except OSError:
             return None
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_bytes(_KEY_BYTES))
+                # os.urandom is what ``secrets.token_bytes`` returns.
+                handle.write(os.urandom(_KEY_BYTES))
                 handle.flush()
                 os.fsync(handle.fileno())
             # link() creates the name only if absent: two processes racing here
@@ -233,7 +258,7 @@ def _mac(key: bytes, bound: bytes, body: bytes | memoryview) -> bytes:
     return mac.digest()
 
 
-def _read_key(path: Path) -> bytes | None:
+def _read_key(path: str) -> bytes | None:
     """The key if ``path`` is our own private regular file of the right size."""
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW)

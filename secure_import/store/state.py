@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable
-from pathlib import Path
 
 from secure_import.errors import EquivocationError, LocalStateError, RollbackError
 from secure_import.store.fsutil import atomic_write, exclusive_lock, read_file, secure_dir
@@ -38,11 +38,12 @@ def repo_id(base_url: str, *, key_ids: Iterable[str] = ()) -> str:
 class StateStore:
     """High-water marks, one small JSON file per repository."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.fspath(root)
 
-    def _path(self, rid: str) -> Path:
-        return secure_dir(self.root / "repos" / rid, what="state") / "high-water.json"
+    def _path(self, rid: str) -> str:
+        directory = secure_dir(os.path.join(self.root, "repos", rid), what="state")
+        return os.path.join(directory, "high-water.json")
 
     def high_water(self, rid: str) -> HighWater | None:
         secure_dir(self.root, what="state")
@@ -56,7 +57,7 @@ class StateStore:
             raise LocalStateError(
                 "the trust state file is damaged; refusing to guess the high-water mark",
                 check="state-file",
-                got=str(self._path(rid)),
+                got=self._path(rid),
             ) from exc
 
     def roots(self, rid: str, after: int) -> list[bytes]:
@@ -65,19 +66,19 @@ class StateStore:
         They are re-verified link by link by the caller: the state directory
         remembers, it does not vouch.
         """
-        directory = self.root / "repos" / rid / "roots"
+        directory = os.path.join(self.root, "repos", rid, "roots")
         found: list[bytes] = []
         version = after + 1
         while True:
-            data = read_file(directory / f"{version}.json")
+            data = read_file(os.path.join(directory, f"{version}.json"))
             if data is None:
                 return found
             found.append(data)
             version += 1
 
     def save_root(self, rid: str, version: int, data: bytes) -> None:
-        directory = secure_dir(self.root / "repos" / rid / "roots", what="state")
-        atomic_write(directory / f"{version}.json", data, durable=True)
+        directory = secure_dir(os.path.join(self.root, "repos", rid, "roots"), what="state")
+        atomic_write(os.path.join(directory, f"{version}.json"), data, durable=True)
 
     def raise_high_water(self, rid: str, mark: HighWater, *, url: str | None = None) -> None:
         """Store ``mark`` if it is above the stored one (compare-and-swap).
@@ -93,7 +94,7 @@ class StateStore:
         """
         path = self._path(rid)
         try:
-            with exclusive_lock(path.with_name("high-water.lock")):
+            with exclusive_lock(os.path.join(os.path.dirname(path), "high-water.lock")):
                 current = self.high_water(rid)
                 if current is not None:
                     if mark.version < current.version:

@@ -8,22 +8,41 @@ length).  :class:`FileTable` is the same listing rebuilt from a memo
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import NamedTuple
 
 __all__ = ["FileEntry", "FileTable"]
 
 
-class FileEntry(NamedTuple):
+class FileEntry(tuple[str, str, int]):
     """One file listed in a manifest: where it lives, its SHA-256 and length.
 
-    A named tuple rather than a dataclass: a manifest holds one per file and
-    is rebuilt in every process, where tuple construction is several times
-    cheaper.  It is immutable all the same.
+    A tuple rather than a dataclass: a manifest holds one per file and is
+    rebuilt in every process, where tuple construction is several times
+    cheaper.  It is immutable all the same.  Written out rather than a
+    ``typing.NamedTuple``, which would import ``typing`` into every process.
     """
 
-    path: str
-    sha256: str
-    length: int
+    __slots__ = ()
+
+    def __new__(cls, path: str, sha256: str, length: int) -> FileEntry:
+        return tuple.__new__(cls, (path, sha256, length))
+
+    def __getnewargs__(self) -> tuple[str, str, int]:
+        return (self[0], self[1], self[2])
+
+    @property
+    def path(self) -> str:
+        return self[0]
+
+    @property
+    def sha256(self) -> str:
+        return self[1]
+
+    @property
+    def length(self) -> int:
+        return self[2]
+
+    def __repr__(self) -> str:
+        return f"FileEntry(path={self[0]!r}, sha256={self[1]!r}, length={self[2]!r})"
 
 
 class FileTable(Mapping[str, FileEntry]):

@@ -38,10 +38,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from cryptography import x509
-from cryptography.x509.oid import ExtensionOID, ObjectIdentifier
-
 from secure_import.errors import ConfigError, FormatError
+
+# cryptography's x509 module (~0.1 s to import) is loaded only to read a
+# signing certificate: a process that pins identities but runs from its
+# sealed memo never reads one.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cryptography import x509
 
 __all__ = [
     "GITHUB_ACTIONS_ISSUER",
@@ -72,19 +76,20 @@ _FORGE_OF_ISSUER = {
 _MAX_CLAIM = 1024
 
 _FULCIO = "1.3.6.1.4.1.57264.1."
-_OID_ISSUER_V1 = ObjectIdentifier(_FULCIO + "1")
-_OID_ISSUER_V2 = ObjectIdentifier(_FULCIO + "8")
+#: Dotted OIDs of the Fulcio claims (made ``ObjectIdentifier`` when read).
+_OID_ISSUER_V1 = _FULCIO + "1"
+_OID_ISSUER_V2 = _FULCIO + "8"
 _V2_CLAIMS = {
-    "build_signer_uri": ObjectIdentifier(_FULCIO + "9"),
-    "build_signer_digest": ObjectIdentifier(_FULCIO + "10"),
-    "runner_environment": ObjectIdentifier(_FULCIO + "11"),
-    "source_repository_uri": ObjectIdentifier(_FULCIO + "12"),
-    "source_repository_digest": ObjectIdentifier(_FULCIO + "13"),
-    "source_repository_ref": ObjectIdentifier(_FULCIO + "14"),
-    "build_config_uri": ObjectIdentifier(_FULCIO + "18"),
-    "build_trigger": ObjectIdentifier(_FULCIO + "20"),
-    "run_invocation_uri": ObjectIdentifier(_FULCIO + "21"),
-    "deployment_environment": ObjectIdentifier(_FULCIO + "23"),
+    "build_signer_uri": _FULCIO + "9",
+    "build_signer_digest": _FULCIO + "10",
+    "runner_environment": _FULCIO + "11",
+    "source_repository_uri": _FULCIO + "12",
+    "source_repository_digest": _FULCIO + "13",
+    "source_repository_ref": _FULCIO + "14",
+    "build_config_uri": _FULCIO + "18",
+    "build_trigger": _FULCIO + "20",
+    "run_invocation_uri": _FULCIO + "21",
+    "deployment_environment": _FULCIO + "23",
 }
 
 _PIN_FIELDS = ("issuer", "identity", "repository", "workflow", "ref", "environment")
@@ -334,16 +339,16 @@ def _decode(raw: bytes, what: str) -> str:
     return text
 
 
-def _raw_extension(cert: x509.Certificate, oid: ObjectIdentifier) -> bytes | None:
+def _raw_extension(cert: x509.Certificate, oid: str) -> bytes | None:
+    from cryptography import x509
+
     try:
-        ext = cert.extensions.get_extension_for_oid(oid)
+        ext = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(oid))
     except x509.ExtensionNotFound:
         return None
     value = ext.value
     if not isinstance(value, x509.UnrecognizedExtension):  # pragma: no cover - defensive
-        raise FormatError(
-            f"certificate claim {oid.dotted_string} is unreadable", check="certificate"
-        )
+        raise FormatError(f"certificate claim {oid} is unreadable", check="certificate")
     return value.value
 
 
@@ -354,6 +359,9 @@ def signer_from_certificate(cert: x509.Certificate) -> SignerIdentity:
         FormatError: an extension is duplicated or a claim is malformed, or
             the v1 and v2 issuer claims disagree.
     """
+    from cryptography import x509
+    from cryptography.x509.oid import ExtensionOID
+
     try:
         extensions = cert.extensions
     except (ValueError, x509.DuplicateExtension) as exc:

@@ -52,10 +52,10 @@ from __future__ import annotations
 import keyword
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 
+from secure_import._frozen import Frozen
 from secure_import.errors import FormatError
 from secure_import.verify import strictjson
 from secure_import.verify.entries import FileEntry, FileTable
@@ -68,7 +68,12 @@ from secure_import.verify.paths import (
     refuse_path,
     show,
 )
-from secure_import.verify.requires import Requirement, parse_requires, requires_to_json
+
+# Dependency declarations (and the version grammar under them) are parsed
+# only for a manifest that has some: a v1 manifest never imports them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from secure_import.verify.requires import Requirement
 
 __all__ = [
     "MANIFEST_TYPE",
@@ -120,18 +125,41 @@ def _module_dir(fullname: str) -> str | None:
     return "/".join(parts)
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(Frozen):
     """A parsed, validated manifest.  Build it with :func:`parse` only."""
+
+    _fields = ("version", "root_version", "issued", "expires", "provides", "files", "requires")
+    # Weak references: per-manifest indexes (hook.resources) die with it.
+    __slots__ = (*_fields, "__weakref__")
+    _unhashed = frozenset({"files", "requires"})
 
     version: int
     root_version: int
     issued: datetime
     expires: datetime
     provides: tuple[str, ...]
-    files: Mapping[str, FileEntry] = field(hash=False)
+    files: Mapping[str, FileEntry]
     #: Signed dependency declarations, by top-level name (empty for v1).
-    requires: Mapping[str, Requirement] = field(default_factory=lambda: _NO_REQUIRES, hash=False)
+    requires: Mapping[str, Requirement]
+
+    def __init__(
+        self,
+        version: int,
+        root_version: int,
+        issued: datetime,
+        expires: datetime,
+        provides: tuple[str, ...],
+        files: Mapping[str, FileEntry],
+        requires: Mapping[str, Requirement] | None = None,
+    ) -> None:
+        init = object.__setattr__
+        init(self, "version", version)
+        init(self, "root_version", root_version)
+        init(self, "issued", issued)
+        init(self, "expires", expires)
+        init(self, "provides", provides)
+        init(self, "files", files)
+        init(self, "requires", _NO_REQUIRES if requires is None else requires)
 
     def find_module(self, fullname: str) -> tuple[FileEntry, bool] | None:
         """The file defining module ``fullname`` and whether it is a package.
@@ -377,6 +405,8 @@ def parse(payload: bytes, *, url: str | None = None) -> Manifest:
                 f"provided name {name!r} has neither {name}.py nor {name}/__init__.py", url
             )
     entries = {path: _parse_entry(path, raw_files[path], url) for path in sorted(raw_files)}
+    if spec_version == 2:
+        from secure_import.verify.requires import parse_requires
     requires = (
         parse_requires(document["requires"], provides=provides, url=url)
         if spec_version == 2
@@ -426,8 +456,14 @@ def to_plain(parsed: Manifest) -> PlainManifest:
             tuple(e.sha256 for e in entries),
             tuple(e.length for e in entries),
         ),
-        strictjson.dumps_canonical(requires_to_json(parsed.requires)) if parsed.requires else b"",
+        _requires_json(parsed.requires) if parsed.requires else b"",
     )
+
+
+def _requires_json(requires: Mapping[str, Requirement]) -> bytes:
+    from secure_import.verify.requires import requires_to_json
+
+    return strictjson.dumps_canonical(requires_to_json(requires))
 
 
 def from_plain(plain: PlainManifest) -> Manifest:
@@ -439,6 +475,8 @@ def from_plain(plain: PlainManifest) -> Manifest:
     small and rare, is parsed again (a ``FormatError`` if it does not parse).
     """
     version, root_version, issued, expires, provides, (paths, digests, lengths), req = plain
+    if req:
+        from secure_import.verify.requires import parse_requires
     requires = (
         parse_requires(strictjson.loads(req, what="memo"), provides=tuple(provides))
         if req
@@ -503,6 +541,8 @@ def build_payload(
         "files": listed,
     }
     if requires:
+        from secure_import.verify.requires import Requirement, requires_to_json
+
         if not all(isinstance(r, Requirement) and r.name == n for n, r in requires.items()):
             raise _format_error("requires must map each name to its Requirement", None)
         document["requires"] = requires_to_json(requires)

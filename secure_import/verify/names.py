@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from secure_import._frozen import Frozen
 from secure_import.errors import ConfigError, InsecureURLError
 
 #: Names that are never served from a remote repository, whatever the
@@ -73,13 +73,20 @@ def check_materialise(materialise: bool | Iterable[str] | str) -> bool | frozens
     return names
 
 
-@dataclass(frozen=True)
-class Origin:
+class Origin(Frozen):
     """An https origin: scheme, lowercase host, explicit port."""
+
+    _fields = ("host", "port", "scheme")
+    __slots__ = _fields
 
     host: str
     port: int
-    scheme: str = field(default="https")
+    scheme: str
+
+    def __init__(self, host: str, port: int, scheme: str = "https") -> None:
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "scheme", scheme)
 
     def __str__(self) -> str:
         return f"{self.scheme}://{self.host}:{self.port}"

@@ -28,17 +28,20 @@ output):
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from secure_import._frozen import Frozen
 from secure_import.errors import ConfigError, FormatError
 from secure_import.verify import strictjson
-from secure_import.verify.identity import Identity
-from secure_import.verify.keyless import PinnedTrustedRoot
 from secure_import.verify.keys import PublicKey
 from secure_import.verify.manifest import MAX_VERSION, format_time, parse_time
+
+# Sigstore pins are imported only by a root that has some.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from secure_import.verify.identity import Identity
+    from secure_import.verify.keyless import PinnedTrustedRoot
 
 __all__ = [
     "FAR_FUTURE",
@@ -67,8 +70,7 @@ _FIELDS = frozenset({"_type", "spec_version", "version", "expires", "threshold",
 _KEY_FIELDS = frozenset({"keytype", "public"})
 
 
-@dataclass(frozen=True)
-class Root:
+class Root(Frozen):
     """A validated trust root: keys sorted by key id, no key twice.
 
     A root the user pins locally may also name Sigstore ``identities``
@@ -79,12 +81,32 @@ class Root:
     rotation) carry keys only, and a root with identities follows no rotation.
     """
 
+    _fields = ("version", "expires", "threshold", "keys", "identities", "sigstore_root")
+    __slots__ = _fields
+
     version: int
     expires: datetime
     threshold: int
     keys: tuple[PublicKey, ...]
-    identities: tuple[Identity, ...] = ()
-    sigstore_root: PinnedTrustedRoot | None = None
+    identities: tuple[Identity, ...]
+    sigstore_root: PinnedTrustedRoot | None
+
+    def __init__(
+        self,
+        version: int,
+        expires: datetime,
+        threshold: int,
+        keys: tuple[PublicKey, ...],
+        identities: tuple[Identity, ...] = (),
+        sigstore_root: PinnedTrustedRoot | None = None,
+    ) -> None:
+        init = object.__setattr__
+        init(self, "version", version)
+        init(self, "expires", expires)
+        init(self, "threshold", threshold)
+        init(self, "keys", keys)
+        init(self, "identities", identities)
+        init(self, "sigstore_root", sigstore_root)
 
     @classmethod
     def from_keys(
@@ -119,6 +141,8 @@ class Root:
                 )
             unique.setdefault(key.key_id, key)
         pins: list[Identity] = []
+        if identities:
+            from secure_import.verify.identity import Identity
         for pin in identities:
             if not isinstance(pin, Identity):
                 raise ConfigError(
@@ -274,6 +298,8 @@ def build_payload(root: Root) -> bytes:
     Raises:
         FormatError: if ``root`` breaks a rule :func:`parse` enforces.
     """
+    import base64
+
     try:
         keys = {
             key.key_id: {"keytype": KEY_TYPE, "public": base64.b64encode(key.raw).decode("ascii")}

@@ -25,13 +25,15 @@ Invariants of :func:`loads`:
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import re
-from typing import NoReturn
 
 from secure_import.errors import FormatError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 __all__ = ["DEFAULT_MAX_DEPTH", "MAX_INT_DIGITS", "b64decode_strict", "dumps_canonical", "loads"]
 
@@ -210,6 +212,8 @@ def b64decode_strict(text: object, *, what: str, url: str | None = None) -> byte
     """
     if not isinstance(text, str):
         raise FormatError(f"{what} must be a base64 string", check="base64", url=url)
+    import base64
+
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:

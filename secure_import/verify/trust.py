@@ -30,10 +30,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cached_property
 
+from secure_import._frozen import Frozen
 from secure_import.errors import (
     ConfigError,
     EquivocationError,
@@ -46,10 +45,14 @@ from secure_import.errors import (
     SignatureError,
     ThresholdError,
 )
-from secure_import.verify import envelope, identity, keyless, manifest
+from secure_import.verify import manifest
 from secure_import.verify import root as rootmod
 from secure_import.verify.manifest import Manifest
 from secure_import.verify.root import Root
+
+# Signature checks (envelope, and with it cryptography) and Sigstore bundles
+# (identity, keyless) are imported by the functions that do them: a process
+# whose manifest authentication comes from the sealed memo checks neither.
 
 __all__ = [
     "SIGSTORE_SIGNER",
@@ -64,31 +67,42 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class HighWater:
+class HighWater(Frozen):
     """Highest manifest version accepted so far, and the digest of its envelope."""
+
+    _fields = ("version", "digest")
+    __slots__ = _fields
 
     version: int
     digest: str
 
+    def __init__(self, version: int, digest: str) -> None:
+        object.__setattr__(self, "version", version)
+        object.__setattr__(self, "digest", digest)
 
-@dataclass(frozen=True)
-class TrustedManifest:
+
+class TrustedManifest(Frozen):
     """A manifest that passed every check, with what proves it."""
+
+    _fields = ("manifest", "envelope_digest", "key_ids", "key_id_text")
+    __slots__ = _fields
 
     manifest: Manifest
     envelope_digest: str
     key_ids: frozenset[str]
+    #: The signing key ids as audit records name them (sorted, comma-joined):
+    #: built once, not once per module loaded.
+    key_id_text: str
+
+    def __init__(self, manifest: Manifest, envelope_digest: str, key_ids: frozenset[str]) -> None:
+        object.__setattr__(self, "manifest", manifest)
+        object.__setattr__(self, "envelope_digest", envelope_digest)
+        object.__setattr__(self, "key_ids", key_ids)
+        object.__setattr__(self, "key_id_text", ",".join(sorted(key_ids)))
 
     @property
     def high_water(self) -> HighWater:
         return HighWater(self.manifest.version, self.envelope_digest)
-
-    @cached_property
-    def key_id_text(self) -> str:
-        """The signing key ids as audit records name them (sorted, comma-joined):
-        built once, not once per module loaded."""
-        return ",".join(sorted(self.key_ids))
 
 
 def verify_manifest(
@@ -166,6 +180,8 @@ def authenticate_manifest(
         SigstoreBundleError: the bundle is malformed or does not verify.
         FormatError, UnsafePathError: the signed payload is malformed.
     """
+    from secure_import.verify import envelope
+
     if not root.identities:
         verified = envelope.verify(
             envelope_bytes,
@@ -212,6 +228,8 @@ def _identity_signer(
             expected=f"a Sigstore bundle signed by: {pinned}",
             got=f"key signatures: {', '.join(sorted(key_signers)) or 'none'}; no bundle",
         )
+    from secure_import.verify import identity, keyless
+
     bundle, bundle_url = found
     assert root.sigstore_root is not None  # Root.from_keys guarantees it
     signer = keyless.verify_bundle(
@@ -331,6 +349,8 @@ def verify_root_update(trusted: Root, data: bytes, *, url: str | None = None) ->
             check="root-rotation-identities",
             url=url,
         )
+    from secure_import.verify import envelope
+
     try:
         by_old = envelope.verify(
             data,

@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from secure_import._frozen import Frozen
 from secure_import.errors import RootRotationError, SecureImportError, ThresholdError
 from secure_import.verify.manifest import Manifest
 from secure_import.verify.root import Root
@@ -71,29 +71,40 @@ class TrustOrderError(RuntimeError):
     """
 
 
-@dataclass(frozen=True)
-class Rotation:
+class Rotation(Frozen):
     """A manifest failed in a way a newer root might explain: walk the signed
     root chain forward, up to ``up_to`` (``None``: until the server has no next root)."""
 
+    _fields = ("up_to",)
+    __slots__ = _fields
+
     up_to: int | None
 
+    def __init__(self, up_to: int | None) -> None:
+        object.__setattr__(self, "up_to", up_to)
 
-@dataclass(frozen=True)
-class Candidate:
+
+class Candidate(Frozen):
     """A manifest that passed every check under one root, not yet accepted.
 
     ``recalled``: its signatures were vouched for by the caller's memo rather
     than checked now.
     """
 
+    _fields = ("trusted", "recalled", "root_version")
+    __slots__ = _fields
+
     trusted: TrustedManifest
     recalled: bool
     root_version: int
 
+    def __init__(self, trusted: TrustedManifest, recalled: bool, root_version: int) -> None:
+        object.__setattr__(self, "trusted", trusted)
+        object.__setattr__(self, "recalled", recalled)
+        object.__setattr__(self, "root_version", root_version)
 
-@dataclass(frozen=True)
-class Accepted:
+
+class Accepted(Frozen):
     """The verdict of :meth:`TrustState.accept`, with what the caller must act on."""
 
     trusted: TrustedManifest
@@ -104,6 +115,22 @@ class Accepted:
     #: Whether the caller should remember the authentication (it was checked
     #: now, not recalled).
     remember: bool
+
+    _fields = ("trusted", "root", "new_high_water", "remember")
+    __slots__ = _fields
+
+    def __init__(
+        self,
+        trusted: TrustedManifest,
+        root: Root,
+        new_high_water: HighWater | None,
+        remember: bool,
+    ) -> None:
+        init = object.__setattr__
+        init(self, "trusted", trusted)
+        init(self, "root", root)
+        init(self, "new_high_water", new_high_water)
+        init(self, "remember", remember)
 
 
 class TrustState:

@@ -13,7 +13,6 @@ hold on a loaded machine.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import shutil
 import threading
@@ -40,10 +39,13 @@ PARALLEL = 8
 def limits(**changes: Any) -> Limits:
     """No throughput rule cuts the drips in these tests (the window is longer
     than the test): only the import's own deadline and cancellation may."""
-    base = Limits(
-        throughput_window=60.0, min_throughput=1, read_timeout=60.0, max_parallel=PARALLEL
-    )
-    return dataclasses.replace(base, **changes)
+    values: dict[str, Any] = {
+        "throughput_window": 60.0,
+        "min_throughput": 1,
+        "read_timeout": 60.0,
+        "max_parallel": PARALLEL,
+    }
+    return Limits(**{**values, **changes})
 
 
 def publish_wide(scenario: Scenario) -> list[str]:

@@ -1,0 +1,275 @@
+"""What a process pays for secure_import: each path imports only what it needs.
+
+Behaviour, not timing (the timings are in ``bench/``): in a fresh interpreter,
+the warm offline path and the frozen path with a warm cache must not import
+the signature library, TLS, the HTTP client, the logging machinery,
+``dataclasses``/``inspect``, ``pathlib``, ``typing`` or the compression
+modules ``shutil`` pulls in.  And the lazy paths stay safe: the network stack
+loaded in the background never reaches our finder (THREATS N1: a remote
+module shadowing a name a dependency probes for never runs), and a first
+import that overlaps with it verifies as always (THREATS F1: a tampered file
+is refused, nothing unverified is cached or run).
+"""
+
+from __future__ import annotations
+
+import _imp
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from secure_import.store.lock import write_lock
+from secure_import.transport import warmup
+
+from .conftest import Consumer, Publisher, canary_code
+
+#: Modules a warm process that needs no network must never import.
+NOT_ON_THE_WARM_PATH = (
+    "dataclasses",
+    "inspect",
+    "logging",
+    "pathlib",
+    "typing",
+    "cryptography",
+    "ssl",
+    "socket",
+    "httpx",
+    "httpcore",
+    "shutil",
+    "bz2",
+    "lzma",
+    "tempfile",
+    "random",
+    "secrets",
+    "platformdirs",
+    "tomllib",
+    "difflib",
+    "concurrent.futures",
+    "importlib.abc",
+    "importlib.util",
+    "importlib.resources",
+    "secure_import.settings",
+    "secure_import.publish.githost",
+    "secure_import.transport.https",
+    "secure_import.verify.envelope",
+)
+
+_CHILD = """
+import json, sys
+import secure_import
+from secure_import.store.paths import Paths
+
+cfg = json.loads(sys.argv[1])
+repo = secure_import.add_repo(
+    cfg["url"], keys=[cfg["key"]], ca_bundle=cfg["ca"], modules=cfg["modules"],
+    paths=Paths(cfg["cache"], cfg["state"], cfg["log"]), offline=cfg["offline"], lock=cfg["lock"],
+)
+import startpkg
+value = startpkg.value()
+print(json.dumps({
+    "value": value,
+    "file": startpkg.__file__,
+    "modules": sorted(sys.modules),
+    "requests": 0 if repo._fetcher is None else repo._fetcher.stats.requests,
+}))
+"""
+
+
+def _publish(publisher: Publisher) -> None:
+    publisher.write(
+        "startpkg/__init__.py", "from .core import answer\n\ndef value():\n    return answer()\n"
+    )
+    publisher.write(
+        "startpkg/core.py", "from . import util\n\ndef answer():\n    return util.TWO * 21\n"
+    )
+    publisher.write("startpkg/util.py", "TWO = 2\n")
+    publisher.publish()
+
+
+def _run(
+    consumer: Consumer,
+    *,
+    offline: bool = False,
+    lock: Path | None = None,
+    modules: list[str] | None = None,
+) -> dict[str, object]:
+    """Import startpkg in a fresh ``python -I``; what it saw, as JSON."""
+    paths = consumer.paths
+    cfg = {
+        "url": consumer.publisher.url,
+        "key": str(consumer.publisher.pub_path),
+        "ca": str(consumer.publisher.rig.ca_pem_path),
+        "modules": modules or ["startpkg"],
+        "cache": str(paths.cache_dir),
+        "state": str(paths.state_dir),
+        "log": str(paths.log_dir),
+        "offline": offline,
+        "lock": None if lock is None else str(lock),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", _CHILD, json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _loaded(result: dict[str, object], forbidden: tuple[str, ...]) -> list[str]:
+    modules = result["modules"]
+    assert isinstance(modules, list)
+    return sorted(
+        name for name in modules if any(name == f or name.startswith(f + ".") for f in forbidden)
+    )
+
+
+@pytest.fixture
+def warm(publisher: Publisher, consumer: Consumer) -> Consumer:
+    """startpkg published and imported once by another process (cache, memo
+    and bytecode written)."""
+    _publish(publisher)
+    first = _run(consumer)
+    assert first["value"] == 42
+    second = _run(consumer)  # writes the package's bytecode pack
+    assert second["value"] == 42
+    return consumer
+
+
+def test_warm_offline_process_imports_no_crypto_tls_http_logging_or_dataclasses(
+    warm: Consumer,
+) -> None:
+    """The sealed memo stands in for the signature check and the verified
+    cache for the network: none of that machinery is imported."""
+    before = len(warm.audit())
+    result = _run(warm, offline=True)
+    assert result["value"] == 42
+    assert str(result["file"]).startswith("https://")
+    assert result["requests"] == 0
+    assert _loaded(result, NOT_ON_THE_WARM_PATH) == []
+    # The state after: the three modules were audited as loaded by this run.
+    loads = [r for r in warm.audit()[before:] if r["event"] == "load"]
+    assert sorted(r["module"] for r in loads) == ["startpkg", "startpkg.core", "startpkg.util"]
+    warm.assert_cache_verified()
+
+
+def test_frozen_process_with_warm_cache_imports_none_of_it_either(
+    warm: Consumer, tmp_path: Path
+) -> None:
+    """A lock file whose manifest is cached: no request, and the same short list."""
+    repo = warm.add(modules=["startpkg"])
+    lock = tmp_path / "secure-import.lock"
+    write_lock(lock, [repo])
+    result = _run(warm, lock=lock)
+    assert result["value"] == 42
+    assert result["requests"] == 0
+    assert _loaded(result, NOT_ON_THE_WARM_PATH) == []
+
+
+def test_signature_check_still_happens_when_the_memo_is_gone(warm: Consumer) -> None:
+    """The list above is short because of the memo, not because a check was
+    skipped: without it, the process imports the signature library and
+    verifies the envelope (and the import still succeeds)."""
+    memo_dir = warm.paths.cache_dir / "verified"
+    for item in memo_dir.iterdir():
+        item.unlink()
+    result = _run(warm, offline=True)
+    assert result["value"] == 42
+    assert "cryptography" in _loaded(result, ("cryptography",))
+    assert any(memo_dir.iterdir()), "the memo was written again after a full verification"
+
+
+def test_network_stack_loaded_in_background_never_runs_remote_code(
+    publisher: Publisher, consumer: Consumer, tmp_path: Path
+) -> None:
+    """THREATS N1: httpx probes for optional modules (brotli, zstandard) while it
+    loads in the warm-up thread.  A repository that publishes those names, and
+    that the user allows, still never serves them to that thread: it is marked
+    busy, so the probe fails as it would without secure_import."""
+    canary = tmp_path / "canary"
+    for name in ("brotli", "zstandard", "brotlicffi"):
+        publisher.write(f"{name}.py", canary_code(canary))
+    _publish(publisher)
+    result = _run(consumer, modules=["startpkg", "brotli", "zstandard", "brotlicffi"])
+    assert result["value"] == 42
+    assert not canary.exists(), "a remote module ran inside the network stack's import"
+    assert not any(path.startswith(("/brotli", "/zstandard")) for path in publisher.request_paths())
+    modules = result["modules"]
+    assert isinstance(modules, list)
+    assert "httpx" in modules and "brotli" not in modules and "zstandard" not in modules
+
+
+def test_first_import_overlapping_the_background_load_still_refuses_tampering(
+    publisher: Publisher, consumer: Consumer, tmp_path: Path
+) -> None:
+    """THREATS F1: the cold import that waits for the warm-up verifies every file
+    as always; a tampered one is refused and nothing unverified is cached."""
+    canary = tmp_path / "canary"
+    evil = "TWO = 3\n" + canary_code(canary)
+    _publish(publisher)
+    # The same length as the signed file: only its hash can tell them apart.
+    publisher.write("startpkg/util.py", "TWO = 2\n#" + "x" * (len(evil) - 10) + "\n")
+    publisher.publish()
+    publisher.tamper("startpkg/util.py", evil.encode())
+    cfg_child = textwrap.dedent(_CHILD).replace("value = startpkg.value()", "value = 0")
+    paths = consumer.paths
+    cfg = {
+        "url": publisher.url,
+        "key": str(publisher.pub_path),
+        "ca": str(publisher.rig.ca_pem_path),
+        "modules": ["startpkg"],
+        "cache": str(paths.cache_dir),
+        "state": str(paths.state_dir),
+        "log": str(paths.log_dir),
+        "offline": False,
+        "lock": None,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", cfg_child, json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "HashMismatchError" in proc.stderr or "hash-mismatch" in proc.stderr
+    assert not canary.exists()
+    consumer.assert_cache_verified(absent=evil.encode())
+    assert any(r.get("code") == "hash-mismatch" for r in consumer.refusals())
+
+
+def test_wait_lets_the_background_import_finish_while_the_import_lock_is_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CPython calls finders with the global import lock held; a thread that
+    imports needs it.  ``wait`` lets go of it (every level) while it joins and
+    holds it again afterwards, as many levels."""
+    (tmp_path / "warmup_probe_mod.py").write_text("VALUE = 7\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    done: list[int] = []
+
+    def load() -> None:
+        import warmup_probe_mod  # type: ignore[import-not-found]
+
+        done.append(warmup_probe_mod.VALUE)
+
+    thread = threading.Thread(target=load, daemon=True)
+    monkeypatch.setattr(warmup, "_thread", thread)
+    _imp.acquire_lock()
+    _imp.acquire_lock()
+    try:
+        thread.start()
+        assert warmup.wait(timeout=30)
+        assert done == [7]
+        assert _imp.lock_held()
+    finally:
+        _imp.release_lock()
+        _imp.release_lock()
+    with pytest.raises(RuntimeError):
+        _imp.release_lock()  # exactly two levels were given back
+    sys.modules.pop("warmup_probe_mod", None)
