@@ -18,6 +18,7 @@ __all__ = [
     "BUNDLE_DIR",
     "DEFAULT_CLOCK_SLACK",
     "DEFAULT_EXPIRES_IN",
+    "DEFAULT_LIMITS",
     "MANIFEST_NAME",
     "MANIFEST_PAYLOAD_NAME",
     "SIGSTORE_BUNDLE_NAME",
@@ -140,3 +141,8 @@ class Limits(Frozen):
         init(self, "max_root_rotations", max_root_rotations)
         init(self, "max_version_jump", max_version_jump)
         init(self, "clock_slack", clock_slack)
+
+
+#: The default limits, for code that needs one default value
+#: (``DEFAULT_LIMITS.read_timeout``): a slot has no class-level default.
+DEFAULT_LIMITS = Limits()

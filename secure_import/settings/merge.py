@@ -20,7 +20,7 @@ from typing import Any
 
 import platformdirs
 
-from secure_import.config import APP_NAME, DEFAULT_CLOCK_SLACK, Limits
+from secure_import.config import APP_NAME, DEFAULT_CLOCK_SLACK, DEFAULT_LIMITS
 from secure_import.errors import ConfigError, SecureImportError
 from secure_import.settings.layers import (
     _apply,
@@ -276,9 +276,9 @@ def load_settings(
         ignored=tuple(ignored),
         allow_project_freshness=bool(values.get("allow_project_freshness", False)),
         allow_project_mirrors=bool(values.get("allow_project_mirrors", False)),
-        min_throughput=values.get("min_throughput", Limits.min_throughput),
-        throughput_window=values.get("throughput_window", Limits.throughput_window),
-        import_deadline=values.get("import_deadline", Limits.import_deadline),
+        min_throughput=values.get("min_throughput", DEFAULT_LIMITS.min_throughput),
+        throughput_window=values.get("throughput_window", DEFAULT_LIMITS.throughput_window),
+        import_deadline=values.get("import_deadline", DEFAULT_LIMITS.import_deadline),
         origins={
             k: merged.origins.get(k, "default")
             for k in (

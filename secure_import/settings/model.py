@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from secure_import.config import DEFAULT_CLOCK_SLACK, Limits
+from secure_import.config import DEFAULT_CLOCK_SLACK, DEFAULT_LIMITS, Limits
 from secure_import.store.paths import Paths
 from secure_import.transport.mirrors import DEFAULT_FALLBACK
 from secure_import.transport.options import AuthHeader, TransportOptions
@@ -252,9 +252,9 @@ class Settings:
     #: not (a mirror learns which names you import): ``allow_project_mirrors``.
     allow_project_mirrors: bool = False
     #: Transport limits (see :class:`secure_import.config.Limits`).
-    min_throughput: int = Limits.min_throughput
-    throughput_window: float = Limits.throughput_window
-    import_deadline: float = Limits.import_deadline
+    min_throughput: int = DEFAULT_LIMITS.min_throughput
+    throughput_window: float = DEFAULT_LIMITS.throughput_window
+    import_deadline: float = DEFAULT_LIMITS.import_deadline
 
     @property
     def paths(self) -> Paths:

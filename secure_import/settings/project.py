@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from secure_import.config import DEFAULT_CLOCK_SLACK, Limits
+from secure_import.config import DEFAULT_CLOCK_SLACK, DEFAULT_LIMITS
 from secure_import.errors import SecureImportError
 from secure_import.settings.layers import _Merged, _normal
 from secure_import.settings.parse import _fail, _Layer
@@ -79,7 +79,7 @@ def _apply_project(merged: _Merged, layer: _Layer) -> None:
     ):
         if key not in layer.values:
             continue
-        current_limit = merged.values.get(key, getattr(Limits, key))
+        current_limit = merged.values.get(key, getattr(DEFAULT_LIMITS, key))
         value = layer.values[key]
         if (value < current_limit) if tighter == "higher" else (value > current_limit):
             raise _fail(
