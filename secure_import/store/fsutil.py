@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import stat
 import time
 from collections.abc import Iterator, Sequence
@@ -423,7 +422,7 @@ def exclusive_lock(path: str | os.PathLike[str], *, timeout: float = 30.0) -> It
         os.close(fd)  # releases the lock
 
 
-def remove_tree(path: Path) -> None:
+def remove_tree(path: str | os.PathLike[str]) -> None:
     """Delete ``path`` and everything under it, read-only directories included.
 
     A symlink (or any non-directory) at ``path`` is unlinked, never followed;
@@ -441,6 +440,8 @@ def remove_tree(path: Path) -> None:
         os.unlink(path)
         return
     _make_writable(os.fspath(path))
+    import shutil  # clearing the cache only: not on the import path
+
     shutil.rmtree(path)
 
 
