@@ -255,7 +255,9 @@ class Repository:
             key_ids=[k.key_id for k in self.pinned_root.keys]
             + [repr(i) for i in self.pinned_root.identities],
         )
-        self._ca_bundle = None if ca_bundle is None else os.fspath(ca_bundle)
+        #: :attr:`ca_bundle` as a string (what the transports and child
+        #: descriptions use; no :mod:`pathlib` on the warm path).
+        self.ca_file = None if ca_bundle is None else os.fspath(ca_bundle)
         #: Credentials, client certificate, trust store (private repositories).
         self.transport = transport
         self.limits = limits or Limits()
@@ -289,7 +291,8 @@ class Repository:
         self.offline = offline
         #: Frozen mode: the sha256 of the only manifest envelope accepted.
         self.locked_digest: str | None = None
-        self._lock_file = None if lock is None else os.fspath(lock)
+        #: :attr:`lock_file` as a string.
+        self.lock_path = None if lock is None else os.fspath(lock)
         if lock is not None:
             entry = read_lock(lock).get(self.url)
             if entry is None:
@@ -369,21 +372,21 @@ class Repository:
     @property
     def ca_bundle(self) -> Path | None:
         """The CA bundle that alone is trusted for this repository's TLS, if any."""
-        if self._ca_bundle is None:
+        if self.ca_file is None:
             return None
         from pathlib import Path
 
-        return Path(self._ca_bundle)
+        return Path(self.ca_file)
 
     @property
     def lock_file(self) -> Path | None:
         """The lock file of frozen mode (repositories reached through
         dependency declarations are held to it too)."""
-        if self._lock_file is None:
+        if self.lock_path is None:
             return None
         from pathlib import Path
 
-        return Path(self._lock_file)
+        return Path(self.lock_path)
 
     @property
     def fetcher(self) -> Transport:
@@ -533,6 +536,16 @@ class Repository:
         Raises:
             TrustError, TransportError, LocalStateError: nothing was trusted.
         """
+        if self._trusted is None and not warmup.wait():
+            # The update imports modules (the transport, the signature and
+            # Sigstore code) inside the import hook, which holds the global
+            # import lock: never while the warm-up thread may be importing
+            # the same ones (see :mod:`secure_import.transport.warmup`).
+            raise ConnectionFailedError(
+                "the network stack did not finish loading in the background",
+                check="network-stack",
+                url=self.url,
+            )
         with self._lock:
             if self._trusted is not None:
                 return self._trusted

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import _imp
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from secure_import.store import childdesc
 from secure_import.store.lock import write_lock
 from secure_import.transport import warmup
 
@@ -111,11 +113,15 @@ def _run(
         "offline": offline,
         "lock": None if lock is None else str(lock),
     }
+    # Not a child of this test process: it must not inherit the repositories
+    # the test added here (the start-up hook would install them).
+    env = {k: v for k, v in os.environ.items() if k != childdesc.ENV_VAR}
     proc = subprocess.run(
         [sys.executable, "-I", "-c", _CHILD, json.dumps(cfg)],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -165,7 +171,7 @@ def test_frozen_process_with_warm_cache_imports_none_of_it_either(
     """A lock file whose manifest is cached: no request, and the same short list."""
     repo = warm.add(modules=["startpkg"])
     lock = tmp_path / "secure-import.lock"
-    write_lock(lock, [repo])
+    write_lock(lock, [repo.lock_entry()])
     result = _run(warm, lock=lock)
     assert result["value"] == 42
     assert result["requests"] == 0

@@ -30,7 +30,6 @@ import os
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 from secure_import.config import Limits
 from secure_import.errors import ChildConfigError, SecureImportError
@@ -44,23 +43,29 @@ from secure_import.store.childdesc import (
     ChildDescription,
     RepositoryDescription,
 )
-from secure_import.store.paths import Paths
-from secure_import.transport.https import AuthHeader, TransportOptions
+from secure_import.store.paths import Paths, default_dir
 from secure_import.verify.keys import PublicKey
+
+# export() runs in every process that calls add_repo: the HTTP transport
+# module (httpx, ssl) and pathlib are imported only by a child rebuilding
+# repositories that need them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from secure_import.transport.https import TransportOptions
 
 __all__ = ["ENV_VAR", "describe", "export", "start"]
 
 #: The id this process wrote (``None`` until it exported something).
 _own: str | None = None
-_own_dir: Path | None = None
+_own_dir: str | None = None
 #: Whether :func:`start` already ran in this interpreter.
 _started = False
 
 
-def _anchor() -> Path:
+def _anchor() -> str:
     """The state directory descriptions live in: the one the environment and
     platform defaults name, computed alike in parent and child."""
-    return Paths.default().state_dir
+    return default_dir("state")
 
 
 # --- parent side -------------------------------------------------------------------
@@ -103,7 +108,7 @@ def describe(repo: Repository) -> RepositoryDescription | None:
     ok, auth = _auth(repo.transport)
     if not ok:
         return None
-    transport = repo.transport or TransportOptions()
+    transport = repo.transport
     materialise = repo.materialise
     return RepositoryDescription(
         url=repo.url,
@@ -111,18 +116,22 @@ def describe(repo: Repository) -> RepositoryDescription | None:
         threshold=root.threshold,
         root_version=root.version,
         modules=None if repo.modules is None else tuple(sorted(repo.modules)),
-        ca_bundle=None if repo.ca_bundle is None else os.fspath(repo.ca_bundle),
+        ca_bundle=repo.ca_file,
         offline=repo.offline,
-        lock_file=None if repo.lock_file is None else os.fspath(repo.lock_file),
+        lock_file=repo.lock_path,
         materialise=materialise if isinstance(materialise, bool) else tuple(sorted(materialise)),
-        cache_dir=os.fspath(repo.paths.cache_dir),
-        state_dir=os.fspath(repo.paths.state_dir),
-        log_dir=os.fspath(repo.paths.log_dir),
+        cache_dir=repo.paths.cache,
+        state_dir=repo.paths.state,
+        log_dir=repo.paths.log,
         limits=_limits(repo.limits),
         auth=auth,
-        client_cert=None if transport.client_cert is None else os.fspath(transport.client_cert),
-        client_key=None if transport.client_key is None else os.fspath(transport.client_key),
-        truststore=transport.use_truststore,
+        client_cert=None
+        if transport is None or transport.client_cert is None
+        else os.fspath(transport.client_cert),
+        client_key=None
+        if transport is None or transport.client_key is None
+        else os.fspath(transport.client_key),
+        truststore=transport is not None and transport.use_truststore,
         mirrors=repo.mirrors,
         fallback=repo.fallback,
     )
@@ -161,7 +170,7 @@ def export() -> str | None:
     return _own
 
 
-def _cleanup(pid: int, ident: str, anchor: Path) -> None:
+def _cleanup(pid: int, ident: str, anchor: str) -> None:
     if os.getpid() == pid:  # not in a forked child that runs atexit
         childdesc.remove(anchor, ident)
 
@@ -183,6 +192,10 @@ def _rebuild(item: RepositoryDescription) -> Repository:
             values[name] = raw / 1_000_000
         else:
             values[name] = raw
+    from pathlib import Path
+
+    from secure_import.transport.https import AuthHeader, TransportOptions
+
     auth = None
     if item.auth is not None:
         if item.auth.kind == "env":
@@ -243,7 +256,7 @@ def install(value: str) -> list[Repository]:
     finder = get_finder()
     for repo in built:
         finder.add(repo)
-    AuditLog(Paths.default().audit_log).append(
+    AuditLog(Paths.default().audit_log_file).append(
         "child-config",
         outcome="ok",
         message=f"inherited {len(built)} repositories from process {description.pid} "
@@ -267,7 +280,7 @@ def start() -> None:
         install(value)
     except SecureImportError as exc:
         try:
-            AuditLog(Paths.default().audit_log).append(
+            AuditLog(Paths.default().audit_log_file).append(
                 "child-config",
                 outcome="refused",
                 code=exc.code,

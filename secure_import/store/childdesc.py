@@ -40,18 +40,24 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import stat
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
+from secure_import._frozen import Frozen
 from secure_import.errors import ChildConfigError, SecureImportError
 from secure_import.store.fsutil import secure_dir
 from secure_import.store.sealed import SealedStore, binding
 from secure_import.verify.strictjson import dumps_canonical, loads
+
+# add_repo writes a description in every process (it is on the start-up
+# path): the records are Frozen rather than dataclasses, and directories are
+# strings, so neither dataclasses/inspect nor pathlib is imported for it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    StrPath = str | os.PathLike[str]
 
 __all__ = [
     "ENV_VAR",
@@ -107,19 +113,51 @@ _REPO_FIELDS = frozenset(
 _AUTH_FIELDS = frozenset({"kind", "where", "header", "scheme"})
 
 
-@dataclass(frozen=True)
-class AuthSource:
+class AuthSource(Frozen):
     """Where a repository's credential is read from (never the credential)."""
+
+    _fields = ("kind", "where", "header", "scheme")
+    __slots__ = _fields
 
     kind: str  # "env" | "file"
     where: str
     header: str
     scheme: str | None
 
+    def __init__(self, *, kind: str, where: str, header: str, scheme: str | None) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "where", where)
+        object.__setattr__(self, "header", header)
+        object.__setattr__(self, "scheme", scheme)
 
-@dataclass(frozen=True)
-class RepositoryDescription:
+
+class RepositoryDescription(Frozen):
     """One repository as the parent configured it."""
+
+    _fields = (
+        "url",
+        "keys",
+        "threshold",
+        "root_version",
+        "modules",
+        "ca_bundle",
+        "offline",
+        "lock_file",
+        "materialise",
+        "cache_dir",
+        "state_dir",
+        "log_dir",
+        "limits",
+        "auth",
+        "client_cert",
+        "client_key",
+        "truststore",
+        "mirrors",
+        "fallback",
+    )
+    __slots__ = _fields
+    #: A mapping is not hashable (as ``field(hash=False)`` for a dataclass).
+    _unhashed = frozenset({"limits"})
 
     url: str
     #: Pinned public keys, 32 raw bytes each, as lowercase hex.
@@ -135,27 +173,67 @@ class RepositoryDescription:
     state_dir: str
     log_dir: str
     #: :class:`~secure_import.config.Limits` fields; durations in microseconds.
-    limits: Mapping[str, int] = field(default_factory=dict)
-    auth: AuthSource | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-    truststore: bool = False
+    limits: Mapping[str, int]
+    auth: AuthSource | None
+    client_cert: str | None
+    client_key: str | None
+    truststore: bool
     #: The repository's mirrors and failover policy (verified in the child
     #: exactly as in the parent: a mirror is transport, never trust).
-    mirrors: tuple[str, ...] = ()
-    fallback: str = "on-error"
+    mirrors: tuple[str, ...]
+    fallback: str
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        keys: tuple[str, ...],
+        threshold: int,
+        root_version: int,
+        modules: tuple[str, ...] | None,
+        ca_bundle: str | None,
+        offline: bool,
+        lock_file: str | None,
+        materialise: bool | tuple[str, ...],
+        cache_dir: str,
+        state_dir: str,
+        log_dir: str,
+        limits: Mapping[str, int] | None = None,
+        auth: AuthSource | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+        truststore: bool = False,
+        mirrors: tuple[str, ...] = (),
+        fallback: str = "on-error",
+    ) -> None:
+        given = dict(locals())
+        given["limits"] = {} if limits is None else limits
+        for name in self._fields:
+            object.__setattr__(self, name, given[name])
 
 
-@dataclass(frozen=True)
-class ChildDescription:
+class ChildDescription(Frozen):
+    """The parent's inheritable repositories, when and by which process."""
+
+    _fields = ("created", "pid", "repositories")
+    __slots__ = _fields
+
     created: int
     pid: int
     repositories: tuple[RepositoryDescription, ...]
 
+    def __init__(
+        self, *, created: int, pid: int, repositories: tuple[RepositoryDescription, ...]
+    ) -> None:
+        object.__setattr__(self, "created", created)
+        object.__setattr__(self, "pid", pid)
+        object.__setattr__(self, "repositories", repositories)
+
 
 def new_id() -> str:
-    """A fresh description id for this process."""
-    return f"{os.getpid()}-{secrets.token_hex(16)}"
+    """A fresh description id for this process (128 random bits from the
+    operating system's generator, as ``secrets.token_hex`` would give)."""
+    return f"{os.getpid()}-{os.urandom(16).hex()}"
 
 
 def is_id(value: str) -> bool:
@@ -305,17 +383,17 @@ def decode(data: bytes) -> ChildDescription:
 # --- the sealed file ------------------------------------------------------------
 
 
-def _bound(state_dir: Path) -> bytes:
+def _bound(state_dir: StrPath) -> bytes:
     """Bound into the seal: the format and the state directory it lives in,
     so a description sealed for another state directory never verifies here."""
     return binding([FORMAT.encode(), os.fsencode(os.path.abspath(state_dir))])
 
 
-def _store(state_dir: Path) -> SealedStore:
-    return SealedStore(state_dir / FOLDER, cache_dir=state_dir, state_dir=state_dir)
+def _store(state_dir: StrPath) -> SealedStore:
+    return SealedStore(os.path.join(state_dir, FOLDER), cache_dir=state_dir, state_dir=state_dir)
 
 
-def write(state_dir: Path, ident: str, description: ChildDescription) -> Path:
+def write(state_dir: StrPath, ident: str, description: ChildDescription) -> str:
     """Seal ``description`` as ``ident`` in ``state_dir``; return the file.
 
     Raises:
@@ -335,12 +413,12 @@ def write(state_dir: Path, ident: str, description: ChildDescription) -> Path:
         raise ChildConfigError(
             "cannot seal the description for child interpreters (state key or directory)",
             check="child-write",
-            got=str(state_dir / FOLDER),
+            got=os.path.join(state_dir, FOLDER),
         )
-    return state_dir / FOLDER / ident
+    return os.path.join(state_dir, FOLDER, ident)
 
 
-def read(state_dir: Path, value: str) -> ChildDescription:
+def read(state_dir: StrPath, value: str) -> ChildDescription:
     """The description named ``value`` (the environment variable's text) in
     ``state_dir``, after every check in the module docstring.
 
@@ -358,44 +436,42 @@ def read(state_dir: Path, value: str) -> ChildDescription:
             expected="<pid>-<32 hex digits>",
             got=repr(value),
         )
-    folder = state_dir / FOLDER
+    folder = os.path.join(state_dir, FOLDER)
     try:
         secure_dir(state_dir, what="state")
-        if not folder.exists():
+        if not os.path.exists(folder):
             raise ChildConfigError(
                 "no description with this id in the state directory",
                 check="child-missing",
-                got=str(folder / value),
+                got=os.path.join(folder, value),
             )
         secure_dir(folder, what="state")
     except ChildConfigError:
         raise
     except SecureImportError as exc:
-        raise ChildConfigError(str(exc), check="child-file", got=str(folder)) from None
-    path = folder / value
+        raise ChildConfigError(str(exc), check="child-file", got=folder) from None
+    path = os.path.join(folder, value)
     problem = _private_file(path)
     if problem == "missing":
         raise ChildConfigError(
             "no description with this id in the state directory",
             check="child-missing",
-            got=str(path),
+            got=path,
         )
     if problem is not None:
-        raise ChildConfigError(
-            f"the description file is {problem}", check="child-file", got=str(path)
-        )
+        raise ChildConfigError(f"the description file is {problem}", check="child-file", got=path)
     body = _store(state_dir).open(value, _bound(state_dir))
     if body is None:
         raise ChildConfigError(
             "the description's seal does not verify with this state directory's key "
             "(forged, edited, or written for another state directory); deleted",
             check="child-seal",
-            got=str(path),
+            got=path,
         )
     return decode(bytes(body))
 
 
-def _private_file(path: Path) -> str | None:
+def _private_file(path: str) -> str | None:
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -413,19 +489,19 @@ def _private_file(path: Path) -> str | None:
     return None
 
 
-def remove(state_dir: Path, ident: str) -> None:
+def remove(state_dir: StrPath, ident: str) -> None:
     """Delete our own description (never raises)."""
     if is_id(ident):
         try:
-            os.unlink(state_dir / FOLDER / ident)
+            os.unlink(os.path.join(state_dir, FOLDER, ident))
         except OSError:
             pass
 
 
-def prune(state_dir: Path, *, keep: Sequence[str] = (), now: float | None = None) -> int:
+def prune(state_dir: StrPath, *, keep: Sequence[str] = (), now: float | None = None) -> int:
     """Delete descriptions whose writer process is gone and that are older
     than :data:`STALE_AFTER`; return how many (never raises)."""
-    folder = state_dir / FOLDER
+    folder = os.path.join(state_dir, FOLDER)
     now = time.time() if now is None else now
     removed = 0
     try:
@@ -437,9 +513,10 @@ def prune(state_dir: Path, *, keep: Sequence[str] = (), now: float | None = None
             continue
         pid = int(name.split("-", 1)[0])
         try:
-            if now - os.lstat(folder / name).st_mtime < STALE_AFTER or _alive(pid):
+            path = os.path.join(folder, name)
+            if now - os.lstat(path).st_mtime < STALE_AFTER or _alive(pid):
                 continue
-            os.unlink(folder / name)
+            os.unlink(path)
             removed += 1
         except OSError:
             pass

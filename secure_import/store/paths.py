@@ -93,6 +93,13 @@ def cache_readonly_from_env() -> bool:
     return os.environ.get("SECURE_IMPORT_CACHE_READONLY", "").strip().lower() in _TRUE
 
 
+def default_dir(kind: str) -> str:
+    """The ``kind`` (``"cache"``, ``"state"`` or ``"log"``) directory of
+    :meth:`Paths.default` without arguments, alone (the others are not
+    computed: platformdirs is asked only if the environment names none)."""
+    return _default_dir(kind, None, None)
+
+
 def _default_dir(kind: str, explicit: str | os.PathLike[str] | None, site: bool | None) -> str:
     if explicit is not None:
         return os.fspath(explicit)

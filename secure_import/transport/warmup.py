@@ -20,15 +20,19 @@ What keeps it safe:
 - it never raises and never blocks the interpreter's exit (a daemon thread);
   a failure (httpx missing, no thread to be had) is left to the request,
   which imports the same modules in its own thread and reports it as before;
-- the request waits for it with :func:`wait`, never by importing the same
-  modules concurrently.  CPython calls every meta-path finder with the global
-  import lock held, and an import in the warm-up thread needs that lock at
-  every step: waiting for the thread, or for a module it is half-way through,
-  while holding the lock would never end.  :func:`wait` lets go of the global
-  import lock this thread holds (all its levels) while it joins the warm-up
-  thread, and takes it back, as many levels, before it returns.  Nothing
-  else changes hands: the module locks of the imports in progress in this
-  thread stay held, and the warm-up thread never imports a name of ours.
+- a repository waits for it with :func:`wait` before its manifest update
+  (:meth:`~secure_import.repository.Repository.trusted_manifest`, the first
+  thing the finder asks), never by importing the same modules concurrently.
+  CPython calls every meta-path finder with the global import lock held, and
+  an import in the warm-up thread needs that lock at every step: waiting for
+  the thread, or for a module it is half-way through (``typing``,
+  ``dataclasses``... which the update's own lazy imports share), while holding
+  the lock would never end.  :func:`wait` lets go of the global import lock
+  this thread holds (all its levels) while it joins the warm-up thread, and
+  takes it back, as many levels, before it returns.  Nothing else changes
+  hands: the module locks of the imports in progress in this thread stay
+  held, and the warm-up thread imports only the transport module and the
+  network stack, never a module the import in progress holds.
 """
 
 from __future__ import annotations
