@@ -18,6 +18,8 @@ What keeps it safe:
 - it touches no repository, cache, state or audit log: it imports code and
   nothing else, so nothing it does can be trusted, cached or run as remote code;
 - it never raises and never blocks the interpreter's exit (a daemon thread);
+  ``os.fork`` waits for it (:func:`_before_fork`), so no child inherits an
+  import lock held by a thread it does not have;
   a failure (httpx missing, no thread to be had) is left to the request,
   which imports the same modules in its own thread and reports it as before;
 - a repository waits for it with :func:`wait` before its manifest update
@@ -38,6 +40,7 @@ What keeps it safe:
 from __future__ import annotations
 
 import _imp
+import os
 import threading
 
 from secure_import._guard import busy
@@ -50,6 +53,7 @@ WAIT_SECONDS = 120.0
 _thread: threading.Thread | None = None
 _started = False
 _start_lock = threading.Lock()
+_fork_hooked = False
 
 
 def _load() -> None:
@@ -62,14 +66,26 @@ def _load() -> None:
             pass
 
 
+def _before_fork() -> None:
+    """A process forked while the warm-up thread is half-way through an import
+    would inherit that module's import lock held by a thread that does not
+    exist in the child: its first request (``import httpx``) would wait
+    forever.  ``os.fork`` (multiprocessing's fork and forkserver start
+    methods) therefore waits for the warm-up to end first."""
+    wait()
+
+
 def start() -> bool:
     """Start importing the network stack in the background (once per
     process); True if this call started it."""
-    global _started, _thread
+    global _started, _thread, _fork_hooked
     with _start_lock:
         if _started:
             return False
         _started = True
+    if not _fork_hooked and hasattr(os, "register_at_fork"):
+        os.register_at_fork(before=_before_fork)
+        _fork_hooked = True
     thread = threading.Thread(target=_load, name="secure-import-warmup", daemon=True)
     try:
         thread.start()
