@@ -40,28 +40,30 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-
-# importlib.abc.Loader lives in importlib._abc, and decode_source in the
-# frozen bootstrap: importing importlib.abc or importlib.util would pull in
-# typing and importlib.resources on every start-up.
-from importlib._abc import Loader
-from importlib._bootstrap_external import decode_source
+from collections.abc import Iterable, Sequence
 from importlib.machinery import ModuleSpec
-from types import CodeType, ModuleType
+from types import ModuleType
 
 from secure_import._guard import busy, is_busy
 from secure_import.errors import SecureImportError
+from secure_import.hook import pathentry
 from secure_import.hook.deps import DependencyGraph, importing_repository
+from secure_import.hook.loader import RemoteDataDirLoader, RemoteLoader, _owned_error
+from secure_import.hook.pathentry import (
+    _URL_PREFIX,
+    RemotePathEntryFinder,
+    _find,
+    _is_ours,
+    _listed,
+    _package_of,
+    path_hook,
+)
 from secure_import.repository import Repository
-from secure_import.verify.manifest import FileEntry
 from secure_import.verify.names import is_never_remote
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from importlib.metadata import Distribution, DistributionFinder
-
-    from secure_import.hook.resources import RemoteResourceReader
 
 __all__ = [
     "RemoteDataDirLoader",
@@ -71,336 +73,6 @@ __all__ = [
     "get_finder",
     "path_hook",
 ]
-
-#: The schemes of repository URLs (an ``s3://`` repository's modules carry
-#: ``s3://bucket/prefix/...`` as ``__file__`` and ``__path__``).
-_URL_PREFIX = ("https://", "s3://")
-
-
-def _owned_error(
-    repo: Repository, exc: SecureImportError, fullname: str, url: str | None
-) -> SecureImportError:
-    """Audit a refusal once and label it for the import system."""
-    exc.name = fullname
-    if exc.path is None:
-        exc.path = url or exc.url or repo.url
-    if not getattr(exc, "_secure_import_audited", False):
-        exc._secure_import_audited = True  # type: ignore[attr-defined]
-        repo.record_refusal(exc, module=fullname)
-    return exc
-
-
-def _dir_of(path: str) -> str:
-    """Repository-relative directory (ending in ``/``) of a listed file."""
-    return path.rsplit("/", 1)[0] + "/" if "/" in path else ""
-
-
-class RemoteLoader(Loader):
-    """Loads one module of one repository from verified bytes.
-
-    It implements :class:`importlib.abc.InspectLoader`'s methods without
-    deriving from it (importlib and the tools that read source, ``linecache``,
-    ``inspect``, ``runpy``, ``pkgutil``, call them by name): the ABC's module
-    imports ``typing`` and ``importlib.resources`` into every process.
-    """
-
-    def __init__(
-        self,
-        repo: Repository,
-        fullname: str,
-        entry: FileEntry,
-        is_package: bool,
-        *,
-        tree: str | None = None,
-    ):
-        self.repo = repo
-        self.name = fullname
-        self.entry = entry
-        self._is_package = is_package
-        self.url = repo.url_for(entry.path)
-        #: The dependency declaration this module was reached through, named
-        #: in its load record (see :mod:`secure_import.hook.deps`).
-        self.via: str | None = None
-        #: Materialise mode: the verified directory holding the package's
-        #: files (``__file__`` is under it); ``None``: ``__file__`` is the URL.
-        self.tree = tree
-        self.path = self.url if tree is None else _local_path(tree, entry.path)
-
-    def __repr__(self) -> str:
-        return f"<RemoteLoader {self.name!r} from {self.url!r}>"
-
-    # -- spec API -----------------------------------------------------------
-
-    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
-        return None
-
-    def exec_module(self, module: ModuleType) -> None:
-        code = self.get_code(self.name)
-        exec(code, module.__dict__)  # noqa: S102 - bytes verified against the signed manifest
-
-    # -- InspectLoader / ExecutionLoader -------------------------------------
-
-    def is_package(self, fullname: str) -> bool:
-        self._check_name(fullname)
-        return self._is_package
-
-    def get_filename(self, fullname: str) -> str:
-        self._check_name(fullname)
-        return self.path
-
-    def get_source(self, fullname: str) -> str:
-        self._check_name(fullname)
-        return decode_source(self._verified_bytes(keep=True))
-
-    @staticmethod
-    def source_to_code(data: bytes | str, path: str = "<string>") -> CodeType:
-        """As :meth:`importlib.abc.InspectLoader.source_to_code`."""
-        return compile(data, path, "exec", dont_inherit=True)
-
-    def get_code(self, fullname: str) -> CodeType:
-        """Code from verified bytes (or authenticated bytecode of them); audited
-        as a load *before* it is handed out (``exec_module`` and runpy both come
-        through here), so if the record cannot be written no code runs."""
-        self._check_name(fullname)
-        repo = self.repo
-        with busy():
-            try:
-                code = repo.code(self.entry)
-            except SecureImportError as exc:
-                raise _owned_error(repo, exc, self.name, self.url) from None
-            try:
-                repo.record_load(
-                    module=self.name,
-                    url=self.url,
-                    sha256=self.entry.sha256,
-                    trusted=repo.trusted_manifest(),
-                    via=self.via,
-                )
-            except SecureImportError as exc:
-                exc._secure_import_audited = True  # type: ignore[attr-defined]
-                raise _owned_error(repo, exc, self.name, self.url) from None
-        return code
-
-    # -- data ---------------------------------------------------------------
-
-    def get_data(self, path: str) -> bytes:
-        """Verified bytes of a file listed in this repository's manifest,
-        addressed by its https URL (what ``pkgutil.get_data`` builds from
-        ``__file__``).
-
-        Raises:
-            FileNotFoundError: ``path`` is not a file the manifest lists
-                (nothing is requested), as for a missing local file.
-            SecureImportError: the listed file failed verification.
-        """
-        rel = path[len(self.repo.url) :] if path.startswith(self.repo.url) else None
-        tree = self.tree
-        if rel is None and tree is not None and path.startswith(tree):
-            # A real path under the materialised tree: still answered from
-            # verified bytes, never from the file on disk.
-            rel = path[len(tree) :].replace(os.sep, "/")
-        try:
-            with busy():
-                entry = None if rel is None else self.repo.manifest.files.get(rel)
-                if entry is None:
-                    raise FileNotFoundError(f"not listed in the signed manifest: {path}")
-                return self.repo.source(entry, keep=True)
-        except SecureImportError as exc:
-            raise _owned_error(self.repo, exc, self.name, path) from None
-
-    def get_resource_reader(self, fullname: str) -> RemoteResourceReader:
-        """The ``importlib.resources`` reader over this package's directory
-        (for a plain module: its containing directory)."""
-        from secure_import.hook.resources import RemoteResourceReader
-
-        self._check_name(fullname)
-        directory = _dir_of(self.entry.path).rstrip("/")
-        return RemoteResourceReader(self.repo, directory)
-
-    # -- helpers --------------------------------------------------------------
-
-    def _verified_bytes(self, *, keep: bool) -> bytes:
-        try:
-            with busy():
-                return self.repo.source(self.entry, keep=keep)
-        except SecureImportError as exc:
-            raise _owned_error(self.repo, exc, self.name, self.url) from None
-
-    def _check_name(self, fullname: str) -> None:
-        if fullname != self.name:
-            raise ImportError(f"loader for {self.name} cannot handle {fullname}", name=fullname)
-
-
-def _local_path(tree: str, rel: str) -> str:
-    """The real path of repository-relative ``rel`` under a tree (``tree`` ends
-    with a separator); ``rel`` of a directory ends with ``/``."""
-    return tree + rel.rstrip("/").replace("/", os.sep)
-
-
-def _make_spec(repo: Repository, fullname: str, entry: FileEntry, is_package: bool) -> ModuleSpec:
-    """A spec exactly like a file-based one, with https locations, or with
-    real paths under the verified tree in materialise mode."""
-    tree = None
-    top = entry.path.split("/", 1)[0].removesuffix(".py")
-    if repo.materialises(top):
-        try:
-            with busy():
-                root = os.fspath(repo.materialised_root(top)) + os.sep
-        except SecureImportError as exc:
-            raise _owned_error(repo, exc, fullname, repo.url_for(entry.path)) from None
-        tree = root
-        get_finder().add_tree(root, repo)
-    loader = RemoteLoader(repo, fullname, entry, is_package, tree=tree)
-    spec = ModuleSpec(fullname, loader, origin=loader.path, is_package=is_package)
-    spec.has_location = True
-    if is_package:
-        directory = _dir_of(entry.path)
-        if tree is None:
-            spec.submodule_search_locations = [repo.url_for(directory)]
-        else:
-            local = _local_path(tree, directory)
-            spec.submodule_search_locations = [local]
-            # Whatever importer a path finder cached for this directory
-            # before (none, normally), ours answers for it from now on: the
-            # files there are never imported from disk.
-            sys.path_importer_cache[local] = RemotePathEntryFinder(local)
-    return spec
-
-
-def _find(repo: Repository, fullname: str, listed_as: str) -> ModuleSpec:
-    """Spec for ``fullname`` defined by the manifest module ``listed_as``.
-
-    The two names differ only when a library aliased a remote ``__path__``
-    under another package name: the code is the listed file, the module gets
-    the name it was imported by (as a local import would).
-    """
-    try:
-        with busy():
-            entry, is_package = repo.find(listed_as)
-    except SecureImportError as exc:
-        raise _owned_error(repo, exc, fullname, None) from None
-    return _make_spec(repo, fullname, entry, is_package)
-
-
-class RemoteDataDirLoader(Loader):
-    """Loader of a data-only directory (files listed, no ``__init__.py``):
-    an empty package, like a local namespace package, whose only use is
-    ``importlib.resources.files("pkg.data")``.  It executes nothing."""
-
-    def __init__(self, repo: Repository, fullname: str, directory: str) -> None:
-        self.repo = repo
-        self.name = fullname
-        self.directory = directory
-
-    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
-        return None
-
-    def exec_module(self, module: ModuleType) -> None:
-        """Nothing to run: there is no code."""
-
-    def is_package(self, fullname: str) -> bool:
-        return True
-
-    def get_source(self, fullname: str) -> None:
-        return None
-
-    def get_resource_reader(self, fullname: str) -> RemoteResourceReader:
-        from secure_import.hook.resources import RemoteResourceReader
-
-        return RemoteResourceReader(self.repo, self.directory)
-
-
-def _listed(repo: Repository, fullname: str, listed_as: str) -> ModuleSpec | None:
-    """Spec for a listed module, package or data-only directory; None if the
-    manifest lists nothing under that name (no request is made)."""
-    try:
-        with busy():
-            listing = repo.lookup(listed_as)
-    except SecureImportError as exc:
-        raise _owned_error(repo, exc, fullname, None) from None
-    if listing is None:
-        return None
-    if listing.entry is None:
-        assert listing.data_dir is not None
-        loader = RemoteDataDirLoader(repo, fullname, listing.data_dir)
-        spec = ModuleSpec(fullname, loader, origin=None, is_package=True)
-        spec.submodule_search_locations = [repo.url_for(listing.data_dir + "/")]
-        return spec
-    return _make_spec(repo, fullname, listing.entry, listing.is_package)
-
-
-class RemotePathEntryFinder:
-    """Path-entry finder for one ``https://`` entry of a package ``__path__``.
-
-    It holds only the URL and asks the process-wide :class:`SecureFinder`,
-    at every call, which repository (if any) currently serves that directory,
-    so a repository that was removed stops answering at once.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __repr__(self) -> str:
-        return f"<RemotePathEntryFinder {self.path!r}>"
-
-    def find_spec(self, fullname: str, target: ModuleType | None = None) -> ModuleSpec | None:
-        finder = _finder
-        if finder is None or is_busy():
-            return None
-        located = finder.locate(self.path)
-        if located is None:
-            return None
-        repo, package = located
-        # Unlisted: as a directory without that file, the path finder moves
-        # on, and SecureFinder (last on sys.meta_path) refuses the name once
-        # every other finder, including importers libraries installed, declined.
-        return _listed(repo, fullname, f"{package}.{fullname.rpartition('.')[2]}")
-
-    def iter_modules(self, prefix: str = "") -> Iterator[tuple[str, bool]]:
-        """What ``pkgutil.iter_modules`` lists: the package's direct submodules
-        in the signed manifest (no request beyond the manifest)."""
-        located = get_finder().locate(self.path)
-        if located is None:
-            return
-        repo, package = located
-        try:
-            with busy():
-                children = repo.manifest.children(package)
-        except SecureImportError as exc:
-            raise _owned_error(repo, exc, package, self.path) from None
-        for name, is_package in children:
-            yield prefix + name, is_package
-
-    def invalidate_caches(self) -> None:
-        """Nothing cached here."""
-
-
-#: ``https://`` and, once a package was materialised, the verified trees
-#: (each ending with a separator): the path entries our hook claims.
-_claimed: tuple[str, ...] = _URL_PREFIX
-
-
-def _is_ours(entry: str) -> bool:
-    return entry.startswith(_claimed)
-
-
-def path_hook(path: str) -> RemotePathEntryFinder:
-    """``sys.path_hooks`` entry: claims ``https://`` (and ``s3://``) entries
-    and directories of materialised trees, refuses all others at the cost of
-    one ``startswith`` (a materialised directory is never imported from disk)."""
-    if isinstance(path, str) and path.startswith(_claimed):
-        return RemotePathEntryFinder(path)
-    raise ImportError("not a secure_import path entry", path=path)
-
-
-def _package_of(rel: str) -> str | None:
-    """``"a/b/"`` -> ``"a.b"``; None unless a non-empty run of identifiers."""
-    if not rel.endswith("/"):
-        return None
-    parts = rel[:-1].split("/")
-    if not all(part.isascii() and part.isidentifier() for part in parts):
-        return None
-    return ".".join(parts)
 
 
 class SecureFinder:
@@ -488,14 +160,12 @@ class SecureFinder:
         """Serve the package directories under materialised ``tree`` (ends with
         a separator) from ``repo``: claimed by :func:`path_hook`, never read
         from disk by the path finder."""
-        global _claimed
         with self._lock:
             if self._trees.get(tree) is repo:
                 return
             self._trees[tree] = repo
             self._located = {}
-            if tree not in _claimed:
-                _claimed = (*_claimed, tree)
+            pathentry.claim(tree)
 
     def locate(self, entry: str) -> tuple[Repository, str] | None:
         """Which repository serves the package directory URL ``entry``, and
@@ -574,7 +244,7 @@ class SecureFinder:
         # __path__ elsewhere (six.moves: []) is left to its own importer.
         tail = fullname.rpartition(".")[2]
         for entry in path:
-            if isinstance(entry, str) and entry.startswith(_claimed):
+            if isinstance(entry, str) and _is_ours(entry):
                 located = self.locate(entry)
                 if located is not None:
                     repo, package = located
@@ -666,19 +336,18 @@ class SecureFinder:
         """Nothing to invalidate: manifests are fixed for the life of the process."""
 
 
-_finder: SecureFinder | None = None
 _install_lock = threading.Lock()
 
 
 def get_finder() -> SecureFinder:
     """The process-wide finder, appended to ``sys.meta_path`` on first use,
     with :func:`path_hook` at the front of ``sys.path_hooks``."""
-    global _finder
     with _install_lock:
-        if _finder is None:
-            _finder = SecureFinder()
-        if _finder not in sys.meta_path:
-            sys.meta_path.append(_finder)
+        finder = pathentry.installed
+        if finder is None:
+            finder = pathentry.installed = SecureFinder()
+        if finder not in sys.meta_path:
+            sys.meta_path.append(finder)
         if path_hook not in sys.path_hooks:
             sys.path_hooks.insert(0, path_hook)
-        return _finder
+        return finder
