@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 #: The scripts, in the order they run (each has ``main(argv)``).
-SCRIPTS = ("alternatives", "bigpkg", "scaling", "servers")
+SCRIPTS = ("alternatives", "bigpkg", "scaling", "servers", "startup")
 
 
 def run_all() -> None:

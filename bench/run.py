@@ -544,8 +544,13 @@ def targets(rows: list[Row], overhead: list[dict[str, Any]], args: argparse.Name
     if get.get(("si-cold", n_mem)) and get[("si-cold", n_mem)].traced_peak:
         cold_peak = get[("si-cold", n_mem)].traced_peak or 0
         local_peak = get[("local", n_mem)].traced_peak or 1
+        # A target only where the package dominates: below N=50 the fixed cost
+        # of the TLS/HTTP stack loaded by a cold import outweighs a tiny package
+        # (bench/README.md), so the quick run's N=10 figure is information.
+        ok = cold_peak <= 1.5 * local_peak
+        verdict = mark(ok) if n_mem >= 50 else "INFO (not a target below N=50)"
         out.append(
-            f"{mark(cold_peak <= 1.5 * local_peak)} peak memory of a cold import at N={n_mem} "
+            f"{verdict} peak memory of a cold import at N={n_mem} "
             f"≤ 1.5x local (tracemalloc peak during the import): "
             f"{cold_peak / 1024:.0f} KiB vs {local_peak / 1024:.0f} KiB = "
             f"{cold_peak / local_peak:.2f}x"
