@@ -30,7 +30,7 @@ from secure_import.repository import Repository
 from secure_import.store.audit import AuditLog as AuditLog  # reachable as before
 from secure_import.store.paths import Paths
 from secure_import.store.refusals import audit_refusal
-from secure_import.transport.mirrors import DEFAULT_FALLBACK
+from secure_import.transport.mirrorpolicy import DEFAULT_FALLBACK
 from secure_import.verify.keys import PublicKey
 
 # Configuration files (TOML layers) and git-host URLs are imported when first

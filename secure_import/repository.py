@@ -52,13 +52,7 @@ from secure_import.store.memo import ManifestMemo
 from secure_import.store.paths import Paths
 from secure_import.store.state import StateStore, repo_id
 from secure_import.transport import warmup
-from secure_import.transport.mirrors import (
-    DEFAULT_FALLBACK,
-    MirrorSet,
-    SourceClient,
-    check_mirrors,
-    served_host,
-)
+from secure_import.transport.mirrorpolicy import DEFAULT_FALLBACK, check_mirrors, served_host
 from secure_import.update import ManifestUpdater
 from secure_import.verify.manifest import FileEntry, Manifest
 from secure_import.verify.names import (
@@ -408,6 +402,7 @@ class Repository:
                 url=self.url,
             )
         from secure_import.transport.https import Fetcher, TransportOptions
+        from secure_import.transport.mirrors import MirrorSet, SourceClient
 
         origin = Fetcher(
             self.url, limits=self.limits, ca_bundle=self.ca_bundle, transport=self.transport

@@ -56,7 +56,7 @@ from secure_import.errors import (
 from secure_import.store.cache import Cache
 from secure_import.store.memo import ManifestMemo
 from secure_import.store.state import StateStore
-from secure_import.transport.mirrors import served_host
+from secure_import.transport.mirrorpolicy import served_host
 from secure_import.verify.root import ROOTS_DIR, Root
 from secure_import.verify.trust import SigstoreBundle, TrustedManifest
 from secure_import.verify.trustset import Candidate, TrustState
