@@ -14,6 +14,7 @@ is refused, nothing unverified is cached or run).
 from __future__ import annotations
 
 import _imp
+import hashlib
 import json
 import os
 import subprocess
@@ -101,6 +102,20 @@ def _run(
     modules: list[str] | None = None,
 ) -> dict[str, object]:
     """Import startpkg in a fresh ``python -I``; what it saw, as JSON."""
+    proc = _spawn(consumer, offline=offline, lock=lock, modules=modules)
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _spawn(
+    consumer: Consumer,
+    *,
+    offline: bool = False,
+    lock: Path | None = None,
+    modules: list[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the child that imports startpkg, whatever its outcome."""
     paths = consumer.paths
     cfg = {
         "url": consumer.publisher.url,
@@ -116,16 +131,13 @@ def _run(
     # Not a child of this test process: it must not inherit the repositories
     # the test added here (the start-up hook would install them).
     env = {k: v for k, v in os.environ.items() if k != childdesc.ENV_VAR}
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-I", "-c", _CHILD, json.dumps(cfg)],
         capture_output=True,
         text=True,
         timeout=120,
         env=env,
     )
-    assert proc.returncode == 0, proc.stderr
-    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
 
 
 def _loaded(result: dict[str, object], forbidden: tuple[str, ...]) -> list[str]:
@@ -189,6 +201,92 @@ def test_signature_check_still_happens_when_the_memo_is_gone(warm: Consumer) -> 
     assert result["value"] == 42
     assert "cryptography" in _loaded(result, ("cryptography",))
     assert any(memo_dir.iterdir()), "the memo was written again after a full verification"
+
+
+def _warm_with_padded_util(publisher: Publisher, consumer: Consumer, evil: bytes) -> str:
+    """startpkg published with a util.py as long as ``evil``, imported twice (cache,
+    memo, bytecode seals and the package's pack written); the sha256 of util.py."""
+    _publish(publisher)
+    util = b"TWO = 2\n#" + b"x" * (len(evil) - 10) + b"\n"
+    assert len(util) == len(evil)
+    publisher.write("startpkg/util.py", util.decode())
+    publisher.publish()
+    for _ in range(2):
+        assert _run(consumer)["value"] == 42
+    return hashlib.sha256(util).hexdigest()
+
+
+def _bytecode_files(consumer: Consumer) -> list[Path]:
+    base = consumer.paths.cache_dir / "bytecode"
+    return sorted(p for p in base.rglob("*") if p.is_file())
+
+
+def test_l1_l8_warm_offline_lazy_path_refuses_a_tampered_cache_never_runs_it(
+    publisher: Publisher, consumer: Consumer, tmp_path: Path
+) -> None:
+    """THREATS L1/L8 on the path that imports least: a warm offline process
+    (memo, no signature library, no network).  The cached util.py is replaced by
+    code of the same length and every bytecode seal is altered, so the process
+    must fall back to the cached sources: the altered object is re-hashed,
+    refused and deleted (audited ``cache-corrupt``), the offline repository
+    cannot fetch it again, so the import fails; nothing of the package ran,
+    nothing unverified is cached, and no load was audited."""
+    canary = tmp_path / "canary"
+    evil = ("TWO = 3\n" + canary_code(canary)).encode()
+    digest = _warm_with_padded_util(publisher, consumer, evil)
+    cached = consumer.paths.cache_dir / "objects" / digest[:2] / digest
+    assert cached.is_file()
+    cached.write_bytes(evil)
+    seals = _bytecode_files(consumer)
+    assert seals, "the warm runs sealed no bytecode"
+    for seal in seals:
+        data = bytearray(seal.read_bytes())
+        data[-1] ^= 0x01
+        seal.write_bytes(bytes(data))
+    before = len(consumer.audit())
+
+    proc = _spawn(consumer, offline=True)
+
+    assert proc.returncode != 0
+    assert "startpkg/util.py is not in the cache" in proc.stderr, proc.stderr
+    assert not canary.exists(), "tampered cached code ran"
+    assert not cached.exists(), "the tampered object was left in the cache"
+    consumer.assert_cache_verified(absent=evil)
+    # Every altered seal was refused (deleted) when read, none was used.
+    assert [seal for seal in seals if seal.exists()] == []
+    records = consumer.audit()[before:]
+    assert not [r for r in records if r["event"] == "load"]
+    corrupt = [r for r in records if r["event"] == "cache-corrupt"]
+    assert corrupt and corrupt[0]["sha256"] == digest
+    refused = [r for r in records if r["event"] == "refuse"]
+    assert refused and str(refused[-1]["url"]).endswith("/startpkg/util.py"), records
+    assert "check: offline" in str(refused[-1]["message"])
+
+
+def test_l8_tampered_bytecode_pack_on_the_warm_path_is_discarded_sources_used(
+    publisher: Publisher, consumer: Consumer, tmp_path: Path
+) -> None:
+    """THREATS L8: an altered bytecode pack (and module seals) is never
+    executed; the warm offline process runs the package from its re-hashed
+    cached sources and still imports no signature or network machinery."""
+    canary = tmp_path / "canary"
+    evil = ("TWO = 3\n" + canary_code(canary)).encode()
+    _warm_with_padded_util(publisher, consumer, evil)
+    seals = _bytecode_files(consumer)
+    altered = {}
+    for seal in seals:
+        data = bytearray(seal.read_bytes())
+        data[-1] ^= 0x01
+        seal.write_bytes(bytes(data))
+        altered[seal] = bytes(data)
+
+    result = _run(consumer, offline=True)
+
+    assert result["value"] == 42
+    assert _loaded(result, NOT_ON_THE_WARM_PATH) == []
+    for seal, data in altered.items():
+        assert not seal.exists() or seal.read_bytes() != data, f"altered seal kept: {seal}"
+    consumer.assert_cache_verified()
 
 
 def test_network_stack_loaded_in_background_never_runs_remote_code(
