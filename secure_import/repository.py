@@ -37,7 +37,6 @@ from types import CodeType
 from secure_import.assembly import Assembler
 from secure_import.config import MANIFEST_NAME, Limits
 from secure_import.errors import (
-    ConfigError,
     ConnectionFailedError,
     NotListedError,
     SecureImportError,
@@ -47,22 +46,30 @@ from secure_import.pinning import KeySpec, PublisherSpec, TrustedRootSpec, pinne
 from secure_import.store.audit import AuditLog
 from secure_import.store.bytecode import BytecodeStore
 from secure_import.store.cache import Cache
-from secure_import.store.lock import LockEntry, read_lock
+from secure_import.store.lock import LockEntry, locked_digest
 from secure_import.store.memo import ManifestMemo
 from secure_import.store.paths import Paths
 from secure_import.store.state import StateStore, repo_id
+from secure_import.store.stores import default_stores
+from secure_import.store.trail import AuditTrail
 from secure_import.transport import warmup
+from secure_import.transport.connect import (
+    connect_https,
+    connect_s3,
+    repository_location,
+    start_network,
+)
 from secure_import.transport.mirrorpolicy import DEFAULT_FALLBACK, check_mirrors, served_host
 from secure_import.update import ManifestUpdater
 from secure_import.verify.manifest import FileEntry, Manifest
 from secure_import.verify.names import (
     check_allowed_modules,
+    check_follow_level,
     check_materialise,
     is_never_remote,
-    normalize_url,
 )
 from secure_import.verify.root import Root
-from secure_import.verify.tree import is_listed_dir
+from secure_import.verify.tree import Listing, is_listed_dir
 from secure_import.verify.trust import TrustedManifest
 
 # The network (httpx, ssl, the transport modules), pathlib and the Sigstore
@@ -75,7 +82,6 @@ if TYPE_CHECKING:
     from secure_import.store.materialise import MaterialiseStore
     from secure_import.transport.base import Transport
     from secure_import.transport.https import TransportOptions
-    from secure_import.transport.s3 import S3Location
 
 __all__ = ["MANIFEST_NAME", "KeySpec", "Listing", "Repository"]
 
@@ -84,75 +90,12 @@ __all__ = ["MANIFEST_NAME", "KeySpec", "Listing", "Repository"]
 _RETRY_AFTER = 30.0
 
 
-class Listing(tuple[FileEntry | None, bool, str | None]):
-    """What a name is in a repository's signed manifest (:meth:`Repository.lookup`).
+def _as_path(name: str | None) -> Path | None:
+    if name is None:
+        return None
+    from pathlib import Path
 
-    A tuple subclass written out rather than a ``typing.NamedTuple``, which
-    would import ``typing`` into every process (see :class:`FileEntry`).
-    """
-
-    __slots__ = ()
-
-    def __new__(cls, entry: FileEntry | None, is_package: bool, data_dir: str | None) -> Listing:
-        return tuple.__new__(cls, (entry, is_package, data_dir))
-
-    def __getnewargs__(self) -> tuple[FileEntry | None, bool, str | None]:
-        return (self[0], self[1], self[2])
-
-    @property
-    def entry(self) -> FileEntry | None:
-        """The module's file; ``None`` for a data-only directory."""
-        return self[0]
-
-    @property
-    def is_package(self) -> bool:
-        return self[1]
-
-    @property
-    def data_dir(self) -> str | None:
-        """The repository-relative directory of a data-only directory, else ``None``."""
-        return self[2]
-
-    def __repr__(self) -> str:
-        return f"Listing(entry={self[0]!r}, is_package={self[1]!r}, data_dir={self[2]!r})"
-
-
-_FOLLOW = {False: "no", True: "direct", "no": "no", "direct": "direct", "transitive": "transitive"}
-
-
-def _follow_level(value: bool | str) -> str:
-    level = _FOLLOW.get(value) if isinstance(value, bool | str) else None
-    if level is None:
-        raise ConfigError(
-            "trust_dependencies is false, true (one level) or 'transitive'",
-            check="trust-dependencies",
-            got=repr(value),
-        )
-    return level
-
-
-def _s3_location(url: str, transport: TransportOptions | None, endpoint: str | None) -> S3Location:
-    """The bucket and prefix of an ``s3://`` repository URL (no request made).
-
-    Raises:
-        InsecureURLError: a malformed ``s3://`` URL, or a non-https endpoint
-            (given, or from the environment).
-        ConfigError: https-only options (credentials header, client
-            certificate, system trust store) given for object storage, whose
-            credentials come from the standard AWS chain.
-    """
-    from secure_import.transport.s3 import check_endpoint, parse_s3_url
-
-    location = parse_s3_url(url)
-    check_endpoint(endpoint)
-    if transport is not None and not transport.is_default:
-        raise ConfigError(
-            "auth, client certificates and the system trust store apply to https "
-            "repositories; an s3:// repository takes its credentials from the AWS chain",
-            check="s3-options",
-            url=location.url,
-        )
-    return location
+    return Path(name)
 
 
 class Repository:
@@ -204,19 +147,9 @@ class Repository:
         mirrors: Sequence[str] = (),
         fallback: str = DEFAULT_FALLBACK,
     ) -> None:
-        self._s3: S3Location | None = None
-        if url.startswith("s3://"):
-            self._s3 = _s3_location(url, transport, s3_endpoint)
-            self.url = self._s3.url
-        else:
-            if s3_endpoint is not None or s3_region is not None:
-                raise ConfigError(
-                    "s3_endpoint and s3_region apply to s3:// repositories only",
-                    check="s3-options",
-                    url=url,
-                )
-            # Refuses http:// before any request; one spelling per repository.
-            self.url = normalize_url(url)
+        # Refuses http:// (and a malformed s3:// URL) before any request;
+        # one spelling per repository.
+        self.url, self._s3 = repository_location(url, transport, s3_endpoint, s3_region)
         self.s3_endpoint = s3_endpoint
         self.s3_region = s3_region
         #: Mirrors of this repository (https URLs, asked after ``url`` by the
@@ -227,7 +160,7 @@ class Repository:
         #: Whether the signed dependency declarations of this repository are
         #: followed to repositories the consumer did not pin (a widening):
         #: ``"no"``, ``"direct"`` (one level) or ``"transitive"``.
-        self.trust_dependencies = _follow_level(trust_dependencies)
+        self.trust_dependencies = check_follow_level(trust_dependencies)
         #: Let this repository's code import names other repositories serve
         #: without a signed declaration (the behaviour before declarations).
         self.unsafe_undeclared_imports = bool(unsafe_undeclared_imports)
@@ -256,28 +189,12 @@ class Repository:
         self.transport = transport
         self.limits = limits or Limits()
         self.paths = paths or Paths.default()
-        readonly = self.paths.cache_readonly
-        self.cache = (
-            Cache(self.paths.cache, readonly=readonly, on_unwritable=self._cache_unwritable)
-            if cache is None
-            else cache
+        #: The audit records about this repository (see :class:`AuditTrail`).
+        self.trail = AuditTrail(lambda: self.audit, self.url, self.paths.cache)
+        stores = default_stores(
+            self.paths, self.id, self._cache_unwritable, cache, state, audit, bytecode, memo
         )
-        self.state = StateStore(self.paths.state) if state is None else state
-        self.audit = (
-            AuditLog(self.paths.audit_log_file, witness=self.paths.witness_file)
-            if audit is None
-            else audit
-        )
-        self.bytecode = (
-            BytecodeStore(self.paths.cache, self.paths.state, readonly=readonly)
-            if bytecode is None
-            else bytecode
-        )
-        self.memo = (
-            ManifestMemo(self.paths.cache, self.paths.state, owner=self.id, readonly=readonly)
-            if memo is None
-            else memo
-        )
+        self.cache, self.state, self.audit, self.bytecode, self.memo = stores
         self._clock = clock or (lambda: datetime.now(UTC))
         #: Never contact the server: the cached manifest (verified exactly as a
         #: fresh one, so it must be unexpired and not below the high-water mark)
@@ -288,15 +205,7 @@ class Repository:
         #: :attr:`lock_file` as a string.
         self.lock_path = None if lock is None else os.fspath(lock)
         if lock is not None:
-            entry = read_lock(lock).get(self.url)
-            if entry is None:
-                raise ConfigError(
-                    "frozen mode: this repository is not in the lock file",
-                    check="lock",
-                    url=self.url,
-                    got=str(lock),
-                )
-            self.locked_digest = entry.manifest_sha256
+            self.locked_digest = locked_digest(lock, self.url)
         self._connect = connect or (self._connect_https if self._s3 is None else self._connect_s3)
         self._fetcher: Transport | None = None
         self._lock = threading.RLock()
@@ -337,17 +246,10 @@ class Repository:
             record=self.record,
         )
         if connect is None and not self.offline and self.locked_digest is None:
-            # The first import will ask the server (at least a conditional
-            # request): start importing the network stack now, in the
-            # background, so it overlaps with the application's own start-up
-            # instead of running inside the import hook.  Offline and frozen
-            # repositories may never need it.
-            if self._s3 is None:
-                warmup.start()
-            else:
-                from secure_import.transport.s3 import import_obstore
-
-                import_obstore()  # also: a missing 's3' extra is reported here
+            # The first import will ask the server: load the network stack now
+            # (in the background for https), not inside the import hook.
+            # Offline and frozen repositories may never need it.
+            start_network(s3=self._s3 is not None)
 
     # -- plumbing ---------------------------------------------------------
 
@@ -366,21 +268,13 @@ class Repository:
     @property
     def ca_bundle(self) -> Path | None:
         """The CA bundle that alone is trusted for this repository's TLS, if any."""
-        if self.ca_file is None:
-            return None
-        from pathlib import Path
-
-        return Path(self.ca_file)
+        return _as_path(self.ca_file)
 
     @property
     def lock_file(self) -> Path | None:
         """The lock file of frozen mode (repositories reached through
         dependency declarations are held to it too)."""
-        if self.lock_path is None:
-            return None
-        from pathlib import Path
-
-        return Path(self.lock_path)
+        return _as_path(self.lock_path)
 
     @property
     def fetcher(self) -> Transport:
@@ -395,47 +289,25 @@ class Repository:
         return self._fetcher
 
     def _connect_https(self) -> Transport:
-        if not warmup.wait():
-            raise ConnectionFailedError(
-                "the network stack did not finish loading in the background",
-                check="network-stack",
-                url=self.url,
-            )
-        from secure_import.transport.https import Fetcher, TransportOptions
-        from secure_import.transport.mirrors import MirrorSet, SourceClient
-
-        origin = Fetcher(
-            self.url, limits=self.limits, ca_bundle=self.ca_bundle, transport=self.transport
-        )
-        if not self.mirrors:
-            return origin
-        # Each mirror is its own client, bound to its own origin (redirects
-        # stay there), verified against the same CA choice, never sent the
-        # credential or the client certificate.
-        sources: list[tuple[str, SourceClient]] = [(self.url, origin)]
-        options = (self.transport or TransportOptions()).for_mirror()
-        for mirror in self.mirrors:
-            sources.append(
-                (
-                    mirror,
-                    Fetcher(
-                        mirror, limits=self.limits, ca_bundle=self.ca_bundle, transport=options
-                    ),
-                )
-            )
-        return MirrorSet(
-            self.url, sources, fallback=self.fallback, failover_after=self.limits.failover_after
+        return connect_https(
+            self.url,
+            limits=self.limits,
+            ca_bundle=self.ca_bundle,
+            transport=self.transport,
+            mirrors=self.mirrors,
+            fallback=self.fallback,
         )
 
     def _connect_s3(self) -> Transport:
         """Object storage through obstore: the same verification, another transport."""
-        from secure_import.transport.s3 import S3Options, S3Transport
-
         assert self._s3 is not None
-        options = S3Options(
-            endpoint=self.s3_endpoint, region=self.s3_region, ca_bundle=self.ca_bundle
+        return connect_s3(
+            self._s3,
+            endpoint=self.s3_endpoint,
+            region=self.s3_region,
+            ca_bundle=self.ca_bundle,
+            limits=self.limits,
         )
-        return S3Transport(self._s3, options, limits=self.limits)
 
     def close(self) -> None:
         if self._fetcher is not None:
@@ -451,20 +323,10 @@ class Repository:
 
     def record(self, event: str, *, outcome: str, **fields: object) -> None:
         """Append an audit record about this repository (raises AuditWriteError)."""
-        self.audit.append(event, outcome=outcome, repo=self.url, **fields)
+        self.trail.record(event, outcome=outcome, **fields)
 
     def _cache_unwritable(self, reason: str) -> None:
-        """The cache could not be written (a read-only image layer): not an
-        import failure, the verified bytes are used from memory; audited
-        once per process (raises AuditWriteError)."""
-        self.record(
-            "cache-readonly",
-            outcome="skipped",
-            url=self.url,
-            code="cache-readonly",
-            message=f"the cache {self.paths.cache_dir} is not written ({reason}); "
-            "verified bytes are used from memory, nothing unverified is trusted",
-        )
+        self.trail.cache_unwritable(reason)
 
     def record_load(
         self,
@@ -475,48 +337,15 @@ class Repository:
         trusted: TrustedManifest,
         via: str | None = None,
     ) -> None:
-        """Audit one module about to run (raises AuditWriteError).
-
-        ``via``: the dependency declaration that allowed the load, if it came
-        through a dependency edge (named in the record).  The record names the
-        host that served the module's bytes in this process (the origin or a
-        mirror), or ``"cache"`` when they came from the verified cache.
-        """
+        """Audit one module about to run (raises AuditWriteError), naming the
+        host that served its bytes in this process (the origin or a mirror),
+        or ``"cache"``; ``via``: the dependency declaration that allowed it."""
         served = self.assembly.served_by(sha256)
         host = "cache" if served is None else served_host(served)
-        if via is not None:
-            self.audit.append(
-                "load",
-                outcome="ok",
-                module=module,
-                url=url,
-                sha256=sha256,
-                repo=self.url,
-                manifest_version=trusted.manifest.version,
-                key_id=trusted.key_id_text,
-                host=host,
-                via=via,
-            )
-            return
-        self.audit.append_load(
-            module=module,
-            url=url,
-            sha256=sha256,
-            repo=self.url,
-            manifest_version=trusted.manifest.version,
-            key_id=trusted.key_id_text,
-            host=host,
-        )
+        self.trail.load(module=module, url=url, sha256=sha256, trusted=trusted, host=host, via=via)
 
     def record_refusal(self, exc: SecureImportError, *, module: str | None) -> None:
-        self.record(
-            "refuse",
-            outcome="refused",
-            module=module,
-            url=exc.url,
-            code=exc.code,
-            message=str(exc),
-        )
+        self.trail.refusal(exc, module=module)
 
     # -- manifest ---------------------------------------------------------
 

@@ -22,7 +22,7 @@ from secure_import._frozen import Frozen
 from secure_import.errors import ConfigError, FormatError
 from secure_import.verify import strictjson
 
-__all__ = ["LockEntry", "read_lock", "write_lock"]
+__all__ = ["LockEntry", "locked_digest", "read_lock", "write_lock"]
 
 _LOCK_VERSION = 1
 
@@ -86,6 +86,25 @@ def read_lock(path: str | os.PathLike[str]) -> dict[str, LockEntry]:
             raise FormatError("malformed lock entry", check="lock-schema", url=lock_path, got=url)
         entries[url] = LockEntry(url, entry["manifest_sha256"], entry["manifest_version"])
     return entries
+
+
+def locked_digest(path: str | os.PathLike[str], url: str) -> str:
+    """The manifest digest the lock file at ``path`` pins for repository ``url``.
+
+    Raises:
+        ConfigError: unreadable, or ``url`` is not in it (frozen mode admits
+            no repository the lock does not name).
+        FormatError: malformed.
+    """
+    entry = read_lock(path).get(url)
+    if entry is None:
+        raise ConfigError(
+            "frozen mode: this repository is not in the lock file",
+            check="lock",
+            url=url,
+            got=os.fspath(path),
+        )
+    return entry.manifest_sha256
 
 
 def write_lock(path: str | os.PathLike[str], pins: Iterable[LockEntry]) -> dict[str, LockEntry]:

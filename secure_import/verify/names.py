@@ -51,6 +51,25 @@ def check_allowed_modules(modules: Iterable[str] | str | None) -> frozenset[str]
     return names
 
 
+_FOLLOW = {False: "no", True: "direct", "no": "no", "direct": "direct", "transitive": "transitive"}
+
+
+def check_follow_level(value: bool | str) -> str:
+    """``trust_dependencies`` as given, as ``"no"``, ``"direct"`` or ``"transitive"``.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    level = _FOLLOW.get(value) if isinstance(value, bool | str) else None
+    if level is None:
+        raise ConfigError(
+            "trust_dependencies is false, true (one level) or 'transitive'",
+            check="trust-dependencies",
+            got=repr(value),
+        )
+    return level
+
+
 def check_materialise(materialise: bool | Iterable[str] | str) -> bool | frozenset[str]:
     """Materialise mode as given: ``True``/``False``, or the top-level names
     to materialise.

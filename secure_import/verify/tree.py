@@ -12,9 +12,9 @@ from __future__ import annotations
 import threading
 import weakref
 
-from secure_import.verify.manifest import Manifest
+from secure_import.verify.manifest import FileEntry, Manifest
 
-__all__ = ["Tree", "is_listed_dir", "listed_tree"]
+__all__ = ["Listing", "Tree", "is_listed_dir", "listed_tree"]
 
 #: Directory (repository-relative, ``""`` for the top) -> {child name: is directory}.
 Tree = dict[str, dict[str, bool]]
@@ -45,3 +45,36 @@ def listed_tree(manifest: Manifest) -> Tree:
 def is_listed_dir(manifest: Manifest, directory: str) -> bool:
     """Whether the manifest lists files under ``directory`` (repository-relative)."""
     return bool(directory) and directory in listed_tree(manifest)
+
+
+class Listing(tuple[FileEntry | None, bool, str | None]):
+    """What a name is in a repository's signed manifest (:meth:`Repository.lookup`).
+
+    A tuple subclass written out rather than a ``typing.NamedTuple``, which
+    would import ``typing`` into every process (see :class:`FileEntry`).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, entry: FileEntry | None, is_package: bool, data_dir: str | None) -> Listing:
+        return tuple.__new__(cls, (entry, is_package, data_dir))
+
+    def __getnewargs__(self) -> tuple[FileEntry | None, bool, str | None]:
+        return (self[0], self[1], self[2])
+
+    @property
+    def entry(self) -> FileEntry | None:
+        """The module's file; ``None`` for a data-only directory."""
+        return self[0]
+
+    @property
+    def is_package(self) -> bool:
+        return self[1]
+
+    @property
+    def data_dir(self) -> str | None:
+        """The repository-relative directory of a data-only directory, else ``None``."""
+        return self[2]
+
+    def __repr__(self) -> str:
+        return f"Listing(entry={self[0]!r}, is_package={self[1]!r}, data_dir={self[2]!r})"
