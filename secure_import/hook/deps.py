@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import os
 import sys
-import sysconfig
 import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -53,6 +52,7 @@ from secure_import.errors import (
     UndeclaredImportError,
 )
 from secure_import.repository import Repository
+from secure_import.transport import warmup
 
 # The declaration checks (and the version grammar) are imported when a
 # declaration is resolved: a process without any never loads them.
@@ -420,7 +420,22 @@ def walk(repositories: Sequence[Repository]) -> tuple[list[Repository], Dependen
 # --- who is importing -----------------------------------------------------------
 
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-_STDLIB_DIR = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
+_stdlib_dir: str | None = None
+
+
+def _stdlib() -> str:
+    """The standard library's directory, asked of sysconfig on first use
+    (not when secure_import is imported: enabling it must stay cheap)."""
+    global _stdlib_dir
+    if _stdlib_dir is None:
+        # Called from the finder, which holds the global import lock: never
+        # import while the network warm-up thread may be importing (see
+        # secure_import.transport.warmup).
+        warmup.wait()
+        import sysconfig
+
+        _stdlib_dir = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
+    return _stdlib_dir
 
 
 def _transparent(filename: str) -> bool:
@@ -428,7 +443,7 @@ def _transparent(filename: str) -> bool:
     itself: they import on behalf of someone further up the stack."""
     if filename.startswith(("<frozen ", _OWN_DIR)):
         return True
-    return filename.startswith(_STDLIB_DIR) and not (
+    return filename.startswith(_stdlib()) and not (
         "site-packages" in filename or "dist-packages" in filename
     )
 
