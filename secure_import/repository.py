@@ -37,7 +37,6 @@ from types import CodeType
 from secure_import.assembly import Assembler
 from secure_import.config import MANIFEST_NAME, Limits
 from secure_import.errors import (
-    ConnectionFailedError,
     NotListedError,
     SecureImportError,
     TransportError,
@@ -52,7 +51,6 @@ from secure_import.store.paths import Paths
 from secure_import.store.state import StateStore, repo_id
 from secure_import.store.stores import default_stores
 from secure_import.store.trail import AuditTrail
-from secure_import.transport import warmup
 from secure_import.transport.connect import (
     connect_https,
     connect_s3,
@@ -247,7 +245,7 @@ class Repository:
         )
         if connect is None and not self.offline and self.locked_digest is None:
             # The first import will ask the server: load the network stack now
-            # (in the background for https), not inside the import hook.
+            # here, not inside the import hook.
             # Offline and frozen repositories may never need it.
             start_network(s3=self._s3 is not None)
 
@@ -360,16 +358,6 @@ class Repository:
         Raises:
             TrustError, TransportError, LocalStateError: nothing was trusted.
         """
-        if self._trusted is None and not warmup.wait():
-            # The update imports modules (the transport, the signature and
-            # Sigstore code) inside the import hook, which holds the global
-            # import lock: never while the warm-up thread may be importing
-            # the same ones (see :mod:`secure_import.transport.warmup`).
-            raise ConnectionFailedError(
-                "the network stack did not finish loading in the background",
-                check="network-stack",
-                url=self.url,
-            )
         with self._lock:
             if self._trusted is not None:
                 return self._trusted

@@ -4,30 +4,27 @@ Behaviour, not timing (the timings are in ``bench/``): in a fresh interpreter,
 the warm offline path and the frozen path with a warm cache must not import
 the signature library, TLS, the HTTP client, the logging machinery,
 ``dataclasses``/``inspect``, ``pathlib``, ``typing`` or the compression
-modules ``shutil`` pulls in.  And the lazy paths stay safe: the network stack
-loaded in the background never reaches our finder (THREATS N1: a remote
-module shadowing a name a dependency probes for never runs), and a first
-import that overlaps with it verifies as always (THREATS F1: a tampered file
-is refused, nothing unverified is cached or run).
+modules ``shutil`` pulls in.  And the lazy paths stay safe: a tampered cache
+on the warm offline path is refused and never run (THREATS L1, L8); the
+network stack loaded by add_repo never reaches our finder (THREATS N1: a
+remote module shadowing a name a dependency probes for never runs), and the
+first import after it verifies as always (THREATS F1).
 """
 
 from __future__ import annotations
 
-import _imp
 import hashlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
 
 from secure_import.store import childdesc
 from secure_import.store.lock import write_lock
-from secure_import.transport import warmup
 
 from .conftest import Consumer, Publisher, canary_code
 
@@ -228,8 +225,9 @@ def test_l1_l8_warm_offline_lazy_path_refuses_a_tampered_cache_never_runs_it(
     (memo, no signature library, no network).  The cached util.py is replaced by
     code of the same length and every bytecode seal is altered, so the process
     must fall back to the cached sources: the altered object is re-hashed,
-    refused and deleted (audited ``cache-corrupt``), the offline repository
-    cannot fetch it again, so the import fails; nothing of the package ran,
+    refused and deleted (audited ``cache-corrupt``), and as the offline
+    repository cannot fetch it again the import fails with
+    ``CacheCorruptError``; nothing of the package ran,
     nothing unverified is cached, and no load was audited."""
     canary = tmp_path / "canary"
     evil = ("TWO = 3\n" + canary_code(canary)).encode()
@@ -248,7 +246,7 @@ def test_l1_l8_warm_offline_lazy_path_refuses_a_tampered_cache_never_runs_it(
     proc = _spawn(consumer, offline=True)
 
     assert proc.returncode != 0
-    assert "startpkg/util.py is not in the cache" in proc.stderr, proc.stderr
+    assert "[cache-corrupt] the cached copy of startpkg/util.py" in proc.stderr, proc.stderr
     assert not canary.exists(), "tampered cached code ran"
     assert not cached.exists(), "the tampered object was left in the cache"
     consumer.assert_cache_verified(absent=evil)
@@ -260,7 +258,7 @@ def test_l1_l8_warm_offline_lazy_path_refuses_a_tampered_cache_never_runs_it(
     assert corrupt and corrupt[0]["sha256"] == digest
     refused = [r for r in records if r["event"] == "refuse"]
     assert refused and str(refused[-1]["url"]).endswith("/startpkg/util.py"), records
-    assert "check: offline" in str(refused[-1]["message"])
+    assert refused[-1]["code"] == "cache-corrupt"
 
 
 def test_l8_tampered_bytecode_pack_on_the_warm_path_is_discarded_sources_used(
@@ -292,10 +290,10 @@ def test_l8_tampered_bytecode_pack_on_the_warm_path_is_discarded_sources_used(
 def test_network_stack_loaded_in_background_never_runs_remote_code(
     publisher: Publisher, consumer: Consumer, tmp_path: Path
 ) -> None:
-    """THREATS N1: httpx probes for optional modules (brotli, zstandard) while it
-    loads in the warm-up thread.  A repository that publishes those names, and
-    that the user allows, still never serves them to that thread: it is marked
-    busy, so the probe fails as it would without secure_import."""
+    """THREATS N1: httpx probes for optional modules (brotli, zstandard) while
+    add_repo loads it.  A repository that publishes those names, and that the
+    user allows, still never serves them to that load: it runs marked busy,
+    so the probe fails as it would without secure_import."""
     canary = tmp_path / "canary"
     for name in ("brotli", "zstandard", "brotlicffi"):
         publisher.write(f"{name}.py", canary_code(canary))
@@ -309,11 +307,12 @@ def test_network_stack_loaded_in_background_never_runs_remote_code(
     assert "httpx" in modules and "brotli" not in modules and "zstandard" not in modules
 
 
-def test_first_import_overlapping_the_background_load_still_refuses_tampering(
+def test_first_import_after_the_network_stack_load_still_refuses_tampering(
     publisher: Publisher, consumer: Consumer, tmp_path: Path
 ) -> None:
-    """THREATS F1: the cold import that waits for the warm-up verifies every file
-    as always; a tampered one is refused and nothing unverified is cached."""
+    """THREATS F1: the cold import after add_repo loaded the network stack
+    verifies every file as always; a tampered one is refused and nothing
+    unverified is cached."""
     canary = tmp_path / "canary"
     evil = "TWO = 3\n" + canary_code(canary)
     _publish(publisher)
@@ -345,35 +344,3 @@ def test_first_import_overlapping_the_background_load_still_refuses_tampering(
     assert not canary.exists()
     consumer.assert_cache_verified(absent=evil.encode())
     assert any(r.get("code") == "hash-mismatch" for r in consumer.refusals())
-
-
-def test_wait_lets_the_background_import_finish_while_the_import_lock_is_held(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """CPython calls finders with the global import lock held; a thread that
-    imports needs it.  ``wait`` lets go of it (every level) while it joins and
-    holds it again afterwards, as many levels."""
-    (tmp_path / "warmup_probe_mod.py").write_text("VALUE = 7\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    done: list[int] = []
-
-    def load() -> None:
-        import warmup_probe_mod  # type: ignore[import-not-found]
-
-        done.append(warmup_probe_mod.VALUE)
-
-    thread = threading.Thread(target=load, daemon=True)
-    monkeypatch.setattr(warmup, "_thread", thread)
-    _imp.acquire_lock()
-    _imp.acquire_lock()
-    try:
-        thread.start()
-        assert warmup.wait(timeout=30)
-        assert done == [7]
-        assert _imp.lock_held()
-    finally:
-        _imp.release_lock()
-        _imp.release_lock()
-    with pytest.raises(RuntimeError):
-        _imp.release_lock()  # exactly two levels were given back
-    sys.modules.pop("warmup_probe_mod", None)

@@ -35,10 +35,8 @@ def test_a_repository_imports_through_an_injected_transport_without_the_https_st
     def no_https() -> None:
         raise AssertionError("the HTTPS stack was loaded for an injected transport")
 
-    # No warm-up may start (warmup.wait, which the manifest update calls,
-    # only joins a warm-up already running: it loads nothing itself).
-    monkeypatch.setattr("secure_import.transport.warmup.start", no_https)
-    monkeypatch.setattr("secure_import.transport.warmup._load", no_https)
+    monkeypatch.setattr("secure_import.transport.https.load_network_stack", no_https)
+    monkeypatch.setattr("secure_import.repository.start_network", no_https)
     monkeypatch.setattr("secure_import.repository.Repository._connect_https", no_https)
     repo = site.repository()
     pkg = importlib.import_module("pkg")

@@ -52,7 +52,6 @@ from secure_import.errors import (
     UndeclaredImportError,
 )
 from secure_import.repository import Repository
-from secure_import.transport import warmup
 
 # The declaration checks (and the version grammar) are imported when a
 # declaration is resolved: a process without any never loads them.
@@ -428,10 +427,6 @@ def _stdlib() -> str:
     (not when secure_import is imported: enabling it must stay cheap)."""
     global _stdlib_dir
     if _stdlib_dir is None:
-        # Called from the finder, which holds the global import lock: never
-        # import while the network warm-up thread may be importing (see
-        # secure_import.transport.warmup).
-        warmup.wait()
         import sysconfig
 
         _stdlib_dir = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep

@@ -2,10 +2,19 @@
 
 Everything here imports the network stack only when it is called: a
 repository is built on every start-up path, and an offline or frozen one
-with a warm cache never connects.  :func:`start_network` begins loading the
-stack as soon as a repository that will connect is added (for https in the
-background, see :mod:`secure_import.transport.warmup`); :func:`connect_https`
-waits for that before it builds a client.
+with a warm cache never connects.  :func:`start_network` loads the stack when
+a repository that will connect is added, so that its import (httpx, ssl:
+tens of milliseconds) is paid in ``add_repo``, not inside the first import
+statement.
+
+It is loaded in the calling thread, not in a background thread overlapping
+the application's start-up: CPython's import machinery cannot wait for such
+a thread safely.  The finder is often first consulted from inside a nested
+import (``pickle`` probing for ``org.python.core`` while ``multiprocessing``
+is being imported) whose module locks the importing thread holds; a
+background import that needs one of those modules then waits for the
+importing thread, which waits for it (seen as a hang in a spawned
+multiprocessing worker).
 """
 
 from __future__ import annotations
@@ -13,8 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from secure_import.config import Limits
-from secure_import.errors import ConfigError, ConnectionFailedError
-from secure_import.transport import warmup
+from secure_import.errors import ConfigError
 from secure_import.verify.names import normalize_url
 
 TYPE_CHECKING = False
@@ -85,10 +93,12 @@ def repository_location(
 
 
 def start_network(*, s3: bool) -> None:
-    """Start loading what the first request needs: the HTTPS stack in the
-    background, or obstore (a missing ``s3`` extra is reported here)."""
+    """Load what the first request needs now: the HTTPS stack, or obstore
+    (a missing ``s3`` extra is reported here)."""
     if not s3:
-        warmup.start()
+        from secure_import.transport.https import load_network_stack
+
+        load_network_stack()
         return
     from secure_import.transport.s3 import import_obstore
 
@@ -107,15 +117,8 @@ def connect_https(
     """The HTTPS client for ``url``, or a mirror set when mirrors are listed.
 
     Raises:
-        ConnectionFailedError: the network stack did not finish loading.
         TransportError, ConfigError: a client cannot be built.
     """
-    if not warmup.wait():
-        raise ConnectionFailedError(
-            "the network stack did not finish loading in the background",
-            check="network-stack",
-            url=url,
-        )
     from secure_import.transport.https import Fetcher, TransportOptions
     from secure_import.transport.mirrors import MirrorSet, SourceClient
 
