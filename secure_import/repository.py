@@ -68,7 +68,7 @@ from secure_import.verify.names import (
 )
 from secure_import.verify.root import Root
 from secure_import.verify.tree import Listing, is_listed_dir
-from secure_import.verify.trust import TrustedManifest
+from secure_import.verify.trust import TrustedManifest, load_verifier
 
 # The network (httpx, ssl, the transport modules), pathlib and the Sigstore
 # modules are imported where they are used: a warm offline process needs none
@@ -248,6 +248,10 @@ class Repository:
             # here, not inside the import hook.
             # Offline and frozen repositories may never need it.
             start_network(s3=self._s3 is not None)
+        if not self.offline and not self.cache.has_metadata(self.id, MANIFEST_NAME):
+            # No cached manifest: the first import verifies a signature, so
+            # the signature code is loaded here too, not inside it.
+            load_verifier()
 
     # -- plumbing ---------------------------------------------------------
 

@@ -69,11 +69,13 @@ repo = secure_import.add_repo(
     cfg["url"], keys=[cfg["key"]], ca_bundle=cfg["ca"], modules=cfg["modules"],
     paths=Paths(cfg["cache"], cfg["state"], cfg["log"]), offline=cfg["offline"], lock=cfg["lock"],
 )
+after_add = sorted(sys.modules)
 import startpkg
 value = startpkg.value()
 print(json.dumps({
     "value": value,
     "file": startpkg.__file__,
+    "after_add": after_add,
     "modules": sorted(sys.modules),
     "requests": 0 if repo._fetcher is None else repo._fetcher.stats.requests,
 }))
@@ -185,6 +187,25 @@ def test_frozen_process_with_warm_cache_imports_none_of_it_either(
     assert result["value"] == 42
     assert result["requests"] == 0
     assert _loaded(result, NOT_ON_THE_WARM_PATH) == []
+
+
+def test_a_cold_process_loads_the_signature_code_in_add_repo_a_warm_one_never(
+    publisher: Publisher, consumer: Consumer
+) -> None:
+    """With no cached manifest the first import verifies a signature: add_repo
+    imports the signature library (and the HTTP client) before it, so the
+    import statement does not pay for them; a warm offline process imports
+    neither, before or after its import."""
+    _publish(publisher)
+    cold = _run(consumer)
+    assert cold["value"] == 42
+    after_add = cold["after_add"]
+    assert isinstance(after_add, list)
+    assert "cryptography" in after_add and "secure_import.verify.envelope" in after_add
+    assert "httpx" in after_add
+    _run(consumer)  # the bytecode pack
+    warm = _run(consumer, offline=True)
+    assert _loaded(warm, ("cryptography", "secure_import.verify.envelope", "httpx")) == []
 
 
 def test_signature_check_still_happens_when_the_memo_is_gone(warm: Consumer) -> None:

@@ -238,6 +238,11 @@ class Cache:
             return None
         return read_file(os.path.join(self._root, "metadata", repo_id, name))
 
+    def has_metadata(self, repo_id: str, name: str) -> bool:
+        """Whether metadata ``name`` is cached for ``repo_id`` (a hint only:
+        nothing is read, checked or created)."""
+        return os.path.isfile(os.path.join(self._root, "metadata", repo_id, name))
+
     def put_metadata(self, repo_id: str, name: str, data: bytes) -> bool:
         """Store untrusted metadata; False if the cache is read-only."""
 

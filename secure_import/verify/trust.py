@@ -33,6 +33,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from secure_import._frozen import Frozen
+from secure_import._guard import busy
 from secure_import.errors import (
     ConfigError,
     EquivocationError,
@@ -62,9 +63,26 @@ __all__ = [
     "authenticate_manifest",
     "check_manifest",
     "check_root_fresh",
+    "load_verifier",
     "verify_manifest",
     "verify_root_update",
 ]
+
+
+def load_verifier() -> None:
+    """Import the signature code now (the DSSE envelope and cryptography's
+    Ed25519): for a caller that knows a signature will be checked soon (a
+    repository with no cached manifest) and would rather pay for the import
+    outside an import statement.  A warm process, whose sealed memo stands in
+    for the check, never calls it.  Under ``busy()``: whatever the signature
+    library imports never reaches our finder."""
+    with busy():
+        from cryptography.exceptions import InvalidSignature  # noqa: F401
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: F401
+            Ed25519PublicKey,
+        )
+
+        from secure_import.verify import envelope  # noqa: F401
 
 
 class HighWater(Frozen):
