@@ -69,6 +69,25 @@ def test_mirrors_and_fallback_are_read_and_reach_the_repository(world: World) ->
         built.close()
 
 
+def test_failover_after_is_read_and_reaches_the_repositorys_limits(world: World) -> None:
+    world.write(
+        world.user,
+        "failover_after = 1.5\n"
+        + world.repo("acme", "https://acme.example/", world.pub_a, extra=f'mirrors = ["{M1}"]'),
+    )
+    settings = world.load()
+    assert settings.limits.failover_after == 1.5
+    assert settings.as_dict()["failover_after_seconds"] == 1.5
+    built = build_repository(settings.repositories[0], settings)
+    try:
+        assert built.limits.failover_after == 1.5
+    finally:
+        built.close()
+    path = world.write(world.tmp / "bad.toml", "failover_after = 0\n")
+    with pytest.raises(ConfigError, match="failover_after"):
+        world.load(path)
+
+
 def test_the_default_fallback_is_on_error(world: World) -> None:
     world.write(world.user, world.repo("acme", "https://acme.example/", world.pub_a))
     (repo,) = world.load().repositories

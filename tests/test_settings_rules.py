@@ -62,6 +62,8 @@ RULES = [
     ("throughput_window-higher", "throughput_window = 60\n", False, False),
     ("import_deadline-lower", "import_deadline = 30\n", True, True),
     ("import_deadline-higher", "import_deadline = 600\n", False, False),
+    ("failover_after-lower", "failover_after = 1\n", True, True),
+    ("failover_after-higher", "failover_after = 30\n", False, False),
     ("unsafe_clock_slack", "unsafe_clock_slack = 86400\n", False, False),
     ("auth", '[repositories.corp]\nauth = { env = "HOME" }\n', False, False),
     ("modules-narrower", '[repositories.corp]\nmodules = ["acme"]\n', True, True),

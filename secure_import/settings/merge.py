@@ -279,6 +279,7 @@ def load_settings(
         min_throughput=values.get("min_throughput", DEFAULT_LIMITS.min_throughput),
         throughput_window=values.get("throughput_window", DEFAULT_LIMITS.throughput_window),
         import_deadline=values.get("import_deadline", DEFAULT_LIMITS.import_deadline),
+        failover_after=values.get("failover_after", DEFAULT_LIMITS.failover_after),
         origins={
             k: merged.origins.get(k, "default")
             for k in (

@@ -70,6 +70,7 @@ _GLOBAL_KEYS = frozenset(
         "min_throughput",
         "throughput_window",
         "import_deadline",
+        "failover_after",
     }
 )
 
@@ -255,6 +256,7 @@ class Settings:
     min_throughput: int = DEFAULT_LIMITS.min_throughput
     throughput_window: float = DEFAULT_LIMITS.throughput_window
     import_deadline: float = DEFAULT_LIMITS.import_deadline
+    failover_after: float = DEFAULT_LIMITS.failover_after
 
     @property
     def paths(self) -> Paths:
@@ -276,6 +278,7 @@ class Settings:
             min_throughput=self.min_throughput,
             throughput_window=self.throughput_window,
             import_deadline=self.import_deadline,
+            failover_after=self.failover_after,
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -298,6 +301,7 @@ class Settings:
             "min_throughput": self.min_throughput,
             "throughput_window_seconds": self.throughput_window,
             "import_deadline_seconds": self.import_deadline,
+            "failover_after_seconds": self.failover_after,
             "origins": dict(self.origins),
             "repositories": [
                 {

@@ -326,7 +326,7 @@ def _parse_layer(kind: str, path: Path) -> _Layer | None:
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 30:
                 raise _fail(label, key, "must be bytes per second, 1 or more", got=repr(value))
             values[key] = value
-        elif key in ("throughput_window", "import_deadline"):
+        elif key in ("throughput_window", "import_deadline", "failover_after"):
             seconds = _seconds(label, key, value).total_seconds()
             if seconds <= 0 or seconds > 3600:
                 raise _fail(label, key, "must be seconds, more than 0 and at most 3600")

@@ -76,6 +76,7 @@ def _apply_project(merged: _Merged, layer: _Layer) -> None:
         ("min_throughput", "higher", "bytes/s"),
         ("throughput_window", "lower", "s"),
         ("import_deadline", "lower", "s"),
+        ("failover_after", "lower", "s"),
     ):
         if key not in layer.values:
             continue
