@@ -4,12 +4,23 @@ The repository (:mod:`secure_import.repository`) decides which manifest is
 trusted; this module turns its entries into bytes and code objects, never
 trusting anything but the signed sha256 and length:
 
-- the first time a top-level package is used, *all* its modules are verified
-  before any of it runs (one altered file stops the whole package): from a
-  sealed bytecode pack bound to every (sha256, URL) of the package, else per
-  module from authenticated bytecode or the cache (re-hashed), and what is
-  missing is fetched, as one bundle split by the signed lengths when more than
-  a couple of modules are cold, else concurrently file by file;
+- modules are verified in *units*: the members of one signed bundle (a
+  whole small package, or one package directory of a large one; see
+  :mod:`secure_import.verify.bundle`), a module no bundle carries on its own,
+  or, for a manifest that lists no bundles (spec versions 1 and 2), the whole
+  top-level package.  The first time a module of a unit is used, *all* the
+  unit's modules are verified before any of them runs (one altered file stops
+  its whole package directory): from a sealed bytecode pack bound to every
+  (sha256, URL) of the unit, else per module from authenticated bytecode or
+  the cache (re-hashed), and what is missing is fetched, as the unit's bundle
+  when more than a couple of modules are cold, else
+  concurrently file by file.  A unit nobody imports is never fetched, read
+  or loaded;
+- a signed bundle is checked against its signed sha256 before it is
+  decompressed, decompressed with a cap at its members' signed lengths, and
+  each member is checked before it is cached
+  (:func:`~secure_import.verify.bundle.open_bundle`); only the verified
+  members are cached, one entry each;
 - every fetched byte is verified (:func:`~secure_import.verify.hashes.verify_bytes`)
   before it is cached, compiled or returned; a body longer than its signed
   length is cut at the cap and refused as a length mismatch;
@@ -31,6 +42,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from types import CodeType
+from typing import NamedTuple
 
 from secure_import._guard import busy
 from secure_import.config import MANIFEST_NAME, Limits
@@ -43,7 +55,14 @@ from secure_import.errors import (
 )
 from secure_import.store.bytecode import BytecodeStore, compile_verified
 from secure_import.store.cache import Cache
-from secure_import.verify.bundle import bundle_entries, bundle_path
+from secure_import.verify.bundle import (
+    BundleEntry,
+    bundle_entries,
+    bundle_path,
+    open_bundle,
+    split_pieces,
+    top_of,
+)
 from secure_import.verify.hashes import verify_bytes
 from secure_import.verify.manifest import FileEntry, Manifest
 from secure_import.verify.trust import TrustedManifest
@@ -57,13 +76,46 @@ if TYPE_CHECKING:
     from secure_import.store.materialise import MaterialiseStore
     from secure_import.transport.base import Transport
 
-__all__ = ["Assembler", "Pack"]
+__all__ = ["Assembler", "Pack", "Unit", "unit_key", "unit_of"]
 
-#: Fetch a cold package as one bundle when more than this many modules are missing.
+#: Fetch a cold unit as one bundle when more than this many modules are missing
+#: (fewer go file by file, concurrently).
 _BUNDLE_THRESHOLD = 2
 
-#: A bytecode pack read for a top-level name: the name, its entries, their code.
+#: A bytecode pack read for a unit: its key, its entries, their code.
 Pack = tuple[str, list[FileEntry], list[CodeType]]
+
+
+class Unit(NamedTuple):
+    """Modules verified together (see the module docstring)."""
+
+    #: The bundle's path, the lone module's path, or the top-level name
+    #: (manifests that list no bundles).
+    key: str
+    entries: list[FileEntry]
+    #: The signed bundle carrying the unit, if any.
+    bundle: BundleEntry | None
+    #: A manifest listing no bundles: the earlier unsigned bundle may be fetched.
+    legacy: bool
+
+
+def unit_key(manifest: Manifest, entry: FileEntry) -> str:
+    """The key of the unit of module ``entry`` (cheap: no list is built)."""
+    if manifest.bundles is None:
+        return top_of(entry.path)
+    bundle = manifest.bundle_of(entry.path)
+    return entry.path if bundle is None else bundle.path
+
+
+def unit_of(manifest: Manifest, entry: FileEntry) -> Unit:
+    """The unit of module ``entry`` in ``manifest``."""
+    if manifest.bundles is None:
+        top = top_of(entry.path)
+        return Unit(top, bundle_entries(manifest.files, top), None, True)
+    bundle = manifest.bundle_of(entry.path)
+    if bundle is None:
+        return Unit(entry.path, [entry], None, False)
+    return Unit(bundle.path, [manifest.files[m] for m in bundle.members], bundle, False)
 
 
 class Assembler:
@@ -105,7 +157,10 @@ class Assembler:
         #: Code objects from authenticated bytecode, found while verifying a
         #: package and handed out once by :meth:`code`.
         self._code: dict[tuple[str, str], CodeType] = {}
-        self._ready_tops: set[str] = set()
+        #: Keys of the units verified in this process, and the paths of their
+        #: modules (the per-import check: no manifest lookup once verified).
+        self._ready: set[str] = set()
+        self._ready_paths: set[str] = set()
         self._materialised = materialised
         #: Top-level name -> its verified materialised root, once per process.
         self._trees: dict[str, Path] = {}
@@ -141,15 +196,18 @@ class Assembler:
         return self.url + path
 
     def pack_for(self, manifest: Manifest, top: str | None) -> Pack | None:
-        """The authenticated bytecode pack of ``top`` for the entries of
-        ``manifest`` (not necessarily accepted yet), if one is cached and
-        ``top`` is not assembled already.  Nothing is adopted: see
-        :meth:`adopt_pack`."""
-        if top is None or top not in manifest.provides or top in self._ready_tops:
+        """The authenticated bytecode pack of the unit of ``top``'s own module
+        for the entries of ``manifest`` (not necessarily accepted yet), if one
+        is cached and the unit is not assembled already.  Nothing is adopted:
+        see :meth:`adopt_pack`."""
+        if top is None or top not in manifest.provides:
             return None
-        entries = bundle_entries(manifest.files, top)
-        codes = self.bytecode.load_pack([(e.sha256, self.url_for(e.path)) for e in entries])
-        return None if codes is None else (top, entries, codes)
+        found = manifest.find_module(top)
+        if found is None or unit_key(manifest, found[0]) in self._ready:
+            return None
+        unit = unit_of(manifest, found[0])
+        codes = self.bytecode.load_pack([(e.sha256, self.url_for(e.path)) for e in unit.entries])
+        return None if codes is None else (unit.key, unit.entries, codes)
 
     def prefetch(self, modules: frozenset[str] | None) -> int:
         """Verify and cache every file of every allowed top-level name now
@@ -164,7 +222,8 @@ class Assembler:
             for top in manifest.provides:
                 if modules is not None and top not in modules:
                     continue
-                self.verify_package(top)
+                for entry in bundle_entries(manifest.files, top):
+                    self._ensure(entry)
                 for path, entry in sorted(manifest.files.items()):
                     # Sources too: with authenticated bytecode the package ran
                     # without them, but get_source and tracebacks need them later.
@@ -178,7 +237,8 @@ class Assembler:
                         count += 1
         with self._lock:
             self._verified.clear()
-            self._ready_tops.clear()
+            self._ready.clear()
+            self._ready_paths.clear()
         return count
 
     def source(self, entry: FileEntry, *, keep: bool = False) -> bytes:
@@ -190,9 +250,8 @@ class Assembler:
         Raises:
             TrustError, TransportError: nothing was cached or returned.
         """
-        top = entry.path.split("/", 1)[0].removesuffix(".py")
-        if entry.path.endswith(".py") and top not in self._ready_tops:
-            self.verify_package(top)
+        if entry.path.endswith(".py"):
+            self._ensure(entry)
         with self._lock:
             data = (
                 self._verified.get(entry.sha256) if keep else self._verified.pop(entry.sha256, None)
@@ -207,9 +266,7 @@ class Assembler:
         Raises:
             TrustError, TransportError: nothing was compiled or returned.
         """
-        top = entry.path.split("/", 1)[0].removesuffix(".py")
-        if top not in self._ready_tops:
-            self.verify_package(top)
+        self._ensure(entry)
         with self._lock:
             code = self._code.pop((entry.sha256, entry.path), None)
         if code is not None:
@@ -222,17 +279,26 @@ class Assembler:
             )
         return code
 
-    def verify_package(self, top: str) -> None:
-        """Verify every module of a top-level package before any of it runs."""
+    def _ensure(self, entry: FileEntry) -> None:
+        """Verify the unit of module ``entry`` unless done in this process."""
+        if entry.path in self._ready_paths:
+            return
+        manifest = self._manifest()
+        if unit_key(manifest, entry) not in self._ready:
+            self.verify_unit(unit_of(manifest, entry))
+
+    def verify_unit(self, unit: Unit) -> None:
+        """Verify every module of ``unit`` before any of them runs."""
         with self._lock:
-            if top in self._ready_tops:
+            if unit.key in self._ready:
                 return
-            deadline = self._deadline(top)
-            entries = bundle_entries(self._manifest().files, top)
+            entries = unit.entries
+            # One budget per top-level import, whichever unit it reaches.
+            deadline = self._deadline(top_of(entries[0].path))
             modules = [(e.sha256, self.url_for(e.path)) for e in entries]
             packed = self.bytecode.load_pack(modules)
             if packed is not None:
-                self.adopt_pack(top, entries, packed)
+                self.adopt_pack(unit.key, entries, packed)
                 return
             codes: list[CodeType] = []
             missing: list[FileEntry] = []
@@ -250,7 +316,7 @@ class Assembler:
                 else:
                     self._verified[entry.sha256] = data
             if len(missing) > _BUNDLE_THRESHOLD:
-                bundled = self._fetch_bundle(entries, top, deadline)
+                bundled = self._fetch_unit(unit, deadline)
                 if bundled is not None:
                     for entry in missing:
                         self._verified[entry.sha256] = bundled[entry.path]
@@ -273,7 +339,8 @@ class Assembler:
             for entry in entries:
                 if entry.sha256 not in unsealed:
                     self._verified.pop(entry.sha256, None)
-            self._ready_tops.add(top)
+            self._ready.add(unit.key)
+            self._ready_paths.update(e.path for e in entries)
         if len(codes) == len(entries):
             # Every module had authenticated bytecode (compiled by earlier
             # processes): seal them as one pack for the next process.  Not
@@ -281,66 +348,67 @@ class Assembler:
             # holds every source and code object in memory.
             self.bytecode.save_pack(modules, codes)
 
-    def adopt_pack(self, top: str, entries: list[FileEntry], codes: list[CodeType]) -> None:
-        """Use a bytecode pack for the modules of ``top``.  One sealed file bound
-        to every (sha256, URL) of the package's entries in the trusted
+    def adopt_pack(self, key: str, entries: list[FileEntry], codes: list[CodeType]) -> None:
+        """Use a bytecode pack for the modules of the unit ``key``.  One sealed
+        file bound to every (sha256, URL) of the unit's entries in the trusted
         manifest: as good as the verified sources, without reading them."""
         with self._lock:
             for entry, code in zip(entries, codes, strict=True):
                 self._code[(entry.sha256, entry.path)] = code
-            self._ready_tops.add(top)
+            self._ready.add(key)
+            self._ready_paths.update(e.path for e in entries)
 
-    def _fetch_bundle(
-        self, entries: list[FileEntry], top: str, deadline: float
-    ) -> dict[str, bytes] | None:
-        """All modules of ``top`` in one request, each verified and cached.
+    def _fetch_unit(self, unit: Unit, deadline: float) -> dict[str, bytes] | None:
+        """All modules of ``unit`` in one request, each verified and cached.
 
-        ``None`` when the host has no bundle (404): the caller then fetches
-        file by file.  A bundle whose pieces do not verify is refused like a
-        tampered file; it is never a reason to trust anything less.
+        ``None`` when the unit has no bundle, or the host has none (404): the
+        caller then fetches file by file.  A bundle that does not verify is
+        refused like a tampered file; it is never a reason to trust anything
+        less.
         """
-        if self.offline:
+        if self.offline or (unit.bundle is None and not unit.legacy):
             return None
-        url = self.url_for(bundle_path(entries, top))
-        total = sum(e.length for e in entries)
+        if unit.bundle is not None:
+            url = self.url_for(unit.bundle.path)
+            cap, what = unit.bundle.length, "signed bundle"
+        else:
+            url = self.url_for(bundle_path(unit.entries, unit.key))
+            cap, what = sum(e.length for e in unit.entries), "package bundle"
         try:
             with busy():
-                response = self._transport().get(
-                    url, cap=total, what="package bundle", deadline=deadline
-                )
+                response = self._transport().get(url, cap=cap, what=what, deadline=deadline)
         except HTTPStatusError as exc:
             if exc.got == 404:
                 return None
             raise
         except TooLargeError as exc:
             raise LengthMismatchError(
-                "the package bundle is longer than its signed files (stopped reading)",
+                f"the {what} is longer than its signed length (stopped reading)",
                 check="length",
                 url=exc.url or url,
-                expected=f"{total} bytes",
-                got=f"more than {total} bytes",
+                expected=f"{cap} bytes",
+                got=f"more than {cap} bytes",
             ) from exc
         body = response.body or b""
         url = response.url  # the URL actually fetched: the origin's or a mirror's
-        if len(body) != total:
+        del response
+        if unit.bundle is not None:
+            # Hash of the compressed bytes first, then a capped decompression.
+            pieces = open_bundle(body, unit.bundle, self._manifest().files, url=url)
+        elif len(body) != cap:
             raise LengthMismatchError(
                 "the package bundle is shorter than its signed files",
                 check="length",
                 url=url,
-                expected=f"{total} bytes",
+                expected=f"{cap} bytes",
                 got=f"{len(body)} bytes",
             )
-        pieces: dict[str, bytes] = {}
-        offset = 0
-        for entry in entries:
-            piece = body[offset : offset + entry.length]
-            offset += entry.length
-            verify_bytes(piece, entry, url=url)  # the URL actually fetched: the bundle
-            pieces[entry.path] = piece
-        for entry in entries:
+        else:
+            pieces = split_pieces(body, unit.entries, url=url)
+        del body  # only the verified pieces stay in memory
+        for entry in unit.entries:
             self._served[entry.sha256] = url
-        del body, response  # only the verified pieces stay in memory
-        for entry in entries:
+        for entry in unit.entries:
             try:
                 self.cache.put(entry.sha256, pieces[entry.path])
             except OSError as exc:

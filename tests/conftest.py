@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import sys
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,18 +104,30 @@ class Publisher:
     def tamper(self, rel: str, data: bytes) -> None:
         """Replace the bytes served for ``rel`` (the signed manifest is kept).
 
-        The attacker is thorough: the package bundle that carries ``rel`` is
-        rewritten with the same bytes, so both download paths see the change.
+        The attacker is thorough: the bundle that carries ``rel`` (the signed,
+        compressed one under its signed name, or the unsigned one of a legacy
+        site) is rewritten with the same bytes, so every download path sees
+        the change.
         """
         (self.out / rel).write_bytes(data)
         top = rel.split("/", 1)[0].removesuffix(".py")
         for bundle in (self.out / BUNDLE_DIR).glob(f"{top}.*.bin"):
             members = bundle_entries(self.signed_files(), top)
             bundle.write_bytes(b"".join((self.out / e.path).read_bytes() for e in members))
+        signed = self.signed_manifest()
+        carrier = signed.bundle_of(rel)
+        if carrier is not None:
+            body = b"".join((self.out / m).read_bytes() for m in carrier.members)
+            # Cut or padded to the signed length: only the hash can tell.
+            forged = zlib.compress(body, 9).ljust(carrier.length, b"\0")[: carrier.length]
+            (self.out / carrier.path).write_bytes(forged)
+
+    def signed_manifest(self) -> manifest_mod.Manifest:
+        env = json.loads(self.manifest_bytes())
+        return manifest_mod.parse(base64.b64decode(env["payload"]))
 
     def signed_files(self) -> dict[str, FileEntry]:
-        env = json.loads(self.manifest_bytes())
-        return dict(manifest_mod.parse(base64.b64decode(env["payload"])).files)
+        return dict(self.signed_manifest().files)
 
     def manifest_bytes(self) -> bytes:
         return (self.out / MANIFEST_NAME).read_bytes()

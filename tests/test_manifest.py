@@ -133,10 +133,19 @@ def test_a_memo_round_trip_gives_an_equal_manifest_with_the_same_entries() -> No
 
 def test_memo_columns_that_do_not_line_up_are_refused() -> None:
     plain = manifest.to_plain(parse_doc(make_doc()))
-    version, root_version, issued, expires, provides, (paths, digests, lengths), req = plain
+    version, root_version, issued, expires, provides, (paths, digests, lengths), req, bun = plain
     with pytest.raises(ValueError):
         manifest.from_plain(
-            (version, root_version, issued, expires, provides, (paths, digests[:-1], lengths), req)
+            (
+                version,
+                root_version,
+                issued,
+                expires,
+                provides,
+                (paths, digests[:-1], lengths),
+                req,
+                bun,
+            )
         )
     with pytest.raises(ValueError):
         manifest.FileTable({"a.py": "0" * 64}, {"b.py": 1})

@@ -383,7 +383,7 @@ def test_memo_whose_file_columns_do_not_line_up_is_deleted_and_verified_again(
     repo = scenario.warm()
     envelope = scenario.publisher.manifest_bytes()
     root, digest = repo.current_root(), hashlib.sha256(envelope).hexdigest()
-    version, root_version, issued, expires, provides, (paths, digests, lengths), req = (
+    version, root_version, issued, expires, provides, (paths, digests, lengths), req, bun = (
         manifest_mod.to_plain(repo.manifest)
     )
     broken = (
@@ -394,6 +394,7 @@ def test_memo_whose_file_columns_do_not_line_up_is_deleted_and_verified_again(
         provides,
         (paths, digests[:-1], lengths),
         req,
+        bun,
     )
     store = SealedStore(
         memo_dir(scenario.consumer),

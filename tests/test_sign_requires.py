@@ -281,5 +281,5 @@ def test_cli_sign_with_requires_and_local_import(
         "--local-import",
         "numpy",
     )
-    assert signed["spec_version"] == 2
+    assert signed["spec_version"] == 3  # v1 + bundles + requires
     assert "<1.4,>=1.1.0" in signed["requires"]["mpmath"]

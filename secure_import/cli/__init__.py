@@ -223,6 +223,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="a name the code imports from the consumer's own environment (repeatable)",
     )
+    p.add_argument(
+        "--bundles",
+        choices=("split", "whole", "legacy"),
+        default="split",
+        help="signed, compressed module bundles: split (default) = one per small package, "
+        "one per package directory above --split-above; whole = one per top-level package; "
+        "legacy = unsigned uncompressed bundles and a manifest older consumers read",
+    )
+    p.add_argument(
+        "--split-above",
+        type=int,
+        default=1024 * 1024,
+        metavar="BYTES",
+        help="a package whose modules total more than this is bundled per directory "
+        "(default 1048576)",
+    )
 
     p = command(
         "publish",

@@ -64,6 +64,8 @@ def cmd_sign(args: argparse.Namespace, out: Out) -> int:
         requires=None if args.requires is None else Path(args.requires),
         local_imports=args.local_import,
         sigstore_sign=sigstore_sign,
+        bundles=args.bundles,
+        split_above=args.split_above,
     )
     m = result.manifest
     for skipped in result.skipped:
@@ -85,7 +87,8 @@ def cmd_sign(args: argparse.Namespace, out: Out) -> int:
                 "provides": list(m.provides),
                 "expires": m.expires.isoformat(),
                 "skipped": list(result.skipped),
-                "spec_version": 2 if m.requires else 1,
+                "spec_version": 3 if m.bundles is not None else 2 if m.requires else 1,
+                "bundles": None if m.bundles is None else len(m.bundles),
                 "requires": {name: req.describe() for name, req in sorted(m.requires.items())},
                 "optional_imports": sorted(result.optional_imports),
             }

@@ -56,6 +56,7 @@ from secure_import.errors import (
     SecureImportError,
     TooLargeError,
 )
+from secure_import.publish.bundles import site_bundles
 from secure_import.store.fsutil import read_file
 from secure_import.transport.s3 import (
     S3Location,
@@ -66,7 +67,6 @@ from secure_import.transport.s3 import (
     store_errors,
     translate,
 )
-from secure_import.verify.bundle import bundle_entries, bundle_path
 from secure_import.verify.hashes import verify_bytes
 from secure_import.verify.keys import PublicKey
 from secure_import.verify.root import ROOTS_DIR, Root
@@ -225,11 +225,8 @@ def _load_site(
             ) from exc
         contents[rel] = data
         objects.append(_Object(rel, data, immutable=False))
-    for top in manifest.provides:
-        members = bundle_entries(manifest.files, top)
-        if members:
-            data = b"".join(contents[e.path] for e in members)
-            objects.append(_Object(bundle_path(members, top), data, immutable=True))
+    for rel, data in site_bundles(site, manifest, contents):
+        objects.append(_Object(rel, data, immutable=True))
     roots = site / ROOTS_DIR
     if roots.is_dir():
         for path in sorted(roots.glob("*.json")):

@@ -39,12 +39,12 @@ from secure_import.config import (
     SIGSTORE_BUNDLE_NAME,
 )
 from secure_import.errors import ConfigError, FormatError, UnsafePathError
+from secure_import.publish.bundles import DEFAULT_SPLIT_ABOVE, build_bundles, write_bundles
 from secure_import.publish.declare import read_declarations
 from secure_import.publish.imports import scan_imports
 from secure_import.store.fsutil import atomic_write
 from secure_import.verify import envelope, manifest
 from secure_import.verify import root as rootmod
-from secure_import.verify.bundle import bundle_entries, bundle_path
 from secure_import.verify.manifest import FileEntry, Manifest
 from secure_import.verify.names import is_never_remote
 from secure_import.verify.pointer import POINTER_NAME, make_pointer
@@ -198,6 +198,8 @@ def publish(
     requires: Path | None = None,
     local_imports: Iterable[str] = (),
     sigstore_sign: Callable[[bytes], bytes] | None = None,
+    bundles: str = "split",
+    split_above: int = DEFAULT_SPLIT_ABOVE,
 ) -> PublishResult:
     """Sign ``src`` into the static repository ``out``.
 
@@ -213,6 +215,12 @@ def publish(
     the payload as :data:`~secure_import.config.MANIFEST_PAYLOAD_NAME` (what
     ``sigstore sign`` and ``sigstore verify`` take) and removes a bundle left
     from the previous version.
+
+    ``bundles`` and ``split_above``: how modules are grouped into signed,
+    compressed bundles (see :mod:`secure_import.publish.bundles`); with
+    ``bundles="legacy"`` the manifest lists none (spec version 1 or 2) and
+    the earlier unsigned bundles are written, for consumers that predate
+    spec version 3.
 
     Raises:
         UnsafePathError: a file or name the consumer would refuse.
@@ -286,6 +294,9 @@ def publish(
         FileEntry(path=rel, sha256=hashlib.sha256(data).hexdigest(), length=len(data))
         for rel, data in sorted(contents.items())
     ]
+    bundle_files, listing = build_bundles(
+        entries, contents, provides, mode=bundles, split_above=split_above
+    )
     issued = (now or datetime.now(UTC)).replace(microsecond=0)
     payload = manifest.build_payload(
         version=version,
@@ -295,6 +306,7 @@ def publish(
         provides=provides,
         files=entries,
         requires=declarations.requires,
+        bundles=listing,
     )
     if private_keys:
         signed = envelope.sign(payload, envelope.MANIFEST_PAYLOAD_TYPE, list(private_keys))
@@ -319,16 +331,11 @@ def publish(
                 target.unlink()
         atomic_write(target, data)
         os.chmod(target, 0o644)
-    bundles = out / BUNDLE_DIR
-    if bundles.is_dir() and not bundles.is_symlink():
-        shutil.rmtree(bundles)
-    bundles.mkdir()
-    by_path = {e.path: e for e in entries}
-    for top in provides:
-        members = bundle_entries(by_path, top)
-        target = out / bundle_path(members, top)
-        atomic_write(target, b"".join(contents[e.path] for e in members))
-        os.chmod(target, 0o644)
+    bundle_dir = out / BUNDLE_DIR
+    if bundle_dir.is_dir() and not bundle_dir.is_symlink():
+        shutil.rmtree(bundle_dir)
+    bundle_dir.mkdir()
+    write_bundles(out, bundle_files)
     bundle_file = out / SIGSTORE_BUNDLE_NAME
     if sigstore_bundle is not None:
         atomic_write(bundle_file, sigstore_bundle)

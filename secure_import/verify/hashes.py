@@ -8,7 +8,7 @@ from secure_import.errors import (
     HashMismatchError,
     LengthMismatchError,
 )
-from secure_import.verify.manifest import FileEntry
+from secure_import.verify.entries import FileEntry
 
 
 def verify_bytes(data: bytes, entry: FileEntry, *, url: str) -> None:

@@ -17,6 +17,12 @@ stay v1 and readable by every consumer; a consumer that predates v2 refuses
 a v2 manifest as an unsupported ``spec_version`` instead of ignoring a
 declaration it cannot enforce.
 
+Schema v3 is v1 plus ``bundles`` (the signed, compressed module bundles:
+:mod:`secure_import.verify.bundle`) and, when there is something to declare,
+``requires``.  A consumer that predates v3 refuses it as an unsupported
+``spec_version``; this one reads v1 and v2 unchanged (their ``bundles`` is
+``None``: no listing, the earlier unsigned bundle layout applies).
+
 Invariants of :func:`parse` (and therefore of what :func:`build_payload` can
 produce, since it re-parses its own output):
 
@@ -24,9 +30,10 @@ produce, since it re-parses its own output):
   floats, no huge integers, bounded depth (P1-P4);
 - exactly the schema's fields, at the top level and in every file entry;
   unknown or missing fields are refused (P7);
-- ``_type`` is exact and ``spec_version`` is 1 or 2; v1 has exactly the v1
-  fields and v2 exactly those plus a non-empty ``requires`` (strict in every
-  nested field too); ``version`` and ``root_version``
+- ``_type`` is exact and ``spec_version`` is 1, 2 or 3; v1 has exactly the v1
+  fields, v2 exactly those plus a non-empty ``requires`` (strict in every
+  nested field too), v3 the v1 fields plus ``bundles`` and optionally a
+  non-empty ``requires``; ``version`` and ``root_version``
   are ints (never bools or strings) in 1..2**53 (P5);
 - times are exactly ``YYYY-MM-DDTHH:MM:SSZ`` and ``issued <= expires``;
 - ``provides`` is a non-empty list of unique ASCII identifiers that are not
@@ -42,6 +49,10 @@ produce, since it re-parses its own output):
   ``a/b/__init__.py`` (F6);
 - every path outside a top-level ``NAME-VERSION.dist-info`` directory is under
   a provided name;
+- every bundle of a v3 manifest is consistent with the files: its members
+  are ``.py`` files of this manifest under one top-level name, in no other
+  bundle, and its name is content-addressed
+  (:func:`~secure_import.verify.bundle.parse_bundles`);
 - one bad path refuses the whole manifest with
   :class:`~secure_import.errors.UnsafePathError`; every other defect raises
   :class:`~secure_import.errors.FormatError`.  Nothing else escapes.
@@ -55,12 +66,12 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from secure_import._frozen import Frozen
 from secure_import.errors import FormatError
 from secure_import.verify import strictjson
+from secure_import.verify.bundle import BundleEntry, bundles_to_json, parse_bundles
 from secure_import.verify.entries import FileEntry, FileTable
+from secure_import.verify.model import _NO_REQUIRES, Manifest
 from secure_import.verify.paths import (
-    DIST_INFO,
     check_layout,
     check_path,
     is_identifier,
@@ -68,6 +79,7 @@ from secure_import.verify.paths import (
     refuse_path,
     show,
 )
+from secure_import.verify.times import format_time, parse_time, parse_time_field
 
 # Dependency declarations (and the version grammar under them) are parsed
 # only for a manifest that has some: a v1 manifest never imports them.
@@ -83,6 +95,7 @@ __all__ = [
     "PARSE_RULES",
     "SPEC_VERSION",
     "SPEC_VERSIONS",
+    "BundleEntry",
     "FileEntry",
     "FileTable",
     "Manifest",
@@ -98,8 +111,9 @@ __all__ = [
 
 MANIFEST_TYPE = "secure-import/manifest"
 SPEC_VERSION = 1
-#: Every spec version :func:`parse` reads: 1, and 2 (v1 plus ``requires``).
-SPEC_VERSIONS = (1, 2)
+#: Every spec version :func:`parse` reads: 1, 2 (v1 plus ``requires``) and
+#: 3 (v1 plus ``bundles``, and ``requires`` when there is one).
+SPEC_VERSIONS = (1, 2, 3)
 MAX_VERSION = 2**53
 """Largest version number a parser accepts (also the JSON safe-integer bound)."""
 MAX_FILES = 100_000
@@ -109,168 +123,10 @@ _FIELDS = frozenset(
     {"_type", "spec_version", "version", "root_version", "issued", "expires", "provides", "files"}
 )
 _FIELDS_V2 = _FIELDS | {"requires"}
+_FIELDS_V3 = _FIELDS | {"bundles"}
 _FILE_FIELDS = frozenset({"sha256", "length"})
-_NO_REQUIRES: Mapping[str, Requirement] = MappingProxyType({})
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
-
-
-def _module_dir(fullname: str) -> str | None:
-    """``"a.b"`` -> ``"a/b"``; None if ``fullname`` is not a dotted module name."""
-    parts = fullname.split(".")
-    # "pkg.__init__" would run the package's code a second time as another module.
-    if not all(is_identifier(part) and part != "__init__" for part in parts):
-        return None
-    return "/".join(parts)
-
-
-class Manifest(Frozen):
-    """A parsed, validated manifest.  Build it with :func:`parse` only."""
-
-    _fields = ("version", "root_version", "issued", "expires", "provides", "files", "requires")
-    # Weak references: per-manifest indexes (hook.resources) die with it.
-    __slots__ = (*_fields, "__weakref__")
-    _unhashed = frozenset({"files", "requires"})
-
-    version: int
-    root_version: int
-    issued: datetime
-    expires: datetime
-    provides: tuple[str, ...]
-    files: Mapping[str, FileEntry]
-    #: Signed dependency declarations, by top-level name (empty for v1).
-    requires: Mapping[str, Requirement]
-
-    def __init__(
-        self,
-        version: int,
-        root_version: int,
-        issued: datetime,
-        expires: datetime,
-        provides: tuple[str, ...],
-        files: Mapping[str, FileEntry],
-        requires: Mapping[str, Requirement] | None = None,
-    ) -> None:
-        init = object.__setattr__
-        init(self, "version", version)
-        init(self, "root_version", root_version)
-        init(self, "issued", issued)
-        init(self, "expires", expires)
-        init(self, "provides", provides)
-        init(self, "files", files)
-        init(self, "requires", _NO_REQUIRES if requires is None else requires)
-
-    def find_module(self, fullname: str) -> tuple[FileEntry, bool] | None:
-        """The file defining module ``fullname`` and whether it is a package.
-
-        ``"a.b"`` maps to ``a/b/__init__.py`` (a package) or ``a/b.py`` (a
-        module); None if neither is listed.
-        """
-        base = _module_dir(fullname)
-        if base is None:
-            return None
-        entry = self.files.get(f"{base}/__init__.py")
-        if entry is not None:
-            return entry, True
-        entry = self.files.get(f"{base}.py")
-        if entry is not None:
-            return entry, False
-        return None
-
-    def is_package(self, fullname: str) -> bool:
-        """True if ``fullname`` is listed as a package (``.../__init__.py``)."""
-        found = self.find_module(fullname)
-        return found is not None and found[1]
-
-    def children(self, package: str) -> list[tuple[str, bool]]:
-        """Direct submodules of ``package`` as sorted ``(short name, is_package)``.
-
-        ``package=""`` lists the top-level modules.  An unknown package, or a
-        plain module, has no children.
-        """
-        if package:
-            if not self.is_package(package):
-                return []
-            prefix = package.replace(".", "/") + "/"
-        else:
-            prefix = ""
-        found: dict[str, bool] = {}
-        for path in self.files:
-            if not path.startswith(prefix):
-                continue
-            rest = path[len(prefix) :]
-            head, slash, tail = rest.partition("/")
-            if not slash:
-                if rest.endswith(".py") and rest != "__init__.py":
-                    found.setdefault(rest[:-3], False)
-            elif tail == "__init__.py":
-                found[head] = True
-        return sorted(found.items())
-
-    def files_under(self, package: str) -> list[FileEntry]:
-        """Every file under ``package``'s directory (all files for ``""``), by path."""
-        prefix = package.replace(".", "/") + "/" if package else ""
-        return [self.files[path] for path in sorted(self.files) if path.startswith(prefix)]
-
-    def dist_info_dirs(self) -> list[str]:
-        """The top-level ``NAME-VERSION.dist-info`` directories, sorted."""
-        dirs = {
-            head
-            for head, slash, _ in (path.partition("/") for path in self.files)
-            if slash and DIST_INFO.fullmatch(head)
-        }
-        return sorted(dirs)
-
-
-# --- time ------------------------------------------------------------------
-
-
-def format_time(dt: datetime) -> str:
-    """Format an aware datetime as ``YYYY-MM-DDTHH:MM:SSZ`` in UTC.
-
-    Fractions of a second are dropped (the format has none).
-
-    Raises:
-        FormatError: if ``dt`` is not a timezone-aware datetime.
-    """
-    if not isinstance(dt, datetime) or dt.utcoffset() is None:
-        raise FormatError("times must be timezone-aware datetimes", check="time", got=repr(dt))
-    try:
-        utc = dt.astimezone(UTC)
-    except (OverflowError, ValueError) as exc:
-        raise FormatError("time out of range", check="time", got=repr(dt)) from exc
-    return (
-        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}"
-        f"T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}Z"
-    )
-
-
-def _parse_time(value: object, *, what: str, url: str | None) -> datetime:
-    match = _TIME.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        raise FormatError(
-            f"{what} must be a time of the form YYYY-MM-DDTHH:MM:SSZ",
-            check="time",
-            url=url,
-            got=show(value),
-        )
-    try:
-        year, month, day, hour, minute, second = (int(group) for group in match.groups())
-        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-    except ValueError as exc:
-        raise FormatError(
-            f"{what} is not a valid time", check="time", url=url, got=show(value)
-        ) from exc
-
-
-def parse_time(s: str) -> datetime:
-    """Parse exactly ``YYYY-MM-DDTHH:MM:SSZ`` into an aware UTC datetime.
-
-    Raises:
-        FormatError: if ``s`` is not of exactly that form or not a real time.
-    """
-    return _parse_time(s, what="time", url=None)
 
 
 # --- parsing ---------------------------------------------------------------
@@ -356,7 +212,10 @@ def parse(payload: bytes, *, url: str | None = None) -> Manifest:
         raise _format_error(
             "unsupported spec_version", url, expected=SPEC_VERSIONS, got=show(spec_version)
         )
-    expected_fields = _FIELDS_V2 if spec_version == 2 else _FIELDS
+    if spec_version == 3:
+        expected_fields = _FIELDS_V3 | ({"requires"} & set(document))  # requires is optional
+    else:
+        expected_fields = _FIELDS_V2 if spec_version == 2 else _FIELDS
     if set(document) != expected_fields:
         missing = sorted(expected_fields - set(document))
         unknown = sorted(set(document) - expected_fields)
@@ -376,8 +235,8 @@ def parse(payload: bytes, *, url: str | None = None) -> Manifest:
         )
     version = _parse_version(document["version"], "version", url)
     root_version = _parse_version(document["root_version"], "root_version", url)
-    issued = _parse_time(document["issued"], what="manifest issued", url=url)
-    expires = _parse_time(document["expires"], what="manifest expires", url=url)
+    issued = parse_time_field(document["issued"], what="manifest issued", url=url)
+    expires = parse_time_field(document["expires"], what="manifest expires", url=url)
     if issued > expires:
         raise _format_error(
             "issued is later than expires",
@@ -405,13 +264,14 @@ def parse(payload: bytes, *, url: str | None = None) -> Manifest:
                 f"provided name {name!r} has neither {name}.py nor {name}/__init__.py", url
             )
     entries = {path: _parse_entry(path, raw_files[path], url) for path in sorted(raw_files)}
-    if spec_version == 2:
+    if "requires" in document:
         from secure_import.verify.requires import parse_requires
     requires = (
         parse_requires(document["requires"], provides=provides, url=url)
-        if spec_version == 2
+        if "requires" in document
         else _NO_REQUIRES
     )
+    bundles = parse_bundles(document["bundles"], entries, url=url) if spec_version == 3 else None
     return Manifest(
         version=version,
         root_version=root_version,
@@ -420,17 +280,19 @@ def parse(payload: bytes, *, url: str | None = None) -> Manifest:
         provides=provides,
         files=MappingProxyType(entries),
         requires=requires,
+        bundles=bundles,
     )
 
 
 #: Bump whenever :func:`parse` changes what it accepts: memos of earlier
 #: parses (:mod:`secure_import.store.memo`) are bound to it and stop applying.
-PARSE_RULES = 2
+PARSE_RULES = 3
 
 #: What :func:`to_plain` returns: only built-in types, so ``marshal`` can keep
 #: it.  Files are three columns (paths, sha256s, lengths), not one tuple per
 #: file: loading a memo then creates three containers instead of hundreds.
-#: The last item is the ``requires`` table as canonical JSON (``b""`` for v1).
+#: Then the ``requires`` table as canonical JSON (``b""`` for v1), and the
+#: bundles as ``(path, sha256, length, members)`` rows (``None`` before v3).
 PlainManifest = tuple[
     int,
     int,
@@ -439,6 +301,7 @@ PlainManifest = tuple[
     tuple[str, ...],
     tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]],
     bytes,
+    tuple[tuple[str, str, int, tuple[str, ...]], ...] | None,
 ]
 
 
@@ -457,6 +320,7 @@ def to_plain(parsed: Manifest) -> PlainManifest:
             tuple(e.length for e in entries),
         ),
         _requires_json(parsed.requires) if parsed.requires else b"",
+        None if parsed.bundles is None else tuple(tuple(b) for b in parsed.bundles),  # type: ignore[misc]
     )
 
 
@@ -474,7 +338,8 @@ def from_plain(plain: PlainManifest) -> Manifest:
     the columns line up (``ValueError`` otherwise).  The ``requires`` table,
     small and rare, is parsed again (a ``FormatError`` if it does not parse).
     """
-    version, root_version, issued, expires, provides, (paths, digests, lengths), req = plain
+    version, root_version, issued, expires, provides, columns, req, bundles = plain
+    paths, digests, lengths = columns
     if req:
         from secure_import.verify.requires import parse_requires
     requires = (
@@ -492,6 +357,7 @@ def from_plain(plain: PlainManifest) -> Manifest:
             dict(zip(paths, digests, strict=True)), dict(zip(paths, lengths, strict=True))
         ),
         requires=requires,
+        bundles=None if bundles is None else tuple(BundleEntry(*row) for row in bundles),
     )
 
 
@@ -504,12 +370,14 @@ def build_payload(
     provides: Iterable[str],
     files: Iterable[FileEntry],
     requires: Mapping[str, Requirement] | None = None,
+    bundles: Iterable[BundleEntry] | None = None,
 ) -> bytes:
     """Build the canonical manifest payload, refusing anything :func:`parse` would.
 
     ``provides`` is written sorted; fractions of a second are dropped from
-    the times.  With declarations in ``requires`` the payload is spec
-    version 2, else version 1 (readable by consumers that predate v2).  The
+    the times.  With ``bundles`` (even none) the payload is spec version 3;
+    else, with declarations in ``requires``, version 2, else version 1
+    (readable by consumers that predate v2 and v3).  The
     result is re-parsed before it is returned, so a publisher can never
     produce a manifest that consumers refuse.
 
@@ -532,7 +400,7 @@ def build_payload(
         listed[entry.path] = {"sha256": entry.sha256, "length": entry.length}
     document = {
         "_type": MANIFEST_TYPE,
-        "spec_version": 2 if requires else SPEC_VERSION,
+        "spec_version": 3 if bundles is not None else 2 if requires else SPEC_VERSION,
         "version": version,
         "root_version": root_version,
         "issued": format_time(issued),
@@ -546,6 +414,8 @@ def build_payload(
         if not all(isinstance(r, Requirement) and r.name == n for n, r in requires.items()):
             raise _format_error("requires must map each name to its Requirement", None)
         document["requires"] = requires_to_json(requires)
+    if bundles is not None:
+        document["bundles"] = bundles_to_json(list(bundles))
     try:
         payload = strictjson.dumps_canonical(document)
     except (TypeError, ValueError) as exc:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from secure_import.assembly import Assembler
+from secure_import.assembly import Assembler, Unit
 from secure_import.config import MANIFEST_NAME
 from secure_import.errors import AuditWriteError, RollbackError, UnsafePermissionsError
 from secure_import.publish.serve import Response
@@ -143,16 +143,16 @@ def test_l5_file_swapped_after_verification_is_not_what_runs(
 ) -> None:
     scenario.publish_baseline()
     scenario.warm()
-    original = Assembler.verify_package
+    original = Assembler.verify_unit
 
-    def verify_then_swap(self: Assembler, top: str) -> None:
-        original(self, top)
+    def verify_then_swap(self: Assembler, unit: Unit) -> None:
+        original(self, unit)
         for rel in ("victim/__init__.py", "victim/part.py"):
             path = object_path(scenario, rel)
             if path.exists():
                 path.write_bytes(scenario.evil())  # swapped right after verification
 
-    monkeypatch.setattr(Assembler, "verify_package", verify_then_swap)
+    monkeypatch.setattr(Assembler, "verify_unit", verify_then_swap)
     assert import_victim().part.X == 1  # type: ignore[attr-defined]
     assert not scenario.canary.exists()
 
