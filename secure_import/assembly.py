@@ -222,8 +222,7 @@ class Assembler:
             for top in manifest.provides:
                 if modules is not None and top not in modules:
                     continue
-                for entry in bundle_entries(manifest.files, top):
-                    self._ensure(entry)
+                self.verify_package(top)
                 for path, entry in sorted(manifest.files.items()):
                     # Sources too: with authenticated bytecode the package ran
                     # without them, but get_source and tracebacks need them later.
@@ -278,6 +277,11 @@ class Assembler:
                 self.source(entry), sha256=entry.sha256, url=url, store=self.bytecode
             )
         return code
+
+    def verify_package(self, top: str) -> None:
+        """Verify every unit of top-level package ``top`` (prefetch, cache warm)."""
+        for entry in bundle_entries(self._manifest().files, top):
+            self._ensure(entry)
 
     def _ensure(self, entry: FileEntry) -> None:
         """Verify the unit of module ``entry`` unless done in this process."""
