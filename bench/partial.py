@@ -9,7 +9,7 @@ requests and bytes the server sent, the process's peak resident memory
 
     python bench/partial.py --synthetic 40          # generated package: 40 subpackages
     python bench/partial.py --src /tmp/tree --import "import sympy" \\
-        --local-import numpy ...                     # a real tree (never committed)
+        --python /tmp/venv/bin/python --local-import numpy ...   # a real tree (never committed)
 
 ``--synthetic N`` writes ``bigpkg`` (N subpackages of 25 modules, ~4 KB
 each) and imports ``bigpkg.sub000`` only.  With a downloaded wheel, unpack it
@@ -95,7 +95,7 @@ def _tree_size(path: Path) -> tuple[int, int]:
 
 
 def measure(
-    src: Path, statement: str, modes: list[str], extra: list[str]
+    src: Path, statement: str, modes: list[str], extra: list[str], python: str = sys.executable
 ) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="si-partial-") as tmp_name:
@@ -125,7 +125,7 @@ def measure(
                         "statement": statement,
                     }
                     proc = subprocess.run(
-                        [sys.executable, "-I", "-c", _CHILD, json.dumps(cfg)],
+                        [python, "-I", "-c", _CHILD, json.dumps(cfg)],
                         capture_output=True,
                         text=True,
                         env={**os.environ, "PYTHONPATH": str(PROJECT)},
@@ -161,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic", type=int, default=0, metavar="N", help="generate bigpkg")
     parser.add_argument("--modes", default="legacy,whole,split")
     parser.add_argument("--local-import", action="append", default=[], metavar="NAME")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter of the importing processes: one where the package is NOT installed "
+        "(a venv with only secure-import), or the local copy would be imported instead",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     extra = [f"--local-import={name}" for name in args.local_import]
@@ -173,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             src, statement = args.src, args.statement
         else:
             parser.error("give --synthetic N, or --src DIR and --import STATEMENT")
-        rows = measure(src, statement, args.modes.split(","), extra)
+        rows = measure(src, statement, args.modes.split(","), extra, args.python)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0

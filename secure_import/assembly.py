@@ -42,7 +42,6 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from types import CodeType
-from typing import NamedTuple
 
 from secure_import._guard import busy
 from secure_import.config import MANIFEST_NAME, Limits
@@ -56,16 +55,15 @@ from secure_import.errors import (
 from secure_import.store.bytecode import BytecodeStore, compile_verified
 from secure_import.store.cache import Cache
 from secure_import.verify.bundle import (
-    BundleEntry,
     bundle_entries,
     bundle_path,
     open_bundle,
     split_pieces,
-    top_of,
 )
 from secure_import.verify.hashes import verify_bytes
 from secure_import.verify.manifest import FileEntry, Manifest
 from secure_import.verify.trust import TrustedManifest
+from secure_import.verify.units import Unit, unit_key, unit_of
 
 # concurrent.futures, pathlib, the materialise store and the transport
 # modules are imported where they are used: a warm import needs none of them.
@@ -84,38 +82,6 @@ _BUNDLE_THRESHOLD = 2
 
 #: A bytecode pack read for a unit: its key, its entries, their code.
 Pack = tuple[str, list[FileEntry], list[CodeType]]
-
-
-class Unit(NamedTuple):
-    """Modules verified together (see the module docstring)."""
-
-    #: The bundle's path, the lone module's path, or the top-level name
-    #: (manifests that list no bundles).
-    key: str
-    entries: list[FileEntry]
-    #: The signed bundle carrying the unit, if any.
-    bundle: BundleEntry | None
-    #: A manifest listing no bundles: the earlier unsigned bundle may be fetched.
-    legacy: bool
-
-
-def unit_key(manifest: Manifest, entry: FileEntry) -> str:
-    """The key of the unit of module ``entry`` (cheap: no list is built)."""
-    if manifest.bundles is None:
-        return top_of(entry.path)
-    bundle = manifest.bundle_of(entry.path)
-    return entry.path if bundle is None else bundle.path
-
-
-def unit_of(manifest: Manifest, entry: FileEntry) -> Unit:
-    """The unit of module ``entry`` in ``manifest``."""
-    if manifest.bundles is None:
-        top = top_of(entry.path)
-        return Unit(top, bundle_entries(manifest.files, top), None, True)
-    bundle = manifest.bundle_of(entry.path)
-    if bundle is None:
-        return Unit(entry.path, [entry], None, False)
-    return Unit(bundle.path, [manifest.files[m] for m in bundle.members], bundle, False)
 
 
 class Assembler:

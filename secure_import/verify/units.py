@@ -1,0 +1,55 @@
+"""Which modules are verified together: the *unit* of a module (pure).
+
+A unit is verified whole before any of its modules runs, and is the
+granularity of fetching, caching and bytecode packs
+(:mod:`secure_import.assembly`):
+
+- for a manifest that lists bundles (spec version 3), the members of the
+  signed bundle that carries the module (a whole small package, or one
+  package directory of a large one), or the module alone if no bundle
+  carries it;
+- for a manifest that lists none (spec versions 1 and 2), the whole
+  top-level package, as before bundles were signed.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from secure_import.verify.bundle import BundleEntry, bundle_entries, top_of
+from secure_import.verify.entries import FileEntry
+from secure_import.verify.manifest import Manifest
+
+__all__ = ["Unit", "unit_key", "unit_of"]
+
+
+class Unit(NamedTuple):
+    """Modules verified together (see the module docstring)."""
+
+    #: The bundle's path, the lone module's path, or the top-level name
+    #: (manifests that list no bundles).
+    key: str
+    entries: list[FileEntry]
+    #: The signed bundle carrying the unit, if any.
+    bundle: BundleEntry | None
+    #: A manifest listing no bundles: the earlier unsigned bundle may be fetched.
+    legacy: bool
+
+
+def unit_key(manifest: Manifest, entry: FileEntry) -> str:
+    """The key of the unit of module ``entry`` (cheap: no list is built)."""
+    if manifest.bundles is None:
+        return top_of(entry.path)
+    bundle = manifest.bundle_of(entry.path)
+    return entry.path if bundle is None else bundle.path
+
+
+def unit_of(manifest: Manifest, entry: FileEntry) -> Unit:
+    """The unit of module ``entry`` in ``manifest``."""
+    if manifest.bundles is None:
+        top = top_of(entry.path)
+        return Unit(top, bundle_entries(manifest.files, top), None, True)
+    bundle = manifest.bundle_of(entry.path)
+    if bundle is None:
+        return Unit(entry.path, [entry], None, False)
+    return Unit(bundle.path, [manifest.files[m] for m in bundle.members], bundle, False)
