@@ -59,6 +59,7 @@ from secure_import.verify.bundle import (
     bundle_path,
     open_bundle,
     split_pieces,
+    top_of,
 )
 from secure_import.verify.hashes import verify_bytes
 from secure_import.verify.manifest import FileEntry, Manifest

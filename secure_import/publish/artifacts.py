@@ -41,11 +41,16 @@ from secure_import.errors import (
     SecureImportError,
     TooLargeError,
 )
-from secure_import.verify.bundle import bundle_entries, bundle_path
+from secure_import.verify.bundle import (
+    BundleEntry,
+    bundle_entries,
+    bundle_path,
+    open_bundle,
+    split_pieces,
+)
 from secure_import.verify.envelope import MANIFEST_PAYLOAD_TYPE, authenticate
-from secure_import.verify.hashes import verify_bytes
 from secure_import.verify.keyless import MAX_BUNDLE_BYTES, PinnedTrustedRoot
-from secure_import.verify.manifest import Manifest
+from secure_import.verify.manifest import FileEntry, Manifest
 from secure_import.verify.pointer import POINTER_MAX_BYTES, POINTER_NAME, parse_pointer
 from secure_import.verify.root import Root
 
@@ -96,31 +101,57 @@ def _read_optional(read: Reader, rel: str, cap: int, found: Findings) -> tuple[b
 
 
 def check_bundles(read: Reader, manifest: Manifest, found: Findings) -> None:
-    """Each package bundle a client may request, checked as the client
-    checks it: exactly the signed length, every piece its member's sha256."""
+    """Each bundle a client may request, checked as the client checks it:
+    a signed bundle (spec version 3) by its compressed length and sha256,
+    then decompressed with the cap and every member hashed
+    (:func:`~secure_import.verify.bundle.open_bundle`); the unsigned bundle of
+    an older manifest by exactly the signed length, every piece its member's
+    sha256 (:func:`~secure_import.verify.bundle.split_pieces`)."""
     absent: list[str] = []
-    for top in sorted(manifest.provides):
+    targets: list[tuple[str, str, int, Callable[[bytes, str], object]]] = []
+    for bundle in manifest.bundles or ():
+
+        def open_signed(data: bytes, url: str, bundle: BundleEntry = bundle) -> object:
+            return open_bundle(data, bundle, manifest.files, url=url)
+
+        targets.append((bundle.path, bundle.path, bundle.length, open_signed))
+    for top in sorted(manifest.provides) if manifest.bundles is None else ():
         entries = bundle_entries(manifest.files, top)
         if not entries:
             continue
-        rel = bundle_path(entries, top)
         total = sum(e.length for e in entries)
+
+        def open_legacy(
+            data: bytes, url: str, entries: list[FileEntry] = entries, total: int = total
+        ) -> object:
+            if len(data) != total:
+                raise LengthMismatchError(
+                    "the bundle is shorter than its signed files",
+                    check="bundle-length",
+                    url=url,
+                    expected=f"{total} bytes",
+                    got=f"{len(data)} bytes",
+                )
+            return split_pieces(data, entries, url=url)
+
+        targets.append((top, bundle_path(entries, top), total, open_legacy))
+    for label, rel, cap, opener in targets:
         try:
-            data, url = read(rel, total)
+            data, url = read(rel, cap)
         except HTTPStatusError as exc:
             if _missing(exc):
-                absent.append(top)
+                absent.append(label)
             else:
                 found.failures.append(exc)
             continue
         except TooLargeError as exc:
             found.failures.append(
                 LengthMismatchError(
-                    f"the bundle of {top} is longer than its signed files",
+                    f"the bundle {label} is longer than its signed length",
                     check="bundle-length",
                     url=exc.url or rel,
-                    expected=f"{total} bytes",
-                    got=f"more than {total} bytes",
+                    expected=f"{cap} bytes",
+                    got=f"more than {cap} bytes",
                 )
             )
             continue
@@ -128,28 +159,13 @@ def check_bundles(read: Reader, manifest: Manifest, found: Findings) -> None:
             found.failures.append(exc)
             continue
         found.bundles_checked += 1
-        if len(data) != total:
-            found.failures.append(
-                LengthMismatchError(
-                    f"the bundle of {top} is shorter than its signed files",
-                    check="bundle-length",
-                    url=url,
-                    expected=f"{total} bytes",
-                    got=f"{len(data)} bytes",
-                )
-            )
-            continue
-        offset = 0
-        for entry in entries:
-            piece = data[offset : offset + entry.length]
-            offset += entry.length
-            try:
-                verify_bytes(piece, entry, url=url)
-            except SecureImportError as exc:
-                found.failures.append(exc)
+        try:
+            opener(data, url)
+        except SecureImportError as exc:
+            found.failures.append(exc)
     if absent:
         found.notes.append(
-            f"no bundle for {', '.join(absent)}: clients fetch those packages file by file"
+            f"no bundle for {', '.join(absent)}: clients fetch those modules file by file"
         )
 
 
