@@ -14,13 +14,9 @@ trusting anything but the signed sha256 and length:
   (sha256, URL) of the unit, else per module from authenticated bytecode or
   the cache (re-hashed), and what is missing is fetched, as the unit's bundle
   when more than a couple of modules are cold, else
-  concurrently file by file.  A unit nobody imports is never fetched, read
-  or loaded;
-- a signed bundle is checked against its signed sha256 before it is
-  decompressed, decompressed with a cap at its members' signed lengths, and
-  each member is checked before it is cached
-  (:func:`~secure_import.verify.bundle.open_bundle`); only the verified
-  members are cached, one entry each;
+  concurrently file by file (a signed bundle is hash-checked before a capped
+  decompression: :func:`~secure_import.verify.bundle.open_bundle`).  A unit
+  nobody imports is never fetched, read or loaded;
 - every fetched byte is verified (:func:`~secure_import.verify.hashes.verify_bytes`)
   before it is cached, compiled or returned; a body longer than its signed
   length is cut at the cap and refused as a length mismatch;
@@ -56,15 +52,12 @@ from secure_import.store.bytecode import BytecodeStore, compile_verified
 from secure_import.store.cache import Cache
 from secure_import.verify.bundle import (
     bundle_entries,
-    bundle_path,
-    open_bundle,
-    split_pieces,
     top_of,
 )
 from secure_import.verify.hashes import verify_bytes
 from secure_import.verify.manifest import FileEntry, Manifest
 from secure_import.verify.trust import TrustedManifest
-from secure_import.verify.units import Unit, unit_key, unit_of
+from secure_import.verify.units import Unit, open_fetched, unit_bundle, unit_key, unit_of
 
 # concurrent.futures, pathlib, the materialise store and the transport
 # modules are imported where they are used: a warm import needs none of them.
@@ -337,14 +330,10 @@ class Assembler:
         refused like a tampered file; it is never a reason to trust anything
         less.
         """
-        if self.offline or (unit.bundle is None and not unit.legacy):
+        where = None if self.offline else unit_bundle(unit)
+        if where is None:
             return None
-        if unit.bundle is not None:
-            url = self.url_for(unit.bundle.path)
-            cap, what = unit.bundle.length, "signed bundle"
-        else:
-            url = self.url_for(bundle_path(unit.entries, unit.key))
-            cap, what = sum(e.length for e in unit.entries), "package bundle"
+        url, cap, what = self.url_for(where[0]), where[1], where[2]
         try:
             with busy():
                 response = self._transport().get(url, cap=cap, what=what, deadline=deadline)
@@ -363,19 +352,7 @@ class Assembler:
         body = response.body or b""
         url = response.url  # the URL actually fetched: the origin's or a mirror's
         del response
-        if unit.bundle is not None:
-            # Hash of the compressed bytes first, then a capped decompression.
-            pieces = open_bundle(body, unit.bundle, self._manifest().files, url=url)
-        elif len(body) != cap:
-            raise LengthMismatchError(
-                "the package bundle is shorter than its signed files",
-                check="length",
-                url=url,
-                expected=f"{cap} bytes",
-                got=f"{len(body)} bytes",
-            )
-        else:
-            pieces = split_pieces(body, unit.entries, url=url)
+        pieces = open_fetched(unit, body, self._manifest().files, url=url)
         del body  # only the verified pieces stay in memory
         for entry in unit.entries:
             self._served[entry.sha256] = url

@@ -54,6 +54,7 @@ __all__ = [
     "expanded_length",
     "make_bundle",
     "open_bundle",
+    "open_unsigned_bundle",
     "parse_bundles",
     "split_pieces",
     "top_of",
@@ -289,6 +290,27 @@ def split_pieces(body: bytes, entries: Sequence[FileEntry], *, url: str) -> dict
 
 
 # -- the layout of spec versions 1 and 2 ---------------------------------------
+
+
+def open_unsigned_bundle(
+    data: bytes, entries: Sequence[FileEntry], *, url: str
+) -> dict[str, bytes]:
+    """The verified pieces of an unsigned (legacy) bundle of ``entries``.
+
+    Raises:
+        LengthMismatchError: ``data`` is not exactly the signed lengths' sum.
+        HashMismatchError: a piece is not its entry's signed bytes.
+    """
+    total = sum(e.length for e in entries)
+    if len(data) != total:
+        raise LengthMismatchError(
+            "the package bundle is not as long as its signed files",
+            check="length",
+            url=url,
+            expected=f"{total} bytes",
+            got=f"{len(data)} bytes",
+        )
+    return split_pieces(data, entries, url=url)
 
 
 def bundle_entries(files: Mapping[str, FileEntry], top: str) -> list[FileEntry]:

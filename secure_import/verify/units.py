@@ -14,13 +14,21 @@ granularity of fetching, caching and bytecode packs
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
-from secure_import.verify.bundle import BundleEntry, bundle_entries, top_of
+from secure_import.verify.bundle import (
+    BundleEntry,
+    bundle_entries,
+    bundle_path,
+    open_bundle,
+    open_unsigned_bundle,
+    top_of,
+)
 from secure_import.verify.entries import FileEntry
 from secure_import.verify.manifest import Manifest
 
-__all__ = ["Unit", "unit_key", "unit_of"]
+__all__ = ["Unit", "open_fetched", "unit_bundle", "unit_key", "unit_of"]
 
 
 class Unit(NamedTuple):
@@ -53,3 +61,26 @@ def unit_of(manifest: Manifest, entry: FileEntry) -> Unit:
     if bundle is None:
         return Unit(entry.path, [entry], None, False)
     return Unit(bundle.path, [manifest.files[m] for m in bundle.members], bundle, False)
+
+
+def unit_bundle(unit: Unit) -> tuple[str, int, str] | None:
+    """Where ``unit``'s bundle is: ``(path, byte cap, description)``, or None
+    if no bundle carries it (a lone module)."""
+    if unit.bundle is not None:
+        return unit.bundle.path, unit.bundle.length, "signed bundle"
+    if not unit.legacy:
+        return None
+    cap = sum(e.length for e in unit.entries)
+    return bundle_path(unit.entries, unit.key), cap, "package bundle"
+
+
+def open_fetched(
+    unit: Unit, data: bytes, files: Mapping[str, FileEntry], *, url: str
+) -> dict[str, bytes]:
+    """The verified member bytes of ``unit``'s fetched bundle, by path: a
+    signed bundle by :func:`~secure_import.verify.bundle.open_bundle` (hash
+    of the compressed bytes first, then a capped decompression), an unsigned
+    one by :func:`~secure_import.verify.bundle.open_unsigned_bundle`."""
+    if unit.bundle is not None:
+        return open_bundle(data, unit.bundle, files, url=url)
+    return open_unsigned_bundle(data, unit.entries, url=url)
