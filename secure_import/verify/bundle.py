@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import zlib
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 from secure_import.config import BUNDLE_DIR
 from secure_import.errors import FormatError, LengthMismatchError
@@ -77,14 +75,43 @@ _NAME = re.compile(
 )
 
 
-class BundleEntry(NamedTuple):
+class BundleEntry(tuple[str, str, int, tuple[str, ...]]):
     """One signed bundle: where it lives, the SHA-256 and length of its
-    compressed bytes, and the paths of its members in stream order."""
+    compressed bytes, and the paths of its members in stream order.
 
-    path: str
-    sha256: str
-    length: int
-    members: tuple[str, ...]
+    A tuple written out like :class:`~secure_import.verify.entries.FileEntry`
+    (not a ``typing.NamedTuple``: no ``typing`` import on the warm path).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, path: str, sha256: str, length: int, members: tuple[str, ...]) -> BundleEntry:
+        return tuple.__new__(cls, (path, sha256, length, tuple(members)))
+
+    def __getnewargs__(self) -> tuple[str, str, int, tuple[str, ...]]:
+        return (self[0], self[1], self[2], self[3])
+
+    @property
+    def path(self) -> str:
+        return self[0]
+
+    @property
+    def sha256(self) -> str:
+        return self[1]
+
+    @property
+    def length(self) -> int:
+        return self[2]
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return self[3]
+
+    def __repr__(self) -> str:
+        return (
+            f"BundleEntry(path={self[0]!r}, sha256={self[1]!r}, length={self[2]!r}, "
+            f"members={self[3]!r})"
+        )
 
 
 def top_of(path: str) -> str:
@@ -207,6 +234,8 @@ def make_bundle(
 ) -> tuple[BundleEntry, bytes]:
     """Compress ``members`` (sorted by path) into a bundle named after ``label``
     and its content; the publisher's side of :func:`open_bundle`."""
+    import zlib
+
     ordered = sorted(members, key=lambda pair: pair[0].path)
     data = zlib.compress(b"".join(body for _, body in ordered), _ZLIB_LEVEL)
     digest = hashlib.sha256(data).hexdigest()
@@ -236,6 +265,8 @@ def open_bundle(
         FormatError: the signed bytes are not a well-formed zlib stream.
     """
     verify_bytes(data, FileEntry(bundle.path, bundle.sha256, bundle.length), url=url)
+    import zlib  # only once the signed hash matched (and off the warm path)
+
     expected = expanded_length(bundle, files)
     inflater = zlib.decompressobj()
     try:

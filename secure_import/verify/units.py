@@ -15,8 +15,8 @@ granularity of fetching, caching and bytecode packs
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
 
+from secure_import._frozen import Frozen
 from secure_import.verify.bundle import (
     BundleEntry,
     bundle_entries,
@@ -31,8 +31,12 @@ from secure_import.verify.manifest import Manifest
 __all__ = ["Unit", "open_fetched", "unit_bundle", "unit_key", "unit_of"]
 
 
-class Unit(NamedTuple):
+class Unit(Frozen):
     """Modules verified together (see the module docstring)."""
+
+    _fields = ("key", "entries", "bundle", "legacy")
+    __slots__ = _fields
+    _unhashed = frozenset({"entries"})
 
     #: The bundle's path, the lone module's path, or the top-level name
     #: (manifests that list no bundles).
@@ -42,6 +46,15 @@ class Unit(NamedTuple):
     bundle: BundleEntry | None
     #: A manifest listing no bundles: the earlier unsigned bundle may be fetched.
     legacy: bool
+
+    def __init__(
+        self, key: str, entries: list[FileEntry], bundle: BundleEntry | None, legacy: bool
+    ) -> None:
+        init = object.__setattr__
+        init(self, "key", key)
+        init(self, "entries", entries)
+        init(self, "bundle", bundle)
+        init(self, "legacy", legacy)
 
 
 def unit_key(manifest: Manifest, entry: FileEntry) -> str:
