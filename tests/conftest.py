@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -192,6 +193,7 @@ class Consumer:
         The audit witness (kept in the cache directory) is audit data: it
         changes with every record, refusals included, so it is left out.
         """
+        settle_downloads()
         found: dict[str, bytes] = {}
         witness = self.paths.audit_witness.parent
         for base in (self.paths.cache_dir, self.paths.state_dir):
@@ -209,6 +211,7 @@ class Consumer:
         return [r for r in self.audit() if r["event"] == "refuse"]
 
     def cached_objects(self) -> dict[str, bytes]:
+        settle_downloads()
         base = self.paths.cache_dir / "objects"
         if not base.exists():
             return {}
@@ -220,6 +223,21 @@ class Consumer:
             assert hashlib.sha256(data).hexdigest() == name, f"unverified bytes cached: {name}"
             if absent is not None:
                 assert data != absent, "tampered bytes reached the cache"
+
+
+def settle_downloads(timeout: float = 30.0) -> None:
+    """Wait for download workers an import left running.
+
+    The first failure of a per-file fallback ends the import at once without
+    joining the workers still reading (THREATS T9); one may still be writing
+    verified bytes through a temporary file.  State checks look at the cache
+    after our threads have finished, so a half-renamed temporary file is never
+    mistaken for (or hides) an unverified object.
+    """
+    for thread in threading.enumerate():
+        if thread.name.startswith("secure-import-fetch"):
+            thread.join(timeout)
+            assert not thread.is_alive(), f"download worker still running: {thread.name}"
 
 
 def forget_remote_modules() -> None:
