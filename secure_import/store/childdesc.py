@@ -87,30 +87,6 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 STALE_AFTER = 3600.0
 
 _TOP_FIELDS = frozenset({"format", "created", "pid", "repositories"})
-_REPO_FIELDS = frozenset(
-    {
-        "url",
-        "keys",
-        "threshold",
-        "root_version",
-        "modules",
-        "ca_bundle",
-        "offline",
-        "lock_file",
-        "materialise",
-        "cache_dir",
-        "state_dir",
-        "log_dir",
-        "limits",
-        "auth",
-        "client_cert",
-        "client_key",
-        "truststore",
-        "mirrors",
-        "fallback",
-    }
-)
-_AUTH_FIELDS = frozenset({"kind", "where", "header", "scheme"})
 
 
 class AuthSource(Frozen):
@@ -210,6 +186,11 @@ class RepositoryDescription(Frozen):
         given["limits"] = {} if limits is None else limits
         for name in self._fields:
             object.__setattr__(self, name, given[name])
+
+
+# What a description may hold: exactly the records' fields, nothing else.
+_REPO_FIELDS = frozenset(RepositoryDescription._fields)
+_AUTH_FIELDS = frozenset(AuthSource._fields)
 
 
 class ChildDescription(Frozen):
