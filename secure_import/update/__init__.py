@@ -57,7 +57,8 @@ from secure_import.store.cache import Cache
 from secure_import.store.memo import ManifestMemo
 from secure_import.store.state import StateStore
 from secure_import.transport.mirrorpolicy import served_host
-from secure_import.verify.root import ROOTS_DIR, Root
+from secure_import.update.roots import RootChain
+from secure_import.verify.root import Root
 from secure_import.verify.trust import SigstoreBundle, TrustedManifest
 from secure_import.verify.trustset import Candidate, TrustState
 
@@ -146,6 +147,14 @@ class ManifestUpdater:
         self._fetched_bundle: bytes | None = None
         #: The deadline of the import the current update is part of.
         self._deadline: float | None = None
+        self._roots = RootChain(
+            self.url_for,
+            repo_id=repo_id,
+            limits=limits,
+            state=state,
+            transport=transport,
+            record=record,
+        )
 
     @property
     def manifest_url(self) -> str:
@@ -189,7 +198,7 @@ class ManifestUpdater:
             # Nothing else runs until the request is out (both threads would
             # compete for the interpreter lock); then the wait is ours to fill.
             request.wait_ready()
-        self._adopt_stored_roots(trust)
+        self._roots.adopt_stored(trust)
         early = None
         if cached is not None:
             early, damage = self._prepare(cached, trust, prepare)
@@ -257,7 +266,7 @@ class ManifestUpdater:
             if self.offline or rotation is None:
                 raise
             before = trust.root.version
-            self._rotate(trust, up_to=rotation.up_to)
+            self._roots.rotate(trust, up_to=rotation.up_to, deadline=self._deadline)
             if trust.root.version == before:
                 raise
             candidate = trust.verify(
@@ -493,53 +502,5 @@ class ManifestUpdater:
             clock_slack=self.limits.clock_slack,
             max_version_jump=self.limits.max_version_jump,
         )
-        self._adopt_stored_roots(trust)
+        self._roots.adopt_stored(trust)
         return trust.root
-
-    def _adopt_stored_roots(self, trust: TrustState) -> None:
-        """Feed ``trust`` the rotations stored by earlier processes, in order.
-
-        A stored chain that no longer verifies (edited state, or keys re-pinned
-        by the user) is followed only up to the last good link.
-        """
-        for data in self.state.roots(self.repo_id, after=trust.root.version):
-            try:
-                trust.update_root(data)
-            except SecureImportError:
-                break
-
-    def _rotate(self, trust: TrustState, *, up_to: int | None) -> None:
-        """Fetch roots ``trust.root.version + 1, ...`` (bounded), feed them to
-        ``trust`` and store each one it accepts.
-
-        Stops at ``up_to``, or at the first version the server does not have.
-
-        Raises:
-            RootRotationError: a step is not signed by both old and new keys,
-                or skips a version; nothing after the last good step is kept.
-        """
-        for _ in range(self.limits.max_root_rotations):
-            current = trust.root
-            if up_to is not None and current.version >= up_to:
-                break
-            url = self.url_for(f"{ROOTS_DIR}/{current.version + 1}.json")
-            try:
-                response = self._transport().get(
-                    url, cap=self.limits.root_max_bytes, what="trust root", deadline=self._deadline
-                )
-            except HTTPStatusError as exc:
-                if exc.got == 404:
-                    break
-                raise
-            assert response.body is not None
-            new = trust.update_root(response.body, url=url)
-            self.state.save_root(self.repo_id, new.version, response.body)
-            self._record(
-                "rotate",
-                outcome="ok",
-                url=url,
-                manifest_version=new.version,
-                key_id=",".join(sorted(k.key_id for k in new.keys)),
-                message=f"trust root {current.version} -> {new.version} "
-                f"(threshold {new.threshold} of {len(new.keys)} keys)",
-            )
