@@ -16,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -226,6 +227,10 @@ def test_access_records_count_status_and_body_bytes(tmp_path: Path, site: Path) 
                 == 304
             )
             client.post(server.url + "mod.py")
+        # The handler records a request after its response is sent: wait for it.
+        deadline = time.monotonic() + 10
+        while len(server.access) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
         records = server.access
     assert [(r.method, r.path, r.status, r.bytes) for r in records] == [
         ("GET", "/mod.py", 200, len(BODY)),
